@@ -1,0 +1,130 @@
+//! A Redis Cluster of 3 masters and 3 replicas on ports `redis_port ..
+//! redis_port + 6`, created with `redis-cli --cluster create` and ready once
+//! every node reports `cluster_state:ok`.
+//!
+//! Persistence is off (`save ""`, no AOF): the stack is for development and
+//! tests, and a restart after `down` starts from an empty cluster.
+
+use std::{fs, path::PathBuf, process::Command, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+
+use crate::{StackConfig, process};
+
+/// Nodes in the cluster: 3 masters and their 3 replicas.
+pub const NODES: u16 = 6;
+
+fn ports(config: &StackConfig) -> impl Iterator<Item = u16> {
+    (0..NODES).map(move |i| config.redis_port + i)
+}
+
+fn node_dir(config: &StackConfig, port: u16) -> PathBuf {
+    config.dir.join("redis").join(port.to_string())
+}
+
+fn pid_file(config: &StackConfig, port: u16) -> PathBuf {
+    config.run_dir().join(format!("redis-{port}.pid"))
+}
+
+fn cli(port: u16, args: &[&str]) -> Result<String> {
+    process::run(Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args))
+}
+
+fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':').map(|v| v.trim().to_owned()))
+}
+
+/// Starts the nodes that are not running, forms the cluster if needed and
+/// waits for `cluster_state:ok` on every node.
+///
+/// # Errors
+/// When a node does not start or the cluster does not become healthy within
+/// 60 s (then `devstack down --purge` resets it).
+pub fn up(config: &StackConfig) -> Result<()> {
+    crate::install::ensure_redis()?;
+    for port in ports(config) {
+        if process::running_pid(&pid_file(config, port), "redis-server").is_some() {
+            continue;
+        }
+        if process::port_open(port) {
+            bail!("port {port} is taken by a process devstack did not start; set DEVSTACK_REDIS_PORT");
+        }
+        let dir = node_dir(config, port);
+        // A fresh node each time: cluster membership from a previous run is
+        // meaningless once the data is gone.
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let mut command = Command::new("redis-server");
+        command.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--protected-mode",
+            "no",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ]);
+        command.arg(&dir);
+        process::spawn_detached(command, &config.logs_dir().join(format!("redis-{port}.log")), &pid_file(config, port))?;
+    }
+    for port in ports(config) {
+        process::wait_until(&format!("redis {port}"), Duration::from_secs(20), || cli(port, &["ping"]).is_ok_and(|r| r.trim() == "PONG"))?;
+    }
+    let first = config.redis_port;
+    let known: u32 = info_field(&cli(first, &["cluster", "info"])?, "cluster_known_nodes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if known < u32::from(NODES) {
+        let nodes: Vec<String> = ports(config).map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create").args(&nodes).args(["--cluster-replicas", "1", "--cluster-yes"]);
+        process::run(&mut create).context("redis-cli --cluster create failed; try `devstack down --purge`")?;
+    }
+    process::wait_until("redis cluster_state:ok", Duration::from_secs(60), || healthy(config).is_ok())
+}
+
+/// Checks every node reports `cluster_state:ok` and knows all six nodes.
+///
+/// # Errors
+/// Describes the first unhealthy node.
+pub fn healthy(config: &StackConfig) -> Result<()> {
+    for port in ports(config) {
+        let info = cli(port, &["cluster", "info"]).with_context(|| format!("node {port} unreachable"))?;
+        let state = info_field(&info, "cluster_state").unwrap_or_default();
+        let known = info_field(&info, "cluster_known_nodes").unwrap_or_default();
+        if state != "ok" || known != NODES.to_string() {
+            bail!("node {port}: cluster_state={state} known_nodes={known}");
+        }
+    }
+    Ok(())
+}
+
+/// PIDs of running nodes started by devstack.
+pub fn pids(config: &StackConfig) -> Vec<i32> {
+    ports(config).filter_map(|port| process::running_pid(&pid_file(config, port), "redis-server")).collect()
+}
+
+/// Stops every node devstack started.
+pub fn down(config: &StackConfig) -> usize {
+    let mut stopped = 0;
+    for port in ports(config) {
+        if let Some(pid) = process::read_pid(&pid_file(config, port))
+            && process::stop(pid, "redis-server", Signal::SIGTERM, Duration::from_secs(10))
+        {
+            stopped += 1;
+        }
+        let _ = fs::remove_file(pid_file(config, port));
+    }
+    stopped
+}

@@ -1,0 +1,141 @@
+//! The whole stack: `up`, `down`, `status` and `env`.
+//!
+//! `up` and `down` hold an exclusive lock on `<dir>/devstack.lock`, so test
+//! binaries running side by side, each asking for the stack, start it once.
+
+use std::fs;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::{Endpoints, StackConfig, kafka, postgres, redis, services};
+
+/// Runs `f` while holding the stack's file lock.
+///
+/// # Errors
+/// When the lock file cannot be created, or `f` fails.
+pub fn with_lock<T>(config: &StackConfig, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    fs::create_dir_all(&config.dir)?;
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(config.dir.join("devstack.lock"))?;
+    let mut lock = fd_lock::RwLock::new(file);
+    let _guard = lock.write()?;
+    f()
+}
+
+fn prepare_dirs(config: &StackConfig) -> Result<()> {
+    fs::create_dir_all(config.logs_dir())?;
+    fs::create_dir_all(config.run_dir())?;
+    Ok(())
+}
+
+/// Brings every component up (idempotent: running, healthy components are
+/// left alone) and returns the endpoints.
+///
+/// # Errors
+/// The first component that failed, with its log's location.
+pub async fn up(config: &StackConfig) -> Result<Endpoints> {
+    prepare_dirs(config)?;
+    let logs = config.logs_dir();
+    redis::up(config).map_err(|e| e.context(format!("redis cluster (logs in {})", logs.display())))?;
+    postgres::up(config).await.map_err(|e| e.context(format!("postgres (log: {})", postgres::root(config).join("postgres.log").display())))?;
+    kafka::up(config).await.map_err(|e| e.context(format!("kafka broker (log: {})", logs.join("tansu.log").display())))?;
+    Ok(Endpoints::of(config))
+}
+
+/// What `down` stopped.
+#[derive(Debug, Default, Serialize)]
+pub struct Stopped {
+    /// Service processes (queue-service, core-service).
+    pub services: usize,
+    /// Redis nodes.
+    pub redis_nodes: usize,
+    /// Whether Postgres was running.
+    pub postgres: bool,
+    /// Whether the broker was running.
+    pub kafka: bool,
+}
+
+/// Stops every process devstack started, by recorded PID, and with `purge`
+/// deletes all data.
+pub fn down(config: &StackConfig, purge: bool) -> Stopped {
+    let stopped = Stopped {
+        services: services::down(config),
+        kafka: kafka::down(config),
+        redis_nodes: redis::down(config),
+        postgres: postgres::down(config),
+    };
+    if purge {
+        postgres::purge(config);
+        let _ = fs::remove_dir_all(&config.dir);
+    }
+    stopped
+}
+
+/// Health of one component.
+#[derive(Debug, Serialize)]
+pub struct ComponentStatus {
+    /// Component name.
+    pub name: &'static str,
+    /// Where it listens.
+    pub endpoint: String,
+    /// PIDs devstack recorded for it and that are alive.
+    pub pids: Vec<i32>,
+    /// `None` when healthy, otherwise why not.
+    pub problem: Option<String>,
+}
+
+impl ComponentStatus {
+    /// True when running and healthy.
+    pub fn healthy(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// Checks each component.
+pub async fn status(config: &StackConfig) -> Vec<ComponentStatus> {
+    let endpoints = Endpoints::of(config);
+    let redis_pids = redis::pids(config);
+    let redis_problem = if redis_pids.is_empty() {
+        Some("not running".to_owned())
+    } else {
+        redis::healthy(config).err().map(|e| format!("{e:#}"))
+    };
+    let pg_pid = postgres::pid(config);
+    let pg_problem = match pg_pid {
+        None => Some("not running".to_owned()),
+        Some(_) => postgres::healthy(config).await.err().map(|e| format!("{e:#}")),
+    };
+    let kafka_pid = kafka::pid(config);
+    let brokers = endpoints.kafka_brokers.clone();
+    let kafka_problem = match kafka_pid {
+        None => Some("not running".to_owned()),
+        Some(_) => tokio::task::spawn_blocking(move || kafka::healthy(&brokers))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r)
+            .err()
+            .map(|e| format!("{e:#}")),
+    };
+    let mut all = vec![
+        ComponentStatus {
+            name: "redis-cluster",
+            endpoint: format!("127.0.0.1:{}-{}", config.redis_port, config.redis_port + redis::NODES - 1),
+            pids: redis_pids,
+            problem: redis_problem,
+        },
+        ComponentStatus {
+            name: "postgres",
+            endpoint: format!("127.0.0.1:{}", config.postgres_port),
+            pids: pg_pid.into_iter().collect(),
+            problem: pg_problem,
+        },
+        ComponentStatus {
+            name: "kafka (tansu)",
+            endpoint: endpoints.kafka_brokers,
+            pids: kafka_pid.into_iter().collect(),
+            problem: kafka_problem,
+        },
+    ];
+    all.extend(services::status(config).await);
+    all
+}

@@ -1,0 +1,118 @@
+//! Test support: every integration test in the workspace finds the stack
+//! here, and gets state nobody else touches.
+//!
+//! [`stack`] uses the `ONSALE__REDIS__URLS`, `ONSALE__DATABASE__URL` and
+//! `ONSALE__KAFKA__BROKERS` variables when all three are set (the README's
+//! test command sets them, and so can anyone with their own Redis Cluster,
+//! Postgres or Kafka). Otherwise it brings the devstack up itself, once per
+//! machine, under the stack's file lock.
+//!
+//! Isolation: [`fresh_database`] for Postgres, [`unique_suffix`] for Redis
+//! key prefixes and Kafka topic suffixes, [`create_topics`] for those topics.
+
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::{Endpoints, StackConfig, stack};
+
+/// The stack's endpoints, bringing the stack up when no variables name one.
+///
+/// Blocks (it may start processes); safe to call from inside a Tokio runtime.
+///
+/// # Panics
+/// When the stack cannot be brought up: every integration test needs it.
+pub fn stack() -> &'static Endpoints {
+    static STACK: OnceLock<Endpoints> = OnceLock::new();
+    STACK.get_or_init(|| {
+        if let Some(endpoints) = from_env() {
+            return endpoints;
+        }
+        // A runtime cannot block inside another runtime, so bring the stack
+        // up on a thread of its own.
+        std::thread::spawn(|| {
+            let config = StackConfig::default();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            stack::with_lock(&config, || runtime.block_on(stack::up(&config)))
+        })
+        .join()
+        .expect("devstack thread panicked")
+        .unwrap_or_else(|error| panic!("bringing the devstack up failed: {error:#}"))
+    })
+}
+
+fn from_env() -> Option<Endpoints> {
+    let redis = std::env::var("ONSALE__REDIS__URLS").ok()?;
+    Some(Endpoints {
+        redis_urls: redis.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        database_url: std::env::var("ONSALE__DATABASE__URL").ok()?,
+        kafka_brokers: std::env::var("ONSALE__KAFKA__BROKERS").ok()?,
+    })
+}
+
+/// A short string unique to this call (`t` + 12 hex digits), for Redis key
+/// prefixes, Kafka topic suffixes and consumer group ids.
+pub fn unique_suffix() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("t{}", &id[..12])
+}
+
+/// `url` with its database name replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (server, _) = base.rsplit_once('/').unwrap_or((base, ""));
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+/// Creates an empty database with a unique name on the stack's Postgres
+/// server and returns its URL.
+///
+/// # Panics
+/// When the server refuses: the test cannot run without it.
+pub async fn fresh_database() -> String {
+    let admin_url = stack().database_url.clone();
+    let name = format!("test_{}", unique_suffix());
+    let result: anyhow::Result<()> = async {
+        let mut admin = PgConnection::connect(&admin_url).await.context("connecting to postgres")?;
+        // Identifiers cannot be bound; `name` is generated from hex digits.
+        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await.context("CREATE DATABASE")?;
+        Ok(())
+    }
+    .await;
+    if let Err(error) = result {
+        panic!("creating test database {name} failed: {error:#}");
+    }
+    with_database(&admin_url, &name)
+}
+
+/// Creates Kafka topics (with `partitions` each) on the stack's broker;
+/// existing ones are kept.
+///
+/// # Panics
+/// When the broker refuses.
+pub async fn create_topics(topics: &[&str], partitions: i32) {
+    crate::kafka::create_topics(&stack().kafka_brokers, topics, partitions)
+        .await
+        .unwrap_or_else(|error| panic!("creating topics {topics:?} failed: {error:#}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_database_replaces_only_the_path() {
+        assert_eq!(with_database("postgres://u:p@h:5433/core", "t1"), "postgres://u:p@h:5433/t1");
+        assert_eq!(with_database("postgres://u:p@h/core?sslmode=disable", "t1"), "postgres://u:p@h/t1?sslmode=disable");
+    }
+
+    #[test]
+    fn unique_suffixes_differ() {
+        assert_ne!(unique_suffix(), unique_suffix());
+        assert_eq!(unique_suffix().len(), 13);
+    }
+}
