@@ -116,3 +116,67 @@ mod tests {
         assert_eq!(unique_suffix().len(), 13);
     }
 }
+
+/// A Tansu broker of a test's own, on a free port, for failure tests that
+/// must stop a broker without disturbing tests running beside them. Killed
+/// on drop.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    /// `bootstrap.servers` of this broker.
+    pub brokers: String,
+    child: std::process::Child,
+}
+
+impl PrivateBroker {
+    /// Starts a broker and creates `topics` with `partitions` each.
+    ///
+    /// # Panics
+    /// When tansu is missing or does not start within 30 s.
+    pub async fn start(topics: &[&str], partitions: i32) -> Self {
+        let tansu = crate::install::ensure_tansu().expect("tansu is installed by devstack");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(tansu)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting a private tansu");
+        let broker = Self { brokers: format!("127.0.0.1:{port}"), child };
+        for _ in 0..150 {
+            if crate::process::port_open(port) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        crate::kafka::create_topics(&broker.brokers, topics, partitions)
+            .await
+            .unwrap_or_else(|error| panic!("creating topics on the private broker failed: {error:#}"));
+        broker
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open but nothing is
+    /// answered, like a broker that hangs.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Thaws a paused broker (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
+        nix::sys::signal::kill(pid, signal).expect("signalling the private broker");
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,9 +11,18 @@
 //! - [`envelope`]: the versioned JSON envelope and the payload schemas.
 //! - [`producer`]: an idempotent (`acks=all`) producer that reports every
 //!   delivery, so nothing is dropped silently.
+//! - [`consumer`]: the at-least-once consumer runtime with retries, DLQ,
+//!   deferral of records that are not due yet, and drain on revoke.
+//! - [`dlq`]: `dlq list` and `dlq replay` for service binaries.
+//! - [`outbox`]: the transactional outbox table and its relay to Kafka.
+//! - [`metrics`]: metric names.
 //! - [`topics`]: topic names.
 
+pub mod consumer;
+pub mod dlq;
 pub mod envelope;
+pub mod metrics;
+pub mod outbox;
 pub mod producer;
 
 pub use envelope::{Envelope, EventType, PaymentCompleted, ReservationExpiration};

@@ -94,8 +94,14 @@ impl Producer {
         }
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned);
         match self.inner.send(record, self.delivery_timeout).await {
-            Ok(delivery) => Ok(Delivered { partition: delivery.partition, offset: delivery.offset }),
-            Err((source, _)) => Err(ProduceError::Delivery { topic: topic.to_owned(), source }),
+            Ok(delivery) => {
+                crate::metrics::published(topic, true);
+                Ok(Delivered { partition: delivery.partition, offset: delivery.offset })
+            }
+            Err((source, _)) => {
+                crate::metrics::published(topic, false);
+                Err(ProduceError::Delivery { topic: topic.to_owned(), source })
+            }
         }
     }
 

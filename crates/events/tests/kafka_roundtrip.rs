@@ -97,7 +97,7 @@ async fn records_round_trip_through_a_consumer_group_with_offsets_committed() {
         .sum();
     assert_eq!(assignment.count(), 3, "one consumer owns all three partitions");
     assert_eq!(committed_total, 30, "committed offsets cover every record");
-    drop(first);
+    events::consumer::close_bounded(first, events::consumer::CLOSE_BOUND);
 
     // A new member of the same group resumes after the committed offsets.
     let second = consumer(&settings.brokers, &group);
