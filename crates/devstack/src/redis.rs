@@ -47,8 +47,9 @@ pub fn up(config: &StackConfig) -> Result<()> {
         if process::running_pid(&pid_file(config, port), "redis-server").is_some() {
             continue;
         }
-        if process::port_open(port) {
-            bail!("port {port} is taken by a process devstack did not start; set DEVSTACK_REDIS_PORT");
+        // Each node also listens on port + 10000 for the cluster bus.
+        if let Some(taken) = [port, port + 10_000].into_iter().find(|p| process::port_open(*p)) {
+            bail!("port {taken} is taken by a process devstack did not start; set DEVSTACK_REDIS_PORT");
         }
         let dir = node_dir(config, port);
         // A fresh node each time: cluster membership from a previous run is
