@@ -20,7 +20,9 @@ pub const TANSU_VERSION: &str = "0.6.0";
 /// Finds `program` on `PATH`.
 pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 /// Installs Debian `packages` unless every program in `programs` is present.
@@ -32,15 +34,23 @@ pub fn ensure_apt(programs: &[&str], packages: &[&str]) -> Result<()> {
         return Ok(());
     }
     eprintln!("devstack: installing {} with apt-get", packages.join(" "));
-    let sudo: &[&str] = if process::is_root() { &[] } else { &["sudo", "-n"] };
+    let sudo: &[&str] = if process::is_root() {
+        &[]
+    } else {
+        &["sudo", "-n"]
+    };
     let mut update = apt_command(sudo, &["update", "-qq"]);
     process::run(&mut update).context("apt-get update failed; install the packages by hand")?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend_from_slice(packages);
     let mut install = apt_command(sudo, &args);
-    process::run(&mut install).with_context(|| format!("apt-get install {} failed", packages.join(" ")))?;
+    process::run(&mut install)
+        .with_context(|| format!("apt-get install {} failed", packages.join(" ")))?;
     if let Some(missing) = programs.iter().find(|p| which(p).is_none()) {
-        bail!("{missing} is still missing after installing {}", packages.join(" "));
+        bail!(
+            "{missing} is still missing after installing {}",
+            packages.join(" ")
+        );
     }
     Ok(())
 }
@@ -62,7 +72,10 @@ fn apt_command(sudo: &[&str], args: &[&str]) -> Command {
 /// # Errors
 /// As [`ensure_apt`].
 pub fn ensure_redis() -> Result<()> {
-    ensure_apt(&["redis-server", "redis-cli"], &["redis-server", "redis-tools"])
+    ensure_apt(
+        &["redis-server", "redis-cli"],
+        &["redis-server", "redis-tools"],
+    )
 }
 
 /// The folder with `initdb`, `pg_ctl` and `postgres`, preferring version 15,
@@ -102,9 +115,19 @@ pub fn ensure_tansu() -> Result<PathBuf> {
     if let Some(found) = find_tansu() {
         return Ok(found);
     }
-    eprintln!("devstack: building the Kafka-API broker (cargo install tansu {TANSU_VERSION}); this takes about 11 minutes once");
+    eprintln!(
+        "devstack: building the Kafka-API broker (cargo install tansu {TANSU_VERSION}); this takes about 11 minutes once"
+    );
     let status = Command::new("cargo")
-        .args(["install", "tansu", "--version", TANSU_VERSION, "--locked", "--features", "dynostore"])
+        .args([
+            "install",
+            "tansu",
+            "--version",
+            TANSU_VERSION,
+            "--locked",
+            "--features",
+            "dynostore",
+        ])
         .status()
         .context("running cargo install tansu")?;
     if !status.success() {

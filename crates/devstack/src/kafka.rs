@@ -36,7 +36,10 @@ pub fn pid(config: &StackConfig) -> Option<i32> {
 
 /// Every topic `up` creates: each of [`TOPICS`] and its `.dlq`.
 pub fn all_topics() -> Vec<String> {
-    TOPICS.iter().flat_map(|t| [(*t).to_owned(), format!("{t}.dlq")]).collect()
+    TOPICS
+        .iter()
+        .flat_map(|t| [(*t).to_owned(), format!("{t}.dlq")])
+        .collect()
 }
 
 /// Starts the broker unless it runs, and creates missing topics.
@@ -47,18 +50,36 @@ pub async fn up(config: &StackConfig) -> Result<()> {
     let tansu = crate::install::ensure_tansu()?;
     if pid(config).is_none() {
         if process::port_open(config.kafka_port) {
-            bail!("port {} is taken by a process devstack did not start; set DEVSTACK_KAFKA_PORT", config.kafka_port);
+            bail!(
+                "port {} is taken by a process devstack did not start; set DEVSTACK_KAFKA_PORT",
+                config.kafka_port
+            );
         }
         let url = format!("tcp://127.0.0.1:{}", config.kafka_port);
         let mut command = Command::new(tansu);
         command
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", std::env::var("DEVSTACK_TANSU_LOG").unwrap_or_else(|_| "warn".into()));
-        process::spawn_detached(command, &config.logs_dir().join("tansu.log"), &pid_file(config))?;
+            .env(
+                "RUST_LOG",
+                std::env::var("DEVSTACK_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+        process::spawn_detached(
+            command,
+            &config.logs_dir().join("tansu.log"),
+            &pid_file(config),
+        )?;
     }
     let brokers = format!("127.0.0.1:{}", config.kafka_port);
-    process::wait_until("kafka port", Duration::from_secs(30), || process::port_open(config.kafka_port))?;
+    process::wait_until("kafka port", Duration::from_secs(30), || {
+        process::port_open(config.kafka_port)
+    })?;
     let topics = all_topics();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     create_topics(&brokers, &names, PARTITIONS).await?;
@@ -77,12 +98,19 @@ pub async fn up(config: &StackConfig) -> Result<()> {
 /// # Errors
 /// When the broker is unreachable or refuses a topic for another reason.
 pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().context("creating the admin client")?;
-    let new: Vec<NewTopic<'_>> =
-        topics.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1))).collect();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("creating the admin client")?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics(&new, &options).await.context("CreateTopics request failed")?;
+    let results = admin
+        .create_topics(&new, &options)
+        .await
+        .context("CreateTopics request failed")?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -103,11 +131,20 @@ pub fn healthy(brokers: &str) -> Result<()> {
         .set("group.id", "devstack-health")
         .create()
         .context("creating a metadata client")?;
-    let metadata = consumer.fetch_metadata(None, Duration::from_secs(5)).context("fetching metadata")?;
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(5))
+        .context("fetching metadata")?;
     for wanted in all_topics() {
-        let topic = metadata.topics().iter().find(|t| t.name() == wanted).with_context(|| format!("topic {wanted} missing"))?;
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == wanted)
+            .with_context(|| format!("topic {wanted} missing"))?;
         if topic.partitions().len() != PARTITIONS as usize {
-            bail!("topic {wanted} has {} partitions, expected {PARTITIONS}", topic.partitions().len());
+            bail!(
+                "topic {wanted} has {} partitions, expected {PARTITIONS}",
+                topic.partitions().len()
+            );
         }
     }
     Ok(())
@@ -115,7 +152,8 @@ pub fn healthy(brokers: &str) -> Result<()> {
 
 /// Stops the broker devstack started.
 pub fn down(config: &StackConfig) -> bool {
-    let stopped = pid(config).is_some_and(|pid| process::stop(pid, "tansu", Signal::SIGTERM, Duration::from_secs(10)));
+    let stopped = pid(config)
+        .is_some_and(|pid| process::stop(pid, "tansu", Signal::SIGTERM, Duration::from_secs(10)));
     let _ = std::fs::remove_file(pid_file(config));
     stopped
 }

@@ -69,7 +69,10 @@ impl Default for StackConfig {
 }
 
 fn env_port(name: &str, default: u16) -> u16 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// `.devstack/` at the workspace root.
@@ -79,9 +82,10 @@ pub fn default_dir() -> PathBuf {
 
 /// The workspace root, known at compile time.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    })
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 impl StackConfig {
@@ -112,7 +116,9 @@ impl Endpoints {
     /// The endpoints of the stack that `config` describes.
     pub fn of(config: &StackConfig) -> Self {
         Self {
-            redis_urls: (0..3).map(|i| format!("redis://127.0.0.1:{}", config.redis_port + i)).collect(),
+            redis_urls: (0..3)
+                .map(|i| format!("redis://127.0.0.1:{}", config.redis_port + i))
+                .collect(),
             database_url: postgres::database_url(config, postgres::CORE_DATABASE),
             kafka_brokers: format!("127.0.0.1:{}", config.kafka_port),
         }

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 use devstack::{Endpoints, StackConfig, services, stack};
 
 #[derive(Parser)]
-#[command(version, about = "The local onsale stack: Redis Cluster, Postgres 15 and a Kafka-API broker on loopback")]
+#[command(
+    version,
+    about = "The local onsale stack: Redis Cluster, Postgres 15 and a Kafka-API broker on loopback"
+)]
 struct Cli {
     #[command(flatten)]
     config: StackConfig,
@@ -65,7 +68,9 @@ async fn up(config: &StackConfig) -> Result<Endpoints> {
     // The lock is a blocking file lock and `up` starts processes: keep both
     // off the async workers.
     tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         stack::with_lock(&config, || runtime.block_on(stack::up(&config)))
     })
     .await?
@@ -74,13 +79,19 @@ async fn up(config: &StackConfig) -> Result<Endpoints> {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let config = cli.config;
     match cli.command {
-        Cmd::Up { services: with_services, release } => {
+        Cmd::Up {
+            services: with_services,
+            release,
+        } => {
             let endpoints = up(&config).await?;
             if with_services {
                 services::start(&config, &endpoints, release).await?;
             }
             print_status(&config, false).await;
-            eprintln!("\nlogs: {}\nnext: eval \"$(cargo run -q -p devstack -- env)\"", config.logs_dir().display());
+            eprintln!(
+                "\nlogs: {}\nnext: eval \"$(cargo run -q -p devstack -- env)\"",
+                config.logs_dir().display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Down { purge } => {
@@ -95,7 +106,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status { json } => Ok(if print_status(&config, json).await { ExitCode::SUCCESS } else { ExitCode::from(1) }),
+        Cmd::Status { json } => Ok(if print_status(&config, json).await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }),
         Cmd::Env => {
             for (key, value) in Endpoints::of(&config).env_vars() {
                 println!("export {key}={value}");
@@ -113,7 +128,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .status()
                 .context("running cargo test")?;
             eprintln!("devstack: the stack is still up; `cargo run -p devstack -- down` stops it");
-            Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(status.code().unwrap_or(1).clamp(1, 255) as u8) })
+            Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(status.code().unwrap_or(1).clamp(1, 255) as u8)
+            })
         }
     }
 }
@@ -124,10 +143,21 @@ async fn print_status(config: &StackConfig, json: bool) -> bool {
     if json {
         println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
     } else {
-        println!("{:<16} {:<22} {:<40} state", "component", "endpoint", "pids");
+        println!(
+            "{:<16} {:<22} {:<40} state",
+            "component", "endpoint", "pids"
+        );
         for c in &all {
-            let pids = c.pids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-            let state = c.problem.as_deref().map_or_else(|| "healthy".to_owned(), |p| format!("UNHEALTHY: {p}"));
+            let pids = c
+                .pids
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let state = c
+                .problem
+                .as_deref()
+                .map_or_else(|| "healthy".to_owned(), |p| format!("UNHEALTHY: {p}"));
             println!("{:<16} {:<22} {:<40} {state}", c.name, c.endpoint, pids);
         }
     }

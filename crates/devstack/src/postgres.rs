@@ -7,12 +7,7 @@
 //! `/var/tmp/onsale-devstack/` where that user can reach it whatever the
 //! checkout's permissions are.
 
-use std::{
-    fs,
-    path::PathBuf,
-    process::Command,
-    time::Duration,
-};
+use std::{fs, path::PathBuf, process::Command, time::Duration};
 
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
@@ -32,13 +27,19 @@ pub const MAX_CONNECTIONS: u32 = 500;
 
 /// `postgres://postgres:postgres@127.0.0.1:<port>/<database>`.
 pub fn database_url(config: &StackConfig, database: &str) -> String {
-    format!("postgres://postgres:postgres@127.0.0.1:{}/{database}", config.postgres_port)
+    format!(
+        "postgres://postgres:postgres@127.0.0.1:{}/{database}",
+        config.postgres_port
+    )
 }
 
 /// Root of the server's files: data directory and log.
 pub fn root(config: &StackConfig) -> PathBuf {
     if process::is_root() {
-        PathBuf::from(format!("/var/tmp/onsale-devstack/postgres-{}", config.postgres_port))
+        PathBuf::from(format!(
+            "/var/tmp/onsale-devstack/postgres-{}",
+            config.postgres_port
+        ))
     } else {
         config.dir.join("postgres")
     }
@@ -56,7 +57,9 @@ fn log_file(config: &StackConfig) -> PathBuf {
 fn pg_command(bin: &std::path::Path, program: &str) -> Command {
     if process::is_root() {
         let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(bin.join(program));
+        command
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join(program));
         command
     } else {
         Command::new(bin.join(program))
@@ -87,7 +90,11 @@ pub async fn up(config: &StackConfig) -> Result<()> {
         }
         fs::create_dir_all(&root)?;
         if process::is_root() {
-            process::run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&root))?;
+            process::run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&root),
+            )?;
         }
         if !data.join("PG_VERSION").is_file() {
             process::run(pg_command(&bin, "initdb").arg("-D").arg(&data).args([
@@ -119,13 +126,18 @@ pub async fn up(config: &StackConfig) -> Result<()> {
     wait_ready(config).await?;
     let mut admin = PgConnection::connect(&database_url(config, "postgres")).await?;
     for database in DATABASES {
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-            .bind(database)
-            .fetch_optional(&mut admin)
-            .await?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                .bind(database)
+                .fetch_optional(&mut admin)
+                .await?;
         if exists.is_none() {
             // Identifiers cannot be bound; `database` is one of our constants.
-            admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\""))).await?;
+            admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "CREATE DATABASE \"{database}\""
+                )))
+                .await?;
         }
     }
     Ok(())
@@ -148,12 +160,17 @@ async fn wait_ready(config: &StackConfig) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    anyhow::bail!("postgres on port {} not ready after 60 s", config.postgres_port)
+    anyhow::bail!(
+        "postgres on port {} not ready after 60 s",
+        config.postgres_port
+    )
 }
 
 async fn healthy_url(url: &str) -> Result<()> {
     let mut connection = PgConnection::connect(url).await?;
-    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut connection).await?;
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut connection)
+        .await?;
     anyhow::ensure!(one == 1, "SELECT 1 returned {one}");
     Ok(())
 }

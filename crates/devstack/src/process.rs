@@ -19,7 +19,13 @@ use nix::{
 
 /// Reads the first line of a PID file.
 pub fn read_pid(path: &Path) -> Option<i32> {
-    fs::read_to_string(path).ok()?.lines().next()?.trim().parse().ok()
+    fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// True when `pid` is alive and its command line mentions `program`.
@@ -58,7 +64,11 @@ pub fn stop(pid: i32, program: &str, signal: Signal, grace: Duration) -> bool {
 
 fn is_zombie(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -66,7 +76,11 @@ fn is_zombie(pid: i32) -> bool {
 /// process, with stdout and stderr appended to `log`, and records its PID in
 /// `pid_file`. The process outlives `devstack`.
 pub fn spawn_detached(command: Command, log: &Path, pid_file: &Path) -> Result<i32> {
-    let out = fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     let err = out.try_clone()?;
     let program = command.get_program().to_owned();
     let args: Vec<_> = command.get_args().map(ToOwned::to_owned).collect();
@@ -96,7 +110,9 @@ pub fn spawn_detached(command: Command, log: &Path, pid_file: &Path) -> Result<i
 
 /// Runs `command` to completion and fails with its output when it fails.
 pub fn run(command: &mut Command) -> Result<String> {
-    let output = command.output().with_context(|| format!("running {:?}", command.get_program()))?;
+    let output = command
+        .output()
+        .with_context(|| format!("running {:?}", command.get_program()))?;
     if !output.status.success() {
         bail!(
             "{:?} failed ({}): {}{}",
@@ -111,7 +127,8 @@ pub fn run(command: &mut Command) -> Result<String> {
 
 /// True when something accepts TCP connections on 127.0.0.1:`port`.
 pub fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300))
+        .is_ok()
 }
 
 /// Polls `check` every 200 ms until it returns true or `timeout` passes.

@@ -28,11 +28,19 @@ fn pid_file(config: &StackConfig, port: u16) -> PathBuf {
 }
 
 fn cli(port: u16, args: &[&str]) -> Result<String> {
-    process::run(Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args))
+    process::run(
+        Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args),
+    )
 }
 
 fn info_field(info: &str, field: &str) -> Option<String> {
-    info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':').map(|v| v.trim().to_owned()))
+    info.lines().find_map(|line| {
+        line.strip_prefix(field)?
+            .strip_prefix(':')
+            .map(|v| v.trim().to_owned())
+    })
 }
 
 /// Starts the nodes that are not running, forms the cluster if needed and
@@ -48,8 +56,13 @@ pub fn up(config: &StackConfig) -> Result<()> {
             continue;
         }
         // Each node also listens on port + 10000 for the cluster bus.
-        if let Some(taken) = [port, port + 10_000].into_iter().find(|p| process::port_open(*p)) {
-            bail!("port {taken} is taken by a process devstack did not start; set DEVSTACK_REDIS_PORT");
+        if let Some(taken) = [port, port + 10_000]
+            .into_iter()
+            .find(|p| process::port_open(*p))
+        {
+            bail!(
+                "port {taken} is taken by a process devstack did not start; set DEVSTACK_REDIS_PORT"
+            );
         }
         let dir = node_dir(config, port);
         // A fresh node each time: cluster membership from a previous run is
@@ -77,10 +90,16 @@ pub fn up(config: &StackConfig) -> Result<()> {
             "--dir",
         ]);
         command.arg(&dir);
-        process::spawn_detached(command, &config.logs_dir().join(format!("redis-{port}.log")), &pid_file(config, port))?;
+        process::spawn_detached(
+            command,
+            &config.logs_dir().join(format!("redis-{port}.log")),
+            &pid_file(config, port),
+        )?;
     }
     for port in ports(config) {
-        process::wait_until(&format!("redis {port}"), Duration::from_secs(20), || cli(port, &["ping"]).is_ok_and(|r| r.trim() == "PONG"))?;
+        process::wait_until(&format!("redis {port}"), Duration::from_secs(20), || {
+            cli(port, &["ping"]).is_ok_and(|r| r.trim() == "PONG")
+        })?;
     }
     let first = config.redis_port;
     let known: u32 = info_field(&cli(first, &["cluster", "info"])?, "cluster_known_nodes")
@@ -89,10 +108,17 @@ pub fn up(config: &StackConfig) -> Result<()> {
     if known < u32::from(NODES) {
         let nodes: Vec<String> = ports(config).map(|p| format!("127.0.0.1:{p}")).collect();
         let mut create = Command::new("redis-cli");
-        create.arg("--cluster").arg("create").args(&nodes).args(["--cluster-replicas", "1", "--cluster-yes"]);
-        process::run(&mut create).context("redis-cli --cluster create failed; try `devstack down --purge`")?;
+        create.arg("--cluster").arg("create").args(&nodes).args([
+            "--cluster-replicas",
+            "1",
+            "--cluster-yes",
+        ]);
+        process::run(&mut create)
+            .context("redis-cli --cluster create failed; try `devstack down --purge`")?;
     }
-    process::wait_until("redis cluster_state:ok", Duration::from_secs(60), || healthy(config).is_ok())
+    process::wait_until("redis cluster_state:ok", Duration::from_secs(60), || {
+        healthy(config).is_ok()
+    })
 }
 
 /// Checks every node reports `cluster_state:ok` and knows all six nodes.
@@ -101,7 +127,8 @@ pub fn up(config: &StackConfig) -> Result<()> {
 /// Describes the first unhealthy node.
 pub fn healthy(config: &StackConfig) -> Result<()> {
     for port in ports(config) {
-        let info = cli(port, &["cluster", "info"]).with_context(|| format!("node {port} unreachable"))?;
+        let info =
+            cli(port, &["cluster", "info"]).with_context(|| format!("node {port} unreachable"))?;
         let state = info_field(&info, "cluster_state").unwrap_or_default();
         let known = info_field(&info, "cluster_known_nodes").unwrap_or_default();
         if state != "ok" || known != NODES.to_string() {
@@ -113,7 +140,9 @@ pub fn healthy(config: &StackConfig) -> Result<()> {
 
 /// PIDs of running nodes started by devstack.
 pub fn pids(config: &StackConfig) -> Vec<i32> {
-    ports(config).filter_map(|port| process::running_pid(&pid_file(config, port), "redis-server")).collect()
+    ports(config)
+        .filter_map(|port| process::running_pid(&pid_file(config, port), "redis-server"))
+        .collect()
 }
 
 /// Stops every node devstack started.
@@ -121,7 +150,12 @@ pub fn down(config: &StackConfig) -> usize {
     let mut stopped = 0;
     for port in ports(config) {
         if let Some(pid) = process::read_pid(&pid_file(config, port))
-            && process::stop(pid, "redis-server", Signal::SIGTERM, Duration::from_secs(10))
+            && process::stop(
+                pid,
+                "redis-server",
+                Signal::SIGTERM,
+                Duration::from_secs(10),
+            )
         {
             stopped += 1;
         }

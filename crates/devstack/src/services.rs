@@ -31,13 +31,19 @@ pub const SERVICES: &[Service] = &[
     Service {
         name: "queue-service",
         http_port: 8080,
-        env: &[("ONSALE__QUEUE__HTTP_ADDR", "127.0.0.1:8080"), ("ONSALE__QUEUE__GRPC_ADDR", "127.0.0.1:50051")],
+        env: &[
+            ("ONSALE__QUEUE__HTTP_ADDR", "127.0.0.1:8080"),
+            ("ONSALE__QUEUE__GRPC_ADDR", "127.0.0.1:50051"),
+        ],
         args: &[],
     },
     Service {
         name: "core-service",
         http_port: 8081,
-        env: &[("ONSALE__CORE__HTTP_ADDR", "127.0.0.1:8081"), ("ONSALE__CORE__QUEUE_GRPC_URL", "http://127.0.0.1:50051")],
+        env: &[
+            ("ONSALE__CORE__HTTP_ADDR", "127.0.0.1:8081"),
+            ("ONSALE__CORE__QUEUE_GRPC_URL", "http://127.0.0.1:50051"),
+        ],
         args: &["serve"],
     },
 ];
@@ -47,7 +53,8 @@ fn pid_file(config: &StackConfig, service: &Service) -> PathBuf {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| crate::workspace_root().join("target"), PathBuf::from)
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| crate::workspace_root().join("target"), PathBuf::from)
 }
 
 /// Builds and starts both services (skipping any already running) and waits
@@ -59,7 +66,13 @@ fn target_dir() -> PathBuf {
 pub async fn start(config: &StackConfig, endpoints: &Endpoints, release: bool) -> Result<()> {
     let profile = if release { "release" } else { "debug" };
     let mut build = Command::new("cargo");
-    build.current_dir(crate::workspace_root()).args(["build", "-p", "queue-service", "-p", "core-service"]);
+    build.current_dir(crate::workspace_root()).args([
+        "build",
+        "-p",
+        "queue-service",
+        "-p",
+        "core-service",
+    ]);
     if release {
         build.arg("--release");
     }
@@ -76,7 +89,10 @@ pub async fn start(config: &StackConfig, endpoints: &Endpoints, release: bool) -
             continue;
         }
         if process::port_open(service.http_port) {
-            bail!("port {} is taken; stop whatever listens there", service.http_port);
+            bail!(
+                "port {} is taken; stop whatever listens there",
+                service.http_port
+            );
         }
         let mut command = Command::new(bin(service.name));
         command
@@ -94,21 +110,35 @@ pub async fn start(config: &StackConfig, endpoints: &Endpoints, release: bool) -
                 break;
             }
             if process::running_pid(&pid_file(config, service), service.name).is_none() {
-                bail!("{} exited during start; see {}", service.name, log.display());
+                bail!(
+                    "{} exited during start; see {}",
+                    service.name,
+                    log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         if !ready {
-            bail!("{} not ready after 60 s; see {}", service.name, log.display());
+            bail!(
+                "{} not ready after 60 s; see {}",
+                service.name,
+                log.display()
+            );
         }
     }
     Ok(())
 }
 
 async fn readyz(url: &str) -> bool {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build();
     match client {
-        Ok(client) => client.get(url).send().await.is_ok_and(|r| r.status().is_success()),
+        Ok(client) => client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success()),
         Err(_) => false,
     }
 }

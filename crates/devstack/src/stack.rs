@@ -16,7 +16,11 @@ use crate::{Endpoints, StackConfig, kafka, postgres, redis, services};
 /// When the lock file cannot be created, or `f` fails.
 pub fn with_lock<T>(config: &StackConfig, f: impl FnOnce() -> Result<T>) -> Result<T> {
     fs::create_dir_all(&config.dir)?;
-    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(config.dir.join("devstack.lock"))?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(config.dir.join("devstack.lock"))?;
     let mut lock = fd_lock::RwLock::new(file);
     let _guard = lock.write()?;
     f()
@@ -36,9 +40,20 @@ fn prepare_dirs(config: &StackConfig) -> Result<()> {
 pub async fn up(config: &StackConfig) -> Result<Endpoints> {
     prepare_dirs(config)?;
     let logs = config.logs_dir();
-    redis::up(config).map_err(|e| e.context(format!("redis cluster (logs in {})", logs.display())))?;
-    postgres::up(config).await.map_err(|e| e.context(format!("postgres (log: {})", postgres::root(config).join("postgres.log").display())))?;
-    kafka::up(config).await.map_err(|e| e.context(format!("kafka broker (log: {})", logs.join("tansu.log").display())))?;
+    redis::up(config)
+        .map_err(|e| e.context(format!("redis cluster (logs in {})", logs.display())))?;
+    postgres::up(config).await.map_err(|e| {
+        e.context(format!(
+            "postgres (log: {})",
+            postgres::root(config).join("postgres.log").display()
+        ))
+    })?;
+    kafka::up(config).await.map_err(|e| {
+        e.context(format!(
+            "kafka broker (log: {})",
+            logs.join("tansu.log").display()
+        ))
+    })?;
     Ok(Endpoints::of(config))
 }
 
@@ -103,7 +118,10 @@ pub async fn status(config: &StackConfig) -> Vec<ComponentStatus> {
     let pg_pid = postgres::pid(config);
     let pg_problem = match pg_pid {
         None => Some("not running".to_owned()),
-        Some(_) => postgres::healthy(config).await.err().map(|e| format!("{e:#}")),
+        Some(_) => postgres::healthy(config)
+            .await
+            .err()
+            .map(|e| format!("{e:#}")),
     };
     let kafka_pid = kafka::pid(config);
     let brokers = endpoints.kafka_brokers.clone();
@@ -119,7 +137,11 @@ pub async fn status(config: &StackConfig) -> Vec<ComponentStatus> {
     let mut all = vec![
         ComponentStatus {
             name: "redis-cluster",
-            endpoint: format!("127.0.0.1:{}-{}", config.redis_port, config.redis_port + redis::NODES - 1),
+            endpoint: format!(
+                "127.0.0.1:{}-{}",
+                config.redis_port,
+                config.redis_port + redis::NODES - 1
+            ),
             pids: redis_pids,
             problem: redis_problem,
         },

@@ -33,7 +33,9 @@ pub fn stack() -> &'static Endpoints {
         // up on a thread of its own.
         std::thread::spawn(|| {
             let config = StackConfig::default();
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             stack::with_lock(&config, || runtime.block_on(stack::up(&config)))
         })
         .join()
@@ -45,7 +47,12 @@ pub fn stack() -> &'static Endpoints {
 fn from_env() -> Option<Endpoints> {
     let redis = std::env::var("ONSALE__REDIS__URLS").ok()?;
     Some(Endpoints {
-        redis_urls: redis.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        redis_urls: redis
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         database_url: std::env::var("ONSALE__DATABASE__URL").ok()?,
         kafka_brokers: std::env::var("ONSALE__KAFKA__BROKERS").ok()?,
     })
@@ -60,7 +67,9 @@ pub fn unique_suffix() -> String {
 
 /// `url` with its database name replaced by `database`.
 pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let (server, _) = base.rsplit_once('/').unwrap_or((base, ""));
     match query {
         Some(query) => format!("{server}/{database}?{query}"),
@@ -77,9 +86,14 @@ pub async fn fresh_database() -> String {
     let admin_url = stack().database_url.clone();
     let name = format!("test_{}", unique_suffix());
     let result: anyhow::Result<()> = async {
-        let mut admin = PgConnection::connect(&admin_url).await.context("connecting to postgres")?;
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .context("connecting to postgres")?;
         // Identifiers cannot be bound; `name` is generated from hex digits.
-        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await.context("CREATE DATABASE")?;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await
+            .context("CREATE DATABASE")?;
         Ok(())
     }
     .await;
@@ -106,8 +120,14 @@ mod tests {
 
     #[test]
     fn with_database_replaces_only_the_path() {
-        assert_eq!(with_database("postgres://u:p@h:5433/core", "t1"), "postgres://u:p@h:5433/t1");
-        assert_eq!(with_database("postgres://u:p@h/core?sslmode=disable", "t1"), "postgres://u:p@h/t1?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://u:p@h:5433/core", "t1"),
+            "postgres://u:p@h:5433/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/core?sslmode=disable", "t1"),
+            "postgres://u:p@h/t1?sslmode=disable"
+        );
     }
 
     #[test]
@@ -134,16 +154,30 @@ impl PrivateBroker {
     /// When tansu is missing or does not start within 30 s.
     pub async fn start(topics: &[&str], partitions: i32) -> Self {
         let tansu = crate::install::ensure_tansu().expect("tansu is installed by devstack");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = std::process::Command::new(tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
             .env("RUST_LOG", "error")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("starting a private tansu");
-        let broker = Self { brokers: format!("127.0.0.1:{port}"), child };
+        let broker = Self {
+            brokers: format!("127.0.0.1:{port}"),
+            child,
+        };
         for _ in 0..150 {
             if crate::process::port_open(port) {
                 break;
@@ -152,7 +186,9 @@ impl PrivateBroker {
         }
         crate::kafka::create_topics(&broker.brokers, topics, partitions)
             .await
-            .unwrap_or_else(|error| panic!("creating topics on the private broker failed: {error:#}"));
+            .unwrap_or_else(|error| {
+                panic!("creating topics on the private broker failed: {error:#}")
+            });
         broker
     }
 

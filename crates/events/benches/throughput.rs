@@ -60,25 +60,44 @@ fn payload(n: usize) -> Envelope<PaymentCompleted> {
 
 fn row(label: &str, count: usize, elapsed: Duration, baseline: Option<f64>) -> f64 {
     let rate = count as f64 / elapsed.as_secs_f64();
-    let ratio = baseline.map_or_else(|| "1.00 (baseline)".to_owned(), |b| format!("{:.2}", rate / b));
-    println!("| {label} | {count} | {:.2} | {rate:.0} | {ratio} |", elapsed.as_secs_f64());
+    let ratio = baseline.map_or_else(
+        || "1.00 (baseline)".to_owned(),
+        |b| format!("{:.2}", rate / b),
+    );
+    println!(
+        "| {label} | {count} | {:.2} | {rate:.0} | {ratio} |",
+        elapsed.as_secs_f64()
+    );
     rate
 }
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("EVENTS_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let n: usize = std::env::var("EVENTS_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let stack = devstack::testing::stack();
     let suffix = format!(".{}", devstack::testing::unique_suffix());
     let raw_topic = format!("bench.raw{suffix}");
     let relay_topic = format!("payment.completed{suffix}");
-    devstack::testing::create_topics(&[&raw_topic, &relay_topic, &format!("{relay_topic}.dlq")], 3).await;
-    let kafka = KafkaSettings { brokers: stack.kafka_brokers.clone(), topic_suffix: suffix.clone(), group_prefix: "bench".into() };
+    devstack::testing::create_topics(
+        &[&raw_topic, &relay_topic, &format!("{relay_topic}.dlq")],
+        3,
+    )
+    .await;
+    let kafka = KafkaSettings {
+        brokers: stack.kafka_brokers.clone(),
+        topic_suffix: suffix.clone(),
+        group_prefix: "bench".into(),
+    };
     let producer = Producer::new(&kafka, Duration::from_secs(30)).unwrap();
-    let records: Vec<(String, Vec<u8>)> = (0..n).map(|i| {
-        let e = payload(i);
-        (e.key.clone(), e.to_json())
-    }).collect();
+    let records: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let e = payload(i);
+            (e.key.clone(), e.to_json())
+        })
+        .collect();
     let empty = HashMap::new();
 
     println!("| step | records | seconds | records/s | ratio to its baseline |");
@@ -86,17 +105,25 @@ async fn main() {
 
     let started = Instant::now();
     for window in records.chunks(1_000) {
-        futures::future::join_all(window.iter().map(|(k, v)| producer.send(&raw_topic, k, v, &empty)))
-            .await
-            .into_iter()
-            .for_each(|r| {
-                r.expect("raw send acknowledged");
-            });
+        futures::future::join_all(
+            window
+                .iter()
+                .map(|(k, v)| producer.send(&raw_topic, k, v, &empty)),
+        )
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.expect("raw send acknowledged");
+        });
     }
     let raw_produce = row("raw producer (baseline)", n, started.elapsed(), None);
 
     let url = devstack::testing::fresh_database().await;
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .unwrap();
     sqlx::raw_sql(SCHEMA_SQL).execute(&pool).await.unwrap();
     for chunk in (0..n).collect::<Vec<_>>().chunks(5_000) {
         let envelopes: Vec<_> = chunk.iter().map(|i| payload(*i)).collect();
@@ -107,7 +134,12 @@ async fn main() {
         .bind(envelopes.iter().map(|e| e.event_id).collect::<Vec<_>>())
         .bind(vec!["payment.completed".to_owned(); envelopes.len()])
         .bind(envelopes.iter().map(|e| e.key.clone()).collect::<Vec<_>>())
-        .bind(envelopes.iter().map(|e| serde_json::to_value(e).unwrap()).collect::<Vec<_>>())
+        .bind(
+            envelopes
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap())
+                .collect::<Vec<_>>(),
+        )
         .execute(&pool)
         .await
         .unwrap();
@@ -115,7 +147,11 @@ async fn main() {
     let relay = OutboxRelay::new(
         pool.clone(),
         producer.clone(),
-        RelaySettings { batch_size: 500, topic_suffix: suffix.clone(), ..RelaySettings::default() },
+        RelaySettings {
+            batch_size: 500,
+            topic_suffix: suffix.clone(),
+            ..RelaySettings::default()
+        },
     );
     let started = Instant::now();
     let mut published = 0;
@@ -124,7 +160,12 @@ async fn main() {
         assert_eq!(pass.failed, 0, "no delivery failures in the benchmark");
         published += pass.published;
     }
-    row("outbox relay (1 relay, batch 500)", n, started.elapsed(), Some(raw_produce));
+    row(
+        "outbox relay (1 relay, batch 500)",
+        n,
+        started.elapsed(),
+        Some(raw_produce),
+    );
 
     let raw: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &stack.kafka_brokers)
@@ -137,17 +178,29 @@ async fn main() {
     let mut seen = 0;
     let mut started = None;
     while seen < n {
-        tokio::time::timeout(Duration::from_secs(60), raw.recv()).await.expect("records arrive").unwrap();
+        tokio::time::timeout(Duration::from_secs(60), raw.recv())
+            .await
+            .expect("records arrive")
+            .unwrap();
         // Timing starts at the first record so that the group join is not counted.
         started.get_or_insert_with(Instant::now);
         seen += 1;
     }
-    let raw_consume = row("raw consumer (baseline, from first record)", n - 1, started.unwrap().elapsed(), None);
+    let raw_consume = row(
+        "raw consumer (baseline, from first record)",
+        n - 1,
+        started.unwrap().elapsed(),
+        None,
+    );
     events::consumer::close_bounded(raw, Duration::from_secs(1));
 
     let count = Count::default();
     let shutdown = CancellationToken::new();
-    let mut settings = ConsumerSettings::new(&stack.kafka_brokers, format!("bench-runtime{suffix}"), &relay_topic);
+    let mut settings = ConsumerSettings::new(
+        &stack.kafka_brokers,
+        format!("bench-runtime{suffix}"),
+        &relay_topic,
+    );
     settings.max_attempts = 3;
     let runtime = ConsumerRuntime::new(settings, count.clone(), producer.clone());
     let task = tokio::spawn(runtime.run(shutdown.clone()));
@@ -159,7 +212,12 @@ async fn main() {
     while count.0.load(Ordering::Relaxed) < n {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    row("consumer runtime (from first record)", n - first, started.elapsed(), Some(raw_consume));
+    row(
+        "consumer runtime (from first record)",
+        n - first,
+        started.elapsed(),
+        Some(raw_consume),
+    );
     shutdown.cancel();
     let _ = task.await;
 }

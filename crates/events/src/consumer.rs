@@ -100,7 +100,8 @@ impl HandlerError {
 /// `event_id` in an inbox, or make the effect naturally idempotent).
 pub trait Handler: Send + Sync + 'static {
     /// Handles one record.
-    fn handle(&self, record: &Record) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+    fn handle(&self, record: &Record)
+    -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
 }
 
 /// Consumer settings.
@@ -122,7 +123,11 @@ pub struct ConsumerSettings {
 
 impl ConsumerSettings {
     /// Defaults: 5 attempts, backoff 100 ms doubling up to 5 s.
-    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>, topic: impl Into<String>) -> Self {
+    pub fn new(
+        brokers: impl Into<String>,
+        group_id: impl Into<String>,
+        topic: impl Into<String>,
+    ) -> Self {
         Self {
             brokers: brokers.into(),
             group_id: group_id.into(),
@@ -170,7 +175,10 @@ impl ConsumerContext for Context {
             // Nothing is in flight (see module docs): commit what was stored
             // so the next owner starts right after it.
             if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync)
-                && !matches!(error, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset))
+                && !matches!(
+                    error,
+                    KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
+                )
             {
                 tracing::warn!(%error, "committing offsets on revoke failed");
             }
@@ -200,7 +208,9 @@ pub struct ConsumerRuntime<H> {
 
 impl<H> std::fmt::Debug for ConsumerRuntime<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumerRuntime").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("ConsumerRuntime")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -213,7 +223,11 @@ enum Processed {
 impl<H: Handler> ConsumerRuntime<H> {
     /// A runtime for `handler`; `dlq` publishes dead letters.
     pub fn new(settings: ConsumerSettings, handler: H, dlq: Producer) -> Self {
-        Self { settings, handler, dlq }
+        Self {
+            settings,
+            handler,
+            dlq,
+        }
     }
 
     fn client(&self, revoked: Revoked) -> Result<StreamConsumer<Context>, ConsumerError> {
@@ -227,7 +241,10 @@ impl<H: Handler> ConsumerRuntime<H> {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("statistics.interval.ms", "5000")
-            .create_with_context(Context { group: self.settings.group_id.clone(), revoked })
+            .create_with_context(Context {
+                group: self.settings.group_id.clone(),
+                revoked,
+            })
             .map_err(ConsumerError::Start)
     }
 
@@ -240,7 +257,9 @@ impl<H: Handler> ConsumerRuntime<H> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         let revoked = Revoked::default();
         let consumer = self.client(revoked.clone())?;
-        consumer.subscribe(&[&self.settings.topic]).map_err(ConsumerError::Start)?;
+        consumer
+            .subscribe(&[&self.settings.topic])
+            .map_err(ConsumerError::Start)?;
         tracing::info!(topic = %self.settings.topic, group = %self.settings.group_id, "consumer started");
         let mut paused: HashMap<i32, DateTime<Utc>> = HashMap::new();
         loop {
@@ -279,7 +298,9 @@ impl<H: Handler> ConsumerRuntime<H> {
             }
             match self.process(record.clone(), &shutdown).await {
                 Processed::Store => {
-                    if let Err(error) = consumer.store_offset(&record.topic, record.partition, record.offset + 1) {
+                    if let Err(error) =
+                        consumer.store_offset(&record.topic, record.partition, record.offset + 1)
+                    {
                         // The partition was revoked meanwhile: its new owner
                         // re-delivers the record, which is safe.
                         tracing::warn!(%error, partition = record.partition, "storing offset failed");
@@ -290,7 +311,12 @@ impl<H: Handler> ConsumerRuntime<H> {
                     list.add_partition(&record.topic, record.partition);
                     let paused_ok = consumer.pause(&list).is_ok();
                     let seek_ok = consumer
-                        .seek(&record.topic, record.partition, Offset::Offset(record.offset), Duration::from_secs(5))
+                        .seek(
+                            &record.topic,
+                            record.partition,
+                            Offset::Offset(record.offset),
+                            Duration::from_secs(5),
+                        )
                         .is_ok();
                     if paused_ok && seek_ok {
                         paused.insert(record.partition, due);
@@ -305,7 +331,10 @@ impl<H: Handler> ConsumerRuntime<H> {
             }
         }
         if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync)
-            && !matches!(error, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset))
+            && !matches!(
+                error,
+                KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
+            )
         {
             tracing::warn!(%error, "final commit failed");
         }
@@ -314,9 +343,17 @@ impl<H: Handler> ConsumerRuntime<H> {
         Ok(())
     }
 
-    fn resume_due(&self, consumer: &StreamConsumer<Context>, paused: &mut HashMap<i32, DateTime<Utc>>) {
+    fn resume_due(
+        &self,
+        consumer: &StreamConsumer<Context>,
+        paused: &mut HashMap<i32, DateTime<Utc>>,
+    ) {
         let now = Utc::now();
-        let due: Vec<i32> = paused.iter().filter(|(_, at)| **at <= now).map(|(p, _)| *p).collect();
+        let due: Vec<i32> = paused
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
         if due.is_empty() {
             return;
         }
@@ -356,14 +393,18 @@ impl<H: Handler> ConsumerRuntime<H> {
                 Err(HandlerError::Permanent(error)) => {
                     metrics::consumed(topic, "failed");
                     tracing::warn!(topic, partition = record.partition, offset = record.offset, %error, "permanent failure");
-                    return self.dead_letter(&record, &error.to_string(), shutdown).await;
+                    return self
+                        .dead_letter(&record, &error.to_string(), shutdown)
+                        .await;
                 }
                 Err(HandlerError::Transient(error)) => error,
             };
             metrics::consumed(topic, "failed");
             tracing::warn!(topic, partition = record.partition, offset = record.offset, attempt, %error, "handler failed");
             if attempt == max_attempts {
-                return self.dead_letter(&record, &error.to_string(), shutdown).await;
+                return self
+                    .dead_letter(&record, &error.to_string(), shutdown)
+                    .await;
             }
             let delay = backoff.next().unwrap_or(self.settings.max_backoff);
             tokio::select! {
@@ -376,7 +417,12 @@ impl<H: Handler> ConsumerRuntime<H> {
 
     /// Writes the record to the DLQ, retrying until the broker has it: a
     /// dead letter that is not written would be a lost record.
-    async fn dead_letter(&self, record: &Record, error: &str, shutdown: &CancellationToken) -> Processed {
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        error: &str,
+        shutdown: &CancellationToken,
+    ) -> Processed {
         let dlq_topic = topics::dlq(&record.topic);
         let mut headers = record.headers.clone();
         headers.insert("dlq.source.topic".into(), record.topic.clone());
@@ -384,14 +430,22 @@ impl<H: Handler> ConsumerRuntime<H> {
         headers.insert("dlq.source.offset".into(), record.offset.to_string());
         headers.insert("dlq.error".into(), error.chars().take(1000).collect());
         headers.insert("dlq.attempts".into(), record.attempt.to_string());
-        let key = record.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+        let key = record
+            .key
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.settings.min_backoff)
             .with_max_delay(self.settings.max_backoff)
             .without_max_times()
             .build();
         loop {
-            match self.dlq.send(&dlq_topic, &key, &record.payload, &headers).await {
+            match self
+                .dlq
+                .send(&dlq_topic, &key, &record.payload, &headers)
+                .await
+            {
                 Ok(_) => {
                     metrics::consumed(&record.topic, "dead_lettered");
                     tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, error, "record dead-lettered");
@@ -423,12 +477,17 @@ pub const CLOSE_BOUND: Duration = Duration::from_secs(5);
 /// session timeout. With Apache Kafka or MSK the close finishes at once.
 pub fn close_bounded<C: Send + Sync + 'static>(consumer: C, bound: Duration) {
     let (done, finished) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new().name("kafka-close".into()).spawn(move || {
-        drop(consumer);
-        let _ = done.send(());
-    });
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = done.send(());
+        });
     if spawned.is_ok() && finished.recv_timeout(bound).is_err() {
-        tracing::warn!(bound_ms = bound.as_millis() as u64, "consumer close did not finish; continuing shutdown");
+        tracing::warn!(
+            bound_ms = bound.as_millis() as u64,
+            "consumer close did not finish; continuing shutdown"
+        );
     }
 }
 

@@ -84,7 +84,11 @@ pub enum DlqError {
 ///
 /// # Errors
 /// [`DlqError::Kafka`] when the broker is unreachable.
-pub fn read(brokers: &str, topic: &str, selection: &Selection) -> Result<Vec<DeadLetter>, DlqError> {
+pub fn read(
+    brokers: &str,
+    topic: &str,
+    selection: &Selection,
+) -> Result<Vec<DeadLetter>, DlqError> {
     let dlq = topics::dlq(topic);
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -121,15 +125,26 @@ pub fn read(brokers: &str, topic: &str, selection: &Selection) -> Result<Vec<Dea
                         .headers()
                         .map(|h| {
                             h.iter()
-                                .filter_map(|h| Some((h.key.to_owned(), String::from_utf8_lossy(h.value?).into_owned())))
+                                .filter_map(|h| {
+                                    Some((
+                                        h.key.to_owned(),
+                                        String::from_utf8_lossy(h.value?).into_owned(),
+                                    ))
+                                })
                                 .collect()
                         })
                         .unwrap_or_default();
                     letters.push(DeadLetter {
                         partition,
                         offset: message.offset(),
-                        key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
-                        payload: message.payload().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default(),
+                        key: message
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                            .unwrap_or_default(),
+                        payload: message
+                            .payload()
+                            .map(|p| String::from_utf8_lossy(p).into_owned())
+                            .unwrap_or_default(),
                         headers,
                     });
                 }
@@ -149,11 +164,23 @@ pub fn read(brokers: &str, topic: &str, selection: &Selection) -> Result<Vec<Dea
 /// stay replayed.
 pub async fn replay(producer: &Producer, letters: &[DeadLetter]) -> Result<usize, DlqError> {
     for letter in letters {
-        let source = letter.headers.get("dlq.source.topic").ok_or(DlqError::NoSource(letter.partition, letter.offset))?;
-        let mut headers: HashMap<String, String> =
-            letter.headers.iter().filter(|(k, _)| !k.starts_with("dlq.")).map(|(k, v)| (k.clone(), v.clone())).collect();
-        headers.insert("dlq.replayed_from".into(), format!("{}/{}", letter.partition, letter.offset));
-        producer.send(source, &letter.key, letter.payload.as_bytes(), &headers).await?;
+        let source = letter
+            .headers
+            .get("dlq.source.topic")
+            .ok_or(DlqError::NoSource(letter.partition, letter.offset))?;
+        let mut headers: HashMap<String, String> = letter
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.starts_with("dlq."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        headers.insert(
+            "dlq.replayed_from".into(),
+            format!("{}/{}", letter.partition, letter.offset),
+        );
+        producer
+            .send(source, &letter.key, letter.payload.as_bytes(), &headers)
+            .await?;
     }
     Ok(letters.len())
 }
@@ -163,7 +190,10 @@ pub async fn replay(producer: &Producer, letters: &[DeadLetter]) -> Result<usize
 ///
 /// # Errors
 /// [`DlqError`] from [`read`] or [`replay`].
-pub async fn execute(command: &DlqCommand, kafka: &platform::settings::KafkaSettings) -> Result<(), DlqError> {
+pub async fn execute(
+    command: &DlqCommand,
+    kafka: &platform::settings::KafkaSettings,
+) -> Result<(), DlqError> {
     let (DlqCommand::List(selection) | DlqCommand::Replay(selection)) = command;
     let topic = kafka.topic(&selection.topic);
     let brokers = kafka.brokers.clone();
@@ -180,7 +210,10 @@ pub async fn execute(command: &DlqCommand, kafka: &platform::settings::KafkaSett
                         letter.partition,
                         letter.offset,
                         letter.key,
-                        letter.headers.get("dlq.attempts").map_or("?", String::as_str),
+                        letter
+                            .headers
+                            .get("dlq.attempts")
+                            .map_or("?", String::as_str),
                         letter.headers.get("dlq.error").map_or("?", String::as_str),
                         letter.payload
                     );

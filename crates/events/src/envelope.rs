@@ -85,7 +85,14 @@ impl<T: EventType> Envelope<T> {
 
     /// A new envelope occurring at `occurred_at`.
     pub fn at(key: impl Into<String>, data: T, occurred_at: DateTime<Utc>) -> Self {
-        Self { event_id: Uuid::now_v7(), kind: T::TYPE.to_owned(), version: VERSION, occurred_at, key: key.into(), data }
+        Self {
+            event_id: Uuid::now_v7(),
+            kind: T::TYPE.to_owned(),
+            version: VERSION,
+            occurred_at,
+            key: key.into(),
+            data,
+        }
     }
 
     /// The JSON record value.
@@ -99,15 +106,29 @@ impl<T: EventType> Envelope<T> {
     /// # Errors
     /// [`DecodeError`]: every variant is permanent.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let raw: Envelope<serde_json::Value> = serde_json::from_slice(bytes).map_err(DecodeError::Malformed)?;
+        let raw: Envelope<serde_json::Value> =
+            serde_json::from_slice(bytes).map_err(DecodeError::Malformed)?;
         if raw.kind != T::TYPE {
-            return Err(DecodeError::WrongType { found: raw.kind, expected: T::TYPE });
+            return Err(DecodeError::WrongType {
+                found: raw.kind,
+                expected: T::TYPE,
+            });
         }
         if raw.version != VERSION {
             return Err(DecodeError::UnsupportedVersion(raw.version, raw.kind));
         }
-        let data = serde_json::from_value(raw.data).map_err(|source| DecodeError::Data { kind: T::TYPE, source })?;
-        Ok(Envelope { event_id: raw.event_id, kind: raw.kind, version: raw.version, occurred_at: raw.occurred_at, key: raw.key, data })
+        let data = serde_json::from_value(raw.data).map_err(|source| DecodeError::Data {
+            kind: T::TYPE,
+            source,
+        })?;
+        Ok(Envelope {
+            event_id: raw.event_id,
+            kind: raw.kind,
+            version: raw.version,
+            occurred_at: raw.occurred_at,
+            key: raw.key,
+            data,
+        })
     }
 }
 
@@ -188,9 +209,11 @@ mod tests {
 
     #[test]
     fn an_unknown_version_is_refused() {
-        let mut value: serde_json::Value = serde_json::from_slice(&Envelope::new("k", payment(1, vec![1])).to_json()).unwrap();
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&Envelope::new("k", payment(1, vec![1])).to_json()).unwrap();
         value["version"] = 2.into();
-        let error = Envelope::<PaymentCompleted>::decode(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+        let error =
+            Envelope::<PaymentCompleted>::decode(&serde_json::to_vec(&value).unwrap()).unwrap_err();
         assert!(matches!(error, DecodeError::UnsupportedVersion(2, _)));
     }
 

@@ -13,11 +13,13 @@
 use std::time::Duration;
 
 pub(crate) fn consumed(topic: &str, outcome: &'static str) {
-    metrics::counter!("events_consumed_total", "topic" => topic.to_owned(), "outcome" => outcome).increment(1);
+    metrics::counter!("events_consumed_total", "topic" => topic.to_owned(), "outcome" => outcome)
+        .increment(1);
 }
 
 pub(crate) fn handler_duration(topic: &str, elapsed: Duration) {
-    metrics::histogram!("events_handler_duration_seconds", "topic" => topic.to_owned()).record(elapsed.as_secs_f64());
+    metrics::histogram!("events_handler_duration_seconds", "topic" => topic.to_owned())
+        .record(elapsed.as_secs_f64());
 }
 
 pub(crate) fn consumer_lag(topic: &str, partition: i32, group: &str, lag: i64) {
@@ -32,7 +34,8 @@ pub(crate) fn published(topic: &str, ok: bool) {
     if ok {
         metrics::counter!("events_published_total", "topic" => topic.to_owned()).increment(1);
     } else {
-        metrics::counter!("events_publish_failures_total", "topic" => topic.to_owned()).increment(1);
+        metrics::counter!("events_publish_failures_total", "topic" => topic.to_owned())
+            .increment(1);
     }
 }
 

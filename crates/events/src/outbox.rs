@@ -106,7 +106,11 @@ pub struct OutboxRelay {
 impl OutboxRelay {
     /// A relay over `pool`'s `outbox` table.
     pub fn new(pool: PgPool, producer: Producer, settings: RelaySettings) -> Self {
-        Self { pool, producer, settings }
+        Self {
+            pool,
+            producer,
+            settings,
+        }
     }
 
     /// Claims one batch, publishes it and records the result.
@@ -139,15 +143,23 @@ impl OutboxRelay {
             let key: String = row.try_get("aggregate_key")?;
             let payload: String = row.try_get("payload")?;
             let headers: String = row.try_get("headers")?;
-            let headers: HashMap<String, String> = serde_json::from_str(&headers).unwrap_or_default();
-            claimed.push((id, format!("{topic}{}", self.settings.topic_suffix), key, payload, headers));
+            let headers: HashMap<String, String> =
+                serde_json::from_str(&headers).unwrap_or_default();
+            claimed.push((
+                id,
+                format!("{topic}{}", self.settings.topic_suffix),
+                key,
+                payload,
+                headers,
+            ));
         }
         // Sends are queued in row order, and the idempotent producer keeps
         // that order per partition, so they can be awaited together.
-        let results = futures::future::join_all(
-            claimed.iter().map(|(_, topic, key, payload, headers)| self.producer.send(topic, key, payload.as_bytes(), headers)),
-        )
-        .await;
+        let results =
+            futures::future::join_all(claimed.iter().map(|(_, topic, key, payload, headers)| {
+                self.producer.send(topic, key, payload.as_bytes(), headers)
+            }))
+            .await;
         let mut published = Vec::new();
         let mut failed = Vec::new();
         let mut last_error = String::new();
@@ -172,15 +184,21 @@ impl OutboxRelay {
                 .await?;
         }
         if !failed.is_empty() {
-            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)")
-                .bind(&failed)
-                .bind(&last_error)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)",
+            )
+            .bind(&failed)
+            .bind(&last_error)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         metrics::relayed(published.len(), started.elapsed());
-        Ok(Pass { claimed: claimed.len(), published: published.len(), failed: failed.len() })
+        Ok(Pass {
+            claimed: claimed.len(),
+            published: published.len(),
+            failed: failed.len(),
+        })
     }
 
     /// Refreshes `outbox_pending` and `outbox_oldest_age_seconds`, and
@@ -216,7 +234,11 @@ impl OutboxRelay {
             }
             let pause = match self.relay_once().await {
                 Ok(pass) if pass.failed > 0 => {
-                    tracing::warn!(failed = pass.failed, published = pass.published, "outbox relay could not publish everything");
+                    tracing::warn!(
+                        failed = pass.failed,
+                        published = pass.published,
+                        "outbox relay could not publish everything"
+                    );
                     next_delay(&mut backoff)
                 }
                 Ok(pass) if pass.claimed as i64 >= self.settings.batch_size => {

@@ -53,7 +53,9 @@ pub struct Producer {
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("delivery_timeout", &self.delivery_timeout).finish_non_exhaustive()
+        f.debug_struct("Producer")
+            .field("delivery_timeout", &self.delivery_timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,11 +72,20 @@ impl Producer {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .set("delivery.timeout.ms", delivery_timeout.as_millis().to_string())
-            .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
+            .set(
+                "delivery.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            )
             .create()
             .map_err(ProduceError::Create)?;
-        Ok(Self { inner, delivery_timeout })
+        Ok(Self {
+            inner,
+            delivery_timeout,
+        })
     }
 
     /// Sends one record and waits for the broker's acknowledgement.
@@ -90,17 +101,29 @@ impl Producer {
     ) -> Result<Delivered, ProduceError> {
         let mut owned = OwnedHeaders::new_with_capacity(headers.len());
         for (name, value) in headers {
-            owned = owned.insert(Header { key: name, value: Some(value.as_bytes()) });
+            owned = owned.insert(Header {
+                key: name,
+                value: Some(value.as_bytes()),
+            });
         }
-        let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned);
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(owned);
         match self.inner.send(record, self.delivery_timeout).await {
             Ok(delivery) => {
                 crate::metrics::published(topic, true);
-                Ok(Delivered { partition: delivery.partition, offset: delivery.offset })
+                Ok(Delivered {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                })
             }
             Err((source, _)) => {
                 crate::metrics::published(topic, false);
-                Err(ProduceError::Delivery { topic: topic.to_owned(), source })
+                Err(ProduceError::Delivery {
+                    topic: topic.to_owned(),
+                    source,
+                })
             }
         }
     }

@@ -54,9 +54,15 @@ async fn records_round_trip_through_a_consumer_group_with_offsets_committed() {
 
     let sent: Vec<Envelope<PaymentCompleted>> = (0..30).map(payment).collect();
     let mut headers = HashMap::new();
-    headers.insert("traceparent".to_owned(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned());
+    headers.insert(
+        "traceparent".to_owned(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+    );
     for envelope in &sent {
-        producer.send(&topic, &envelope.key, &envelope.to_json(), &headers).await.expect("broker acknowledges");
+        producer
+            .send(&topic, &envelope.key, &envelope.to_json(), &headers)
+            .await
+            .expect("broker acknowledges");
     }
 
     let group = format!("group-{}", devstack::testing::unique_suffix());
@@ -69,15 +75,26 @@ async fn records_round_trip_through_a_consumer_group_with_offsets_committed() {
             .expect("every record arrives within 30 s")
             .expect("consume succeeds");
         let decoded = Envelope::<PaymentCompleted>::decode(message.payload().unwrap()).unwrap();
-        assert_eq!(message.key(), Some(decoded.key.as_bytes()), "the record key is the aggregate key");
-        let traceparent = message
-            .headers()
-            .and_then(|h| rdkafka::message::Headers::iter(h).find(|h| h.key == "traceparent").and_then(|h| h.value.map(<[u8]>::to_vec)));
-        assert_eq!(traceparent.as_deref(), Some(headers["traceparent"].as_bytes()));
+        assert_eq!(
+            message.key(),
+            Some(decoded.key.as_bytes()),
+            "the record key is the aggregate key"
+        );
+        let traceparent = message.headers().and_then(|h| {
+            rdkafka::message::Headers::iter(h)
+                .find(|h| h.key == "traceparent")
+                .and_then(|h| h.value.map(<[u8]>::to_vec))
+        });
+        assert_eq!(
+            traceparent.as_deref(),
+            Some(headers["traceparent"].as_bytes())
+        );
         first.store_offset_from_message(&message).unwrap();
         received.push(decoded);
     }
-    first.commit_consumer_state(CommitMode::Sync).expect("offsets commit");
+    first
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("offsets commit");
 
     let mut want: Vec<_> = sent.iter().map(|e| e.event_id).collect();
     let mut got: Vec<_> = received.iter().map(|e| e.event_id).collect();
@@ -95,7 +112,11 @@ async fn records_round_trip_through_a_consumer_group_with_offsets_committed() {
             _ => 0,
         })
         .sum();
-    assert_eq!(assignment.count(), 3, "one consumer owns all three partitions");
+    assert_eq!(
+        assignment.count(),
+        3,
+        "one consumer owns all three partitions"
+    );
     assert_eq!(committed_total, 30, "committed offsets cover every record");
     events::consumer::close_bounded(first, events::consumer::CLOSE_BOUND);
 
@@ -105,7 +126,9 @@ async fn records_round_trip_through_a_consumer_group_with_offsets_committed() {
     for p in 0..3 {
         partitions.add_partition(&topic, p);
     }
-    let positions = second.committed_offsets(partitions, Duration::from_secs(10)).unwrap();
+    let positions = second
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap();
     let resumed: i64 = positions
         .elements()
         .iter()

@@ -18,7 +18,11 @@ use sqlx::{PgPool, postgres::PgPoolOptions};
 
 async fn database() -> PgPool {
     let url = devstack::testing::fresh_database().await;
-    let pool = PgPoolOptions::new().max_connections(8).connect(&url).await.unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&url)
+        .await
+        .unwrap();
     sqlx::raw_sql(SCHEMA_SQL).execute(&pool).await.unwrap();
     pool
 }
@@ -52,16 +56,27 @@ async fn insert_payments(pool: &PgPool, count: usize) -> Vec<uuid::Uuid> {
 }
 
 fn relay(pool: &PgPool, brokers: &str, suffix: &str, delivery_timeout: Duration) -> OutboxRelay {
-    let kafka = KafkaSettings { brokers: brokers.to_owned(), topic_suffix: suffix.to_owned(), group_prefix: "t".into() };
+    let kafka = KafkaSettings {
+        brokers: brokers.to_owned(),
+        topic_suffix: suffix.to_owned(),
+        group_prefix: "t".into(),
+    };
     OutboxRelay::new(
         pool.clone(),
         Producer::new(&kafka, delivery_timeout).unwrap(),
-        RelaySettings { batch_size: 100, topic_suffix: suffix.to_owned(), ..RelaySettings::default() },
+        RelaySettings {
+            batch_size: 100,
+            topic_suffix: suffix.to_owned(),
+            ..RelaySettings::default()
+        },
     )
 }
 
 async fn pending(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetch_one(pool).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 /// Every event id read from `topic` until `expected` distinct ids arrived,
@@ -69,19 +84,26 @@ async fn pending(pool: &PgPool) -> i64 {
 async fn consume_all(brokers: &str, topic: &str, expected: usize) -> HashMap<uuid::Uuid, usize> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("check-{}", devstack::testing::unique_suffix()))
+        .set(
+            "group.id",
+            format!("check-{}", devstack::testing::unique_suffix()),
+        )
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
     let mut seen: HashMap<uuid::Uuid, usize> = HashMap::new();
     while seen.len() < expected {
-        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("records keep arriving").unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("records keep arriving")
+            .unwrap();
         let envelope = Envelope::<PaymentCompleted>::decode(message.payload().unwrap()).unwrap();
         *seen.entry(envelope.event_id).or_default() += 1;
     }
     // Anything still in flight would be a duplicate: give it a moment.
-    while let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await {
+    while let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await
+    {
         let envelope = Envelope::<PaymentCompleted>::decode(message.payload().unwrap()).unwrap();
         *seen.entry(envelope.event_id).or_default() += 1;
     }
@@ -98,8 +120,12 @@ async fn two_relays_running_at_once_publish_each_event_exactly_once() {
     let ids = insert_payments(&pool, 1_000).await;
 
     let shutdown = CancellationToken::new();
-    let a = tokio::spawn(relay(&pool, &brokers, &suffix, Duration::from_secs(10)).run(shutdown.clone()));
-    let b = tokio::spawn(relay(&pool, &brokers, &suffix, Duration::from_secs(10)).run(shutdown.clone()));
+    let a = tokio::spawn(
+        relay(&pool, &brokers, &suffix, Duration::from_secs(10)).run(shutdown.clone()),
+    );
+    let b = tokio::spawn(
+        relay(&pool, &brokers, &suffix, Duration::from_secs(10)).run(shutdown.clone()),
+    );
     for _ in 0..300 {
         if pending(&pool).await == 0 {
             break;
@@ -113,8 +139,14 @@ async fn two_relays_running_at_once_publish_each_event_exactly_once() {
 
     let seen = consume_all(&brokers, &topic, ids.len()).await;
     assert_eq!(seen.len(), ids.len());
-    assert!(ids.iter().all(|id| seen.get(id) == Some(&1)), "no event is published twice");
-    let attempts: i64 = sqlx::query_scalar("SELECT max(attempts)::int8 FROM outbox").fetch_one(&pool).await.unwrap();
+    assert!(
+        ids.iter().all(|id| seen.get(id) == Some(&1)),
+        "no event is published twice"
+    );
+    let attempts: i64 = sqlx::query_scalar("SELECT max(attempts)::int8 FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(attempts, 1, "no row was claimed by both relays");
 }
 
@@ -130,9 +162,16 @@ async fn a_broker_outage_grows_the_backlog_and_it_drains_when_the_broker_returns
     let task = tokio::spawn(relay.clone().run(shutdown.clone()));
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (backlog, oldest_age) = relay.measure_backlog().await.unwrap();
-    assert_eq!(backlog, 200, "nothing is marked published while the broker is down");
+    assert_eq!(
+        backlog, 200,
+        "nothing is marked published while the broker is down"
+    );
     assert!(oldest_age >= 3.0, "the oldest age grows during the outage");
-    let errors: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE last_error IS NOT NULL").fetch_one(&pool).await.unwrap();
+    let errors: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE last_error IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert!(errors > 0, "failed attempts are recorded, not dropped");
 
     broker.resume();
@@ -147,5 +186,8 @@ async fn a_broker_outage_grows_the_backlog_and_it_drains_when_the_broker_returns
     task.await.unwrap();
 
     let seen = consume_all(&broker.brokers, "payment.completed", ids.len()).await;
-    assert!(ids.iter().all(|id| seen.contains_key(id)), "every event is delivered at least once");
+    assert!(
+        ids.iter().all(|id| seen.contains_key(id)),
+        "every event is delivered at least once"
+    );
 }

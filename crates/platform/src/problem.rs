@@ -59,7 +59,14 @@ impl Problem {
     /// A problem with `status`, a stable snake_case `code` and a short
     /// human `title`. The detail defaults to the title.
     pub fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
-        Self { status, code, title, detail: title.to_owned(), retry_after_seconds: None, extensions: Map::new() }
+        Self {
+            status,
+            code,
+            title,
+            detail: title.to_owned(),
+            retry_after_seconds: None,
+            extensions: Map::new(),
+        }
     }
 
     /// Sets the occurrence-specific explanation shown to the client.
@@ -95,11 +102,18 @@ impl Problem {
 
     /// 503 `unavailable` for a dependency that failed. The cause's whole
     /// chain is logged here and hidden from the client.
-    pub fn unavailable(dependency: &'static str, cause: &(dyn std::error::Error + 'static)) -> Self {
+    pub fn unavailable(
+        dependency: &'static str,
+        cause: &(dyn std::error::Error + 'static),
+    ) -> Self {
         tracing::error!(dependency, error = %ErrorChain(cause), "dependency failed");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service temporarily unavailable")
-            .detail(format!("{dependency} is unavailable; try again shortly"))
-            .retry_after(1)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service temporarily unavailable",
+        )
+        .detail(format!("{dependency} is unavailable; try again shortly"))
+        .retry_after(1)
     }
 
     /// The HTTP status.
@@ -142,7 +156,10 @@ impl IntoResponse for Problem {
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, bytes).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(seconds) = self.retry_after_seconds {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -159,21 +176,30 @@ impl From<JsonRejection> for Problem {
             JsonRejection::JsonDataError(_) => "invalid_body",
             _ => "malformed_body",
         };
-        Problem::new(StatusCode::BAD_REQUEST, code, "Malformed request body").detail(rejection.body_text())
+        Problem::new(StatusCode::BAD_REQUEST, code, "Malformed request body")
+            .detail(rejection.body_text())
     }
 }
 
 impl From<PathRejection> for Problem {
     fn from(rejection: PathRejection) -> Self {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed_path", "Malformed path parameter")
-            .detail(rejection.body_text())
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_path",
+            "Malformed path parameter",
+        )
+        .detail(rejection.body_text())
     }
 }
 
 impl From<QueryRejection> for Problem {
     fn from(rejection: QueryRejection) -> Self {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed_query", "Malformed query string")
-            .detail(rejection.body_text())
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_query",
+            "Malformed query string",
+        )
+        .detail(rejection.body_text())
     }
 }
 
@@ -212,7 +238,10 @@ mod tests {
         let response = problem.into_response();
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
-        (Response::from_parts(parts, ()), serde_json::from_slice(&bytes).unwrap())
+        (
+            Response::from_parts(parts, ()),
+            serde_json::from_slice(&bytes).unwrap(),
+        )
     }
 
     #[tokio::test]
@@ -223,7 +252,10 @@ mod tests {
                 .with("seats_available", 3),
         )
         .await;
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert_eq!(json["type"], "https://onsale.dev/problems/seat-taken");
         assert_eq!(json["title"], "Seat already taken");

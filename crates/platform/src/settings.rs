@@ -121,7 +121,11 @@ pub fn load_from<T: DeserializeOwned>(
         .with_list_parse_key("redis.urls")
         .try_parsing(true);
     if let Some(vars) = vars {
-        env = env.source(Some(vars.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()));
+        env = env.source(Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        ));
     }
     Ok(builder.add_source(env).build()?.try_deserialize()?)
 }
@@ -155,13 +159,23 @@ impl RedisSettings {
     /// [`SettingsError::Invalid`] naming the broken rule.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.urls.is_empty() {
-            return Err(SettingsError::Invalid("redis.urls needs at least one node".into()));
+            return Err(SettingsError::Invalid(
+                "redis.urls needs at least one node".into(),
+            ));
         }
-        if let Some(bad) = self.urls.iter().find(|url| !url.starts_with("redis://") && !url.starts_with("rediss://")) {
-            return Err(SettingsError::Invalid(format!("redis.urls entry {bad:?} is not a redis:// URL")));
+        if let Some(bad) = self
+            .urls
+            .iter()
+            .find(|url| !url.starts_with("redis://") && !url.starts_with("rediss://"))
+        {
+            return Err(SettingsError::Invalid(format!(
+                "redis.urls entry {bad:?} is not a redis:// URL"
+            )));
         }
         if self.pool_size == 0 {
-            return Err(SettingsError::Invalid("redis.pool_size must be at least 1".into()));
+            return Err(SettingsError::Invalid(
+                "redis.pool_size must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -196,16 +210,25 @@ impl DatabaseSettings {
     /// # Errors
     /// [`SettingsError::Invalid`] naming the broken rule.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        if !self.url.expose_secret().starts_with("postgres://") && !self.url.expose_secret().starts_with("postgresql://") {
-            return Err(SettingsError::Invalid("database.url must be a postgres:// URL".into()));
+        if !self.url.expose_secret().starts_with("postgres://")
+            && !self.url.expose_secret().starts_with("postgresql://")
+        {
+            return Err(SettingsError::Invalid(
+                "database.url must be a postgres:// URL".into(),
+            ));
         }
         if self.max_connections == 0 || self.min_connections > self.max_connections {
             return Err(SettingsError::Invalid(
                 "database.max_connections must be ≥ 1 and ≥ database.min_connections".into(),
             ));
         }
-        if self.acquire_timeout_ms == 0 || self.statement_timeout_ms == 0 || self.lock_timeout_ms == 0 {
-            return Err(SettingsError::Invalid("database timeouts must be positive".into()));
+        if self.acquire_timeout_ms == 0
+            || self.statement_timeout_ms == 0
+            || self.lock_timeout_ms == 0
+        {
+            return Err(SettingsError::Invalid(
+                "database timeouts must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -232,7 +255,9 @@ impl KafkaSettings {
     /// [`SettingsError::Invalid`] naming the broken rule.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.brokers.trim().is_empty() {
-            return Err(SettingsError::Invalid("kafka.brokers must not be empty".into()));
+            return Err(SettingsError::Invalid(
+                "kafka.brokers must not be empty".into(),
+            ));
         }
         Ok(())
     }
@@ -290,8 +315,14 @@ lock_timeout_ms = 200
     #[test]
     fn environment_file_overrides_base_and_variables_override_both() {
         let vars = vec![
-            ("ONSALE__DATABASE__LOCK_TIMEOUT_MS".to_owned(), "150".to_owned()),
-            ("ONSALE__REDIS__URLS".to_owned(), "redis://a:1,redis://b:2".to_owned()),
+            (
+                "ONSALE__DATABASE__LOCK_TIMEOUT_MS".to_owned(),
+                "150".to_owned(),
+            ),
+            (
+                "ONSALE__REDIS__URLS".to_owned(),
+                "redis://a:1,redis://b:2".to_owned(),
+            ),
         ];
         let s: Sample = load_from(LAYERS, Environment::Production, Some(vars)).unwrap();
         assert_eq!(s.environment, Environment::Production);

@@ -54,7 +54,11 @@ pub fn token_on_signal() -> CancellationToken {
 ///
 /// Returns `true` when everything finished, `false` when the deadline cut it
 /// off.
-pub async fn drain<F: Future<Output = ()>>(token: &CancellationToken, deadline: Duration, work: F) -> bool {
+pub async fn drain<F: Future<Output = ()>>(
+    token: &CancellationToken,
+    deadline: Duration,
+    work: F,
+) -> bool {
     tokio::pin!(work);
     tokio::select! {
         () = &mut work => return true,
@@ -63,7 +67,10 @@ pub async fn drain<F: Future<Output = ()>>(token: &CancellationToken, deadline: 
     match tokio::time::timeout(deadline, work).await {
         Ok(()) => true,
         Err(_) => {
-            tracing::warn!(deadline_ms = deadline.as_millis() as u64, "drain deadline passed; stopping anyway");
+            tracing::warn!(
+                deadline_ms = deadline.as_millis() as u64,
+                "drain deadline passed; stopping anyway"
+            );
             false
         }
     }
@@ -85,7 +92,12 @@ mod tests {
     async fn drain_reports_work_that_finishes_in_time() {
         let token = CancellationToken::new();
         token.cancel();
-        let finished = drain(&token, Duration::from_secs(5), tokio::time::sleep(Duration::from_secs(1))).await;
+        let finished = drain(
+            &token,
+            Duration::from_secs(5),
+            tokio::time::sleep(Duration::from_secs(1)),
+        )
+        .await;
         assert!(finished);
     }
 }

@@ -70,7 +70,11 @@ pub async fn track_metrics(request: Request, next: Next) -> Response {
 
 /// Renders the Prometheus text exposition format.
 pub fn render(handle: &PrometheusHandle) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -61,7 +61,11 @@ pub struct TelemetrySettings {
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { log_filter: default_filter(), log_format: LogFormat::Json, otlp_endpoint: None }
+        Self {
+            log_filter: default_filter(),
+            log_format: LogFormat::Json,
+            otlp_endpoint: None,
+        }
     }
 }
 
@@ -142,18 +146,31 @@ pub fn metrics_handle() -> PrometheusHandle {
 ///
 /// # Errors
 /// [`TelemetryError`] when the filter or the OTLP endpoint is invalid.
-pub fn init(service: &'static str, settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(
+    service: &'static str,
+    settings: &TelemetrySettings,
+) -> Result<TelemetryGuard, TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) => EnvFilter::try_new(directives.clone()).map_err(|_| TelemetryError::Filter(directives))?,
+        Ok(directives) => EnvFilter::try_new(directives.clone())
+            .map_err(|_| TelemetryError::Filter(directives))?,
         Err(_) => EnvFilter::try_new(&settings.log_filter)
             .map_err(|_| TelemetryError::Filter(settings.log_filter.clone()))?,
     };
     let tracer = match &settings.otlp_endpoint {
         Some(endpoint) => {
-            let exporter =
-                opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
-            let resource = opentelemetry_sdk::Resource::builder().with_service_name(service).build();
-            Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()?;
+            let resource = opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build();
+            Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(resource)
+                    .build(),
+            )
         }
         None => None,
     };
@@ -174,6 +191,13 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) -> Result<Telem
         tracing_opentelemetry::layer().with_tracer(provider.tracer(service))
     });
     // A second init in the same process (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
-    Ok(TelemetryGuard { tracer, metrics: metrics_handle() })
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    Ok(TelemetryGuard {
+        tracer,
+        metrics: metrics_handle(),
+    })
 }
