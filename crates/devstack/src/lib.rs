@@ -6,7 +6,7 @@
 //! `cargo install tansu`).
 //!
 //! The `devstack` binary drives it (`up`, `down`, `status`, `env`, `test`,
-//! `services`); integration tests use [`testing`].
+//! `onsale`); integration tests use [`testing`].
 //!
 //! # Layout
 //! - [`StackConfig`]: ports and the state folder (`.devstack/` in the
@@ -17,6 +17,7 @@
 //! - [`process`]: PID files and signals; `down` stops only what `up`
 //!   started, by recorded PID.
 //! - [`stack`]: `up`, `down`, `status` and the `ONSALE__…` environment.
+//! - [`onsale`]: the on-sale simulation, the README's main job.
 //! - [`services`]: builds and starts queue-service and core-service against
 //!   the stack.
 //! - [`testing`]: endpoints for tests, isolated databases, key prefixes and
@@ -24,6 +25,7 @@
 
 pub mod install;
 pub mod kafka;
+pub mod onsale;
 pub mod postgres;
 pub mod process;
 pub mod redis;

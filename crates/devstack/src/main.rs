@@ -43,6 +43,8 @@ enum Cmd {
     },
     /// Print `export ONSALE__…=…` lines for services and tests.
     Env,
+    /// The on-sale simulation: stack, services, seed, many fans, report.
+    Onsale(devstack::onsale::OnsaleArgs),
     /// Bring the stack up and run `cargo test --workspace` against it.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -116,6 +118,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("export {key}={value}");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Onsale(args) => {
+            let endpoints = up(&config).await?;
+            let passed = devstack::onsale::run(&config, &endpoints, args).await?;
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Test { args } => {
             let endpoints = up(&config).await?;

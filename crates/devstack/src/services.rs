@@ -64,6 +64,21 @@ fn target_dir() -> PathBuf {
 /// When the build, the migration or a start fails, or a service is not ready
 /// within 60 s; the service's log is named.
 pub async fn start(config: &StackConfig, endpoints: &Endpoints, release: bool) -> Result<()> {
+    start_with(config, endpoints, release, &[]).await
+}
+
+/// Like [`start`], with extra `ONSALE__…` variables for both services (for
+/// example a short hold TTL for the simulation). Services already running
+/// keep their settings.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with(
+    config: &StackConfig,
+    endpoints: &Endpoints,
+    release: bool,
+    extra: &[(String, String)],
+) -> Result<()> {
     let profile = if release { "release" } else { "debug" };
     let mut build = Command::new("cargo");
     build.current_dir(crate::workspace_root()).args([
@@ -99,6 +114,7 @@ pub async fn start(config: &StackConfig, endpoints: &Endpoints, release: bool) -
             .args(service.args)
             .envs(endpoints.env_vars())
             .envs(service.env.iter().copied())
+            .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("ONSALE_ENVIRONMENT", "local");
         let log = config.logs_dir().join(format!("{}.log", service.name));
         process::spawn_detached(command, &log, &pid_file(config, service))?;

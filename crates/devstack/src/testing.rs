@@ -216,3 +216,20 @@ impl Drop for PrivateBroker {
         let _ = self.child.wait();
     }
 }
+
+/// Creates the stack's topics (and their `.dlq`) with a fresh suffix on the
+/// stack's broker and returns the suffix (e.g. `.t1a2b3c4d5e6f`), for
+/// `ONSALE__KAFKA__TOPIC_SUFFIX` and `ONSALE__KAFKA__GROUP_PREFIX`, so that a
+/// test's services never consume another test's events.
+pub async fn isolated_topics() -> String {
+    let suffix = format!(".{}", unique_suffix());
+    // The consumer runtime dead-letters `<topic><suffix>` to
+    // `<topic><suffix>.dlq`.
+    let names: Vec<String> = crate::TOPICS
+        .iter()
+        .flat_map(|t| [format!("{t}{suffix}"), format!("{t}{suffix}.dlq")])
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    create_topics(&refs, crate::kafka::PARTITIONS).await;
+    suffix
+}

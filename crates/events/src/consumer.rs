@@ -256,7 +256,7 @@ impl<H: Handler> ConsumerRuntime<H> {
     /// subscribed. Errors while running are logged, counted and retried.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         let revoked = Revoked::default();
-        let consumer = self.client(revoked.clone())?;
+        let consumer = ClosingConsumer(Some(self.client(revoked.clone())?));
         consumer
             .subscribe(&[&self.settings.topic])
             .map_err(ConsumerError::Start)?;
@@ -338,7 +338,7 @@ impl<H: Handler> ConsumerRuntime<H> {
         {
             tracing::warn!(%error, "final commit failed");
         }
-        close_bounded(consumer, CLOSE_BOUND);
+        consumer.close(CLOSE_BOUND);
         tracing::info!(topic = %self.settings.topic, "consumer stopped");
         Ok(())
     }
@@ -464,6 +464,38 @@ impl<H: Handler> ConsumerRuntime<H> {
     }
 }
 
+/// Owns the client so that dropping it never blocks the caller: when the
+/// runtime's task is cancelled (a test runtime ending, a panic), the close
+/// happens on a detached thread.
+struct ClosingConsumer(Option<StreamConsumer<Context>>);
+
+impl std::ops::Deref for ClosingConsumer {
+    type Target = StreamConsumer<Context>;
+
+    fn deref(&self) -> &Self::Target {
+        // Only `close` and `drop` take the client out, and both consume self.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the consumer is present until closed"))
+    }
+}
+
+impl ClosingConsumer {
+    fn close(mut self, bound: Duration) {
+        if let Some(consumer) = self.0.take() {
+            close_bounded(consumer, bound);
+        }
+    }
+}
+
+impl Drop for ClosingConsumer {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            close_bounded(consumer, Duration::ZERO);
+        }
+    }
+}
+
 /// How long shutdown waits for a consumer to leave its group.
 pub const CLOSE_BOUND: Duration = Duration::from_secs(5);
 
@@ -483,7 +515,7 @@ pub fn close_bounded<C: Send + Sync + 'static>(consumer: C, bound: Duration) {
             drop(consumer);
             let _ = done.send(());
         });
-    if spawned.is_ok() && finished.recv_timeout(bound).is_err() {
+    if spawned.is_ok() && !bound.is_zero() && finished.recv_timeout(bound).is_err() {
         tracing::warn!(
             bound_ms = bound.as_millis() as u64,
             "consumer close did not finish; continuing shutdown"
