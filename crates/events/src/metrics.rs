@@ -7,6 +7,7 @@
 //!   watermark, from librdkafka statistics every 5 s.
 //! - `events_published_total{topic}` and `events_publish_failures_total{topic}`:
 //!   producer acknowledgements and failures.
+//! - `events_producer_recreated_total`: clients replaced after a fatal error.
 //! - `outbox_pending`, `outbox_oldest_age_seconds`: the relay's backlog.
 //! - `outbox_relayed_total`, `outbox_relay_batch_duration_seconds`.
 
@@ -47,4 +48,8 @@ pub(crate) fn outbox_backlog(pending: i64, oldest_age_seconds: f64) {
 pub(crate) fn relayed(count: usize, elapsed: Duration) {
     metrics::counter!("outbox_relayed_total").increment(count as u64);
     metrics::histogram!("outbox_relay_batch_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn producer_recreated() {
+    metrics::counter!("events_producer_recreated_total").increment(1);
 }

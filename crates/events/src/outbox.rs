@@ -61,8 +61,9 @@ pub struct RelaySettings {
     pub idle_poll: Duration,
     /// Appended to each row's `topic` (tests, shared clusters).
     pub topic_suffix: String,
-    /// How often the backlog gauges are refreshed.
-    pub backlog_interval: Duration,
+    /// How often the loop refreshes the backlog gauges; `None` when the
+    /// service samples them itself.
+    pub backlog_interval: Option<Duration>,
 }
 
 impl Default for RelaySettings {
@@ -71,7 +72,7 @@ impl Default for RelaySettings {
             batch_size: 500,
             idle_poll: Duration::from_millis(20),
             topic_suffix: String::new(),
-            backlog_interval: Duration::from_secs(1),
+            backlog_interval: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -224,10 +225,12 @@ impl OutboxRelay {
     /// first, so no claimed row is left half-recorded.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = None;
-        let mut last_backlog = Instant::now() - self.settings.backlog_interval;
+        let mut last_backlog: Option<Instant> = None;
         while !shutdown.is_cancelled() {
-            if last_backlog.elapsed() >= self.settings.backlog_interval {
-                last_backlog = Instant::now();
+            if let Some(interval) = self.settings.backlog_interval
+                && last_backlog.is_none_or(|at| at.elapsed() >= interval)
+            {
+                last_backlog = Some(Instant::now());
                 if let Err(error) = self.measure_backlog().await {
                     tracing::warn!(error = %error, "measuring the outbox backlog failed");
                 }

@@ -7,8 +7,18 @@
 //! producer that cannot reach the broker fails each send after
 //! `delivery_timeout_ms` instead of dropping the record silently (failure B-4
 //! of the seed incident manual).
+//!
+//! An idempotent client can hit a *fatal* error, after which librdkafka
+//! refuses every send (seen with Tansu after a broker freeze: the producer id
+//! is fenced once in-flight records time out). [`Producer`] then builds a new
+//! client with a new producer id; the failed records were reported as
+//! failures, so the caller (the relay) sends them again.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use platform::settings::KafkaSettings;
 use rdkafka::{
@@ -44,10 +54,11 @@ pub struct Delivered {
     pub offset: i64,
 }
 
-/// An idempotent producer; cheap to clone.
+/// An idempotent producer; cheap to clone (clones share the client).
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: Arc<RwLock<FutureProducer>>,
+    config: ClientConfig,
     delivery_timeout: Duration,
 }
 
@@ -66,26 +77,61 @@ impl Producer {
     /// # Errors
     /// [`ProduceError::Create`] on invalid configuration.
     pub fn new(settings: &KafkaSettings, delivery_timeout: Duration) -> Result<Self, ProduceError> {
-        let inner: FutureProducer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &settings.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .set(
-                "delivery.timeout.ms",
-                delivery_timeout.as_millis().to_string(),
+            .set("delivery.timeout.ms", delivery_timeout.as_millis().to_string())
+            .set("message.timeout.ms", delivery_timeout.as_millis().to_string());
+        let inner: FutureProducer = config.create().map_err(ProduceError::Create)?;
+        Ok(Self { inner: Arc::new(RwLock::new(inner)), config, delivery_timeout })
+    }
+
+    fn client(&self) -> FutureProducer {
+        // A poisoned lock only means a thread panicked while swapping in a
+        // new client; the value inside is still a valid client.
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replaces a client whose producer identity is no longer accepted (a
+    /// fatal error, or the broker fencing its producer id or epoch) with a
+    /// new one, which starts with a new producer id.
+    fn recover(&self, failed: &FutureProducer, error: &KafkaError) {
+        use rdkafka::{producer::Producer as _, types::RDKafkaErrorCode as Code};
+        let fenced = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                Code::ProducerFenced
+                    | Code::InvalidProducerEpoch
+                    | Code::UnknownProducerId
+                    | Code::OutOfOrderSequenceNumber
+                    | Code::InvalidProducerIdMapping
+                    | Code::Fatal
             )
-            .set(
-                "message.timeout.ms",
-                delivery_timeout.as_millis().to_string(),
-            )
-            .create()
-            .map_err(ProduceError::Create)?;
-        Ok(Self {
-            inner,
-            delivery_timeout,
-        })
+        );
+        let (code, reason) = match failed.client().fatal_error() {
+            Some(fatal) => fatal,
+            None if fenced => (error.rdkafka_error_code().unwrap_or(Code::Fatal), error.to_string()),
+            None => return,
+        };
+        let mut current = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Another sender may have replaced the failed client already.
+        if current.client().native_ptr() != failed.client().native_ptr() {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(?code, reason, "the Kafka producer hit a fatal error; created a new one");
+                crate::metrics::producer_recreated();
+                *current = fresh;
+            }
+            Err(error) => {
+                tracing::error!(%error, "recreating the Kafka producer failed; retrying on the next send");
+            }
+        }
     }
 
     /// Sends one record and waits for the broker's acknowledgement.
@@ -110,7 +156,8 @@ impl Producer {
             .key(key)
             .payload(payload)
             .headers(owned);
-        match self.inner.send(record, self.delivery_timeout).await {
+        let client = self.client();
+        match client.send(record, self.delivery_timeout).await {
             Ok(delivery) => {
                 crate::metrics::published(topic, true);
                 Ok(Delivered {
@@ -120,6 +167,7 @@ impl Producer {
             }
             Err((source, _)) => {
                 crate::metrics::published(topic, false);
+                self.recover(&client, &source);
                 Err(ProduceError::Delivery {
                     topic: topic.to_owned(),
                     source,
@@ -131,7 +179,7 @@ impl Producer {
     /// Waits up to `timeout` for queued records to be delivered.
     pub fn flush(&self, timeout: Duration) {
         use rdkafka::producer::Producer as _;
-        if let Err(error) = self.inner.flush(timeout) {
+        if let Err(error) = self.client().flush(timeout) {
             tracing::warn!(%error, "flushing the producer did not finish");
         }
     }

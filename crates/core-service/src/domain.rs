@@ -1,0 +1,317 @@
+//! Domain newtypes, parsed once at the edge so the rest of the crate never
+//! re-checks them.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, de};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Why a value does not parse into a domain type. The message is safe to
+/// show to clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+/// A fan's id: 1–64 bytes of UTF-8 with no whitespace or control characters.
+/// The same id the API gateway passes to queue-service, so it arrives inside
+/// verified access tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "fan-42")]
+pub struct UserId(String);
+
+impl UserId {
+    /// Longest accepted id, in bytes.
+    pub const MAX_BYTES: usize = 64;
+
+    /// Parses an id.
+    ///
+    /// # Errors
+    /// [`ParseError`] when empty, longer than 64 bytes, or containing
+    /// whitespace or control characters.
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        if raw.is_empty() || raw.len() > Self::MAX_BYTES {
+            return Err(ParseError("user id must be 1-64 bytes".into()));
+        }
+        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ParseError(
+                "user id must not contain whitespace or control characters".into(),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for UserId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(de::Error::custom)
+    }
+}
+
+/// An amount of Korean won. Whole won, never floats; arithmetic is
+/// overflow-checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = i64, example = 110000)]
+pub struct Krw(i64);
+
+impl Krw {
+    /// Zero won.
+    pub const ZERO: Self = Self(0);
+
+    /// A strictly positive amount, as requested for charges and prices.
+    ///
+    /// # Errors
+    /// [`ParseError`] for zero or negative amounts.
+    pub fn positive(won: i64) -> Result<Self, ParseError> {
+        if won > 0 {
+            Ok(Self(won))
+        } else {
+            Err(ParseError("amount must be a positive number of KRW".into()))
+        }
+    }
+
+    /// Any non-negative amount (a balance).
+    ///
+    /// # Errors
+    /// [`ParseError`] for negative amounts.
+    pub fn non_negative(won: i64) -> Result<Self, ParseError> {
+        if won >= 0 {
+            Ok(Self(won))
+        } else {
+            Err(ParseError("amount must not be negative".into()))
+        }
+    }
+
+    /// The amount in won.
+    pub fn won(self) -> i64 {
+        self.0
+    }
+
+    /// `self + other`, or `None` on overflow.
+    pub fn checked_add(self, other: Self) -> Option<Self> {
+        self.0.checked_add(other.0).map(Self)
+    }
+
+    /// `self - other`, or `None` when the result would be negative.
+    pub fn checked_sub(self, other: Self) -> Option<Self> {
+        self.0
+            .checked_sub(other.0)
+            .filter(|won| *won >= 0)
+            .map(Self)
+    }
+}
+
+impl fmt::Display for Krw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} KRW", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Krw {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let won = i64::deserialize(deserializer)?;
+        Self::positive(won).map_err(de::Error::custom)
+    }
+}
+
+macro_rules! positive_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+        #[serde(transparent)]
+        #[schema(value_type = i64, example = 1)]
+        pub struct $name(i64);
+
+        impl $name {
+            /// Parses a database id.
+            ///
+            /// # Errors
+            /// [`ParseError`] for zero or negative ids.
+            pub fn new(id: i64) -> Result<Self, ParseError> {
+                if id > 0 { Ok(Self(id)) } else { Err(ParseError(concat!($what, " must be a positive integer").into())) }
+            }
+
+            /// The raw id.
+            pub fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let id = i64::deserialize(deserializer)?;
+                Self::new(id).map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+positive_id!(
+    /// A concert's id.
+    ConcertId,
+    "concert id"
+);
+positive_id!(
+    /// A performance's id; also the waiting room's `event_id` (as decimal).
+    PerformanceId,
+    "performance id"
+);
+positive_id!(
+    /// A seat's id.
+    SeatId,
+    "seat id"
+);
+
+/// A reservation's id (UUID v7, time-ordered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct ReservationId(pub Uuid);
+
+impl ReservationId {
+    /// A fresh time-ordered id.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A payment's id (UUID v7, time-ordered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct PaymentId(pub Uuid);
+
+impl PaymentId {
+    /// A fresh time-ordered id.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+/// The client-chosen `Idempotency-Key` of a payment: 1–255 visible ASCII
+/// characters, scoped per user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Longest accepted key, in bytes.
+    pub const MAX_BYTES: usize = 255;
+
+    /// Parses a header value.
+    ///
+    /// # Errors
+    /// [`ParseError`] when empty, too long, or not visible ASCII.
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        if raw.is_empty()
+            || raw.len() > Self::MAX_BYTES
+            || !raw.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ParseError(
+                "Idempotency-Key must be 1-255 visible ASCII characters".into(),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn user_ids_without_whitespace_or_controls_round_trip(raw in "[a-zA-Z0-9_.@:-]{1,64}") {
+            let id = UserId::parse(&raw).unwrap();
+            prop_assert_eq!(id.as_str(), raw.as_str());
+            let json = serde_json::to_string(&id).unwrap();
+            let back: UserId = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(back, id);
+        }
+
+        #[test]
+        fn user_ids_with_whitespace_are_rejected(prefix in "[a-z]{0,10}", ws in "[ \t\n\r\u{0}\u{7f}]", suffix in "[a-z]{0,10}") {
+            let raw = format!("{prefix}{ws}{suffix}");
+            prop_assert!(UserId::parse(&raw).is_err());
+        }
+
+        #[test]
+        fn user_ids_longer_than_64_bytes_are_rejected(raw in "[a-z]{65,200}") {
+            prop_assert!(UserId::parse(&raw).is_err());
+        }
+
+        #[test]
+        fn only_positive_amounts_parse(won in any::<i64>()) {
+            prop_assert_eq!(Krw::positive(won).is_ok(), won > 0);
+            let parsed: Result<Krw, _> = serde_json::from_str(&won.to_string());
+            prop_assert_eq!(parsed.is_ok(), won > 0);
+        }
+
+        #[test]
+        fn checked_arithmetic_never_overflows_or_goes_negative(a in 0..=i64::MAX, b in 0..=i64::MAX) {
+            let (a, b) = (Krw::non_negative(a).unwrap(), Krw::non_negative(b).unwrap());
+            match a.checked_add(b) {
+                Some(sum) => prop_assert_eq!(sum.won() as i128, a.won() as i128 + b.won() as i128),
+                None => prop_assert!(a.won() as i128 + b.won() as i128 > i64::MAX as i128),
+            }
+            match a.checked_sub(b) {
+                Some(diff) => prop_assert!(diff.won() >= 0 && diff.won() == a.won() - b.won()),
+                None => prop_assert!(a.won() < b.won()),
+            }
+        }
+
+        #[test]
+        fn ids_are_positive(id in any::<i64>()) {
+            prop_assert_eq!(SeatId::new(id).is_ok(), id > 0);
+            prop_assert_eq!(PerformanceId::new(id).is_ok(), id > 0);
+        }
+
+        #[test]
+        fn idempotency_keys_are_visible_ascii(raw in "\\PC{0,300}") {
+            let valid = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
+            prop_assert_eq!(IdempotencyKey::parse(&raw).is_ok(), valid);
+        }
+    }
+
+    #[test]
+    fn amounts_beyond_i64_do_not_deserialize() {
+        assert!(serde_json::from_str::<Krw>("9223372036854775808").is_err());
+        assert!(serde_json::from_str::<Krw>("1.5").is_err());
+        assert!(serde_json::from_str::<Krw>("\"100\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<Krw>("9223372036854775807")
+                .unwrap()
+                .won(),
+            i64::MAX
+        );
+    }
+}

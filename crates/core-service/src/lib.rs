@@ -1,0 +1,272 @@
+//! core-service: the booking core of onsale. Concerts, performances and
+//! seats; seat holds that never double-sell; idempotent payments from a
+//! prepaid KRW balance; and a transactional outbox, all on Postgres.
+//!
+//! Start it like `main` does, or like the tests do:
+//! ```no_run
+//! # async fn start() -> anyhow::Result<()> {
+//! let settings = core_service::Settings::load()?;
+//! let app = core_service::build(settings).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let shutdown = platform::shutdown::CancellationToken::new();
+//! core_service::run(app, listener, shutdown).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`settings`]: typed configuration (`[database]`, `[kafka]`,
+//!   `[telemetry]`, `[core]`) from embedded TOML and `ONSALE__…` variables.
+//! - [`domain`]: newtypes parsed once (`UserId`, `Krw`, ids, keys).
+//! - [`error`]: [`error::ApiError`], mapped to RFC 9457 problems in one place.
+//! - [`db`]: the explicitly sized pool with per-session timeouts.
+//! - [`migration`]: the schema (sea-orm-migration) and its invariants.
+//! - [`entities`]: sea-orm entities for the catalog and balances.
+//! - [`store`]: the transactions: holds, payments, balances, catalog, admin.
+//! - [`outbox`]: event envelopes written with the business change.
+//! - [`queue`]: the waiting room's gRPC client (token verification).
+//! - [`http`]: routes, handlers, caches, OpenAPI.
+//! - [`metrics`]: business, outbox and pool metrics.
+//! - [`seed`]: dev-only demo data.
+
+pub mod db;
+pub mod domain;
+pub mod entities;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod migration;
+pub mod model;
+pub mod outbox;
+pub mod queue;
+pub mod seed;
+pub mod settings;
+pub mod store;
+pub mod workers;
+
+use std::{sync::Arc, time::Duration};
+
+use platform::shutdown::CancellationToken;
+use sea_orm_migration::MigratorTrait;
+
+pub use settings::Settings;
+
+/// A built service: pool and gRPC channel ready, not listening yet.
+#[derive(Debug)]
+pub struct App {
+    state: http::AppState,
+    shutdown_deadline: Duration,
+    kafka: platform::settings::KafkaSettings,
+    producer: events::producer::Producer,
+}
+
+impl App {
+    /// The database handle (for tests and the `migrate`/`seed` commands).
+    pub fn db(&self) -> &db::Db {
+        &self.state.db
+    }
+}
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Settings break a rule.
+    #[error("invalid settings")]
+    Settings(#[from] platform::settings::SettingsError),
+    /// The database URL is malformed.
+    #[error("database configuration")]
+    Database(#[from] db::DbConfigError),
+    /// The queue-service URL is malformed.
+    #[error("queue-service configuration")]
+    Queue(#[from] queue::QueueConfigError),
+    /// The Kafka client could not be created.
+    #[error("kafka configuration")]
+    Kafka(#[from] events::producer::ProduceError),
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Accepting or serving connections failed.
+    #[error("serving HTTP failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// Validates `settings` and prepares the pool (lazy: the service starts
+/// while the database is down and reports `/readyz` false) and the
+/// queue-service channel. Installs the process-wide metrics recorder.
+///
+/// # Errors
+/// [`StartupError`] for invalid settings or malformed URLs.
+pub async fn build(settings: Settings) -> Result<App, StartupError> {
+    settings.validate()?;
+    let db = db::Db::connect_lazy(&settings.database)?;
+    let queue = queue::WaitingRoom::connect_lazy(
+        &settings.core.queue_grpc_url,
+        Duration::from_millis(settings.core.queue_timeout_ms),
+    )?;
+    let state = http::AppState {
+        db,
+        queue,
+        seats: Arc::new(http::state::SeatCache::new(Duration::from_millis(
+            settings.core.seat_cache_ms,
+        ))),
+        rules: Arc::new(http::state::RulesCache::default()),
+        metrics: telemetry::metrics_handle(),
+        core: Arc::new(settings.core.clone()),
+    };
+    let producer = events::producer::Producer::new(
+        &settings.kafka,
+        Duration::from_millis(settings.core.outbox_delivery_timeout_ms),
+    )?;
+    Ok(App {
+        state,
+        shutdown_deadline: Duration::from_secs(settings.core.shutdown_deadline_seconds),
+        kafka: settings.kafka.clone(),
+        producer,
+    })
+}
+
+/// Applies pending migrations.
+///
+/// # Errors
+/// Database errors.
+pub async fn migrate(db: &db::Db) -> Result<(), sea_orm::DbErr> {
+    migration::Migrator::up(db.orm(), None).await
+}
+
+/// Every minute, forgets idempotency keys older than `retention`, in
+/// batches, until `shutdown`.
+async fn purge_idempotency_keys(db: db::Db, retention: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                loop {
+                    match store::payments::purge_idempotency_keys(&db, retention, 1_000).await {
+                        Ok(1_000) => continue,
+                        Ok(deleted) => {
+                            if deleted > 0 {
+                                tracing::info!(deleted, "purged expired idempotency keys");
+                            }
+                            break;
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "purging idempotency keys failed; retrying next minute");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Starts the event workers that `state.core` enables: outbox relay,
+/// expiry consumer and hold sweeper (see [`workers`]).
+fn spawn_workers(
+    state: &http::AppState,
+    kafka: &platform::settings::KafkaSettings,
+    producer: events::producer::Producer,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let core = &state.core;
+    let mut tasks = Vec::new();
+    if core.outbox_relay {
+        let relay = events::outbox::OutboxRelay::new(
+            state.db.pool().clone(),
+            producer.clone(),
+            events::outbox::RelaySettings {
+                batch_size: core.outbox_batch_size,
+                topic_suffix: kafka.topic_suffix.clone(),
+                // metrics::sample already refreshes the backlog gauges.
+                backlog_interval: None,
+                ..events::outbox::RelaySettings::default()
+            },
+        );
+        tasks.push(tokio::spawn(relay.run(shutdown.clone())));
+    }
+    if core.expiry_consumer {
+        let consumer = events::consumer::ConsumerRuntime::new(
+            events::consumer::ConsumerSettings::new(
+                &kafka.brokers,
+                format!("{}-core-expiry", kafka.group_prefix),
+                kafka.topic(events::topics::RESERVATION_EXPIRATION),
+            ),
+            workers::ExpiryHandler::new(state.db.clone()),
+            producer,
+        );
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = consumer.run(token).await {
+                tracing::error!(error = %platform::problem::ErrorChain(&error), "expiry consumer stopped");
+            }
+        }));
+    }
+    if core.sweeper {
+        tasks.push(tokio::spawn(workers::run_sweeper(
+            state.db.clone(),
+            Duration::from_millis(core.sweep_interval_ms),
+            500,
+            shutdown.clone(),
+        )));
+    }
+    tasks
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then drains
+/// in-flight requests for at most `core.shutdown_deadline_seconds`.
+///
+/// # Errors
+/// [`ServeError`] when serving fails.
+pub async fn run(
+    app: App,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let App {
+        state,
+        shutdown_deadline,
+        kafka,
+        producer,
+    } = app;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "core-service listening");
+    }
+    let sampler = tokio::spawn(metrics::sample(
+        state.db.clone(),
+        Duration::from_secs(5),
+        shutdown.clone(),
+    ));
+    let purger = tokio::spawn(purge_idempotency_keys(
+        state.db.clone(),
+        Duration::from_secs(state.core.idempotency_retention_hours * 3_600),
+        shutdown.clone(),
+    ));
+    let workers = spawn_workers(&state, &kafka, producer, &shutdown);
+    let router = http::router(state.clone());
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let serving = async move {
+        let _ = tx.send(server.await);
+        // The pool closes below, so the workers finish their batch first.
+        for worker in workers {
+            if let Err(error) = worker.await {
+                tracing::error!(%error, "a worker task failed");
+            }
+        }
+    };
+    let finished = platform::shutdown::drain(&shutdown, shutdown_deadline, serving).await;
+    sampler.abort();
+    purger.abort();
+    state.db.pool().close().await;
+    if !finished {
+        return Ok(());
+    }
+    match rx.await {
+        Ok(result) => Ok(result?),
+        Err(_) => Ok(()),
+    }
+}

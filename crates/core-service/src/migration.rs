@@ -1,0 +1,189 @@
+//! Schema migrations (sea-orm-migration), applied by `core-service migrate`
+//! and by tests on a fresh database.
+//!
+//! The schema in one picture:
+//! - `users` (prepaid `balance_krw`, never negative) ← `ledger_entries`
+//!   (`charge` | `spend` | `refund`, with the balance after each entry);
+//! - `concerts` ← `performances` ← `seats`. A seat carries its live claim:
+//!   `status` `free` | `held` | `sold`, `reservation_id`, `held_until`. A
+//!   `held` seat whose `held_until` has passed counts as free (lazy expiry);
+//! - `reservations` (`held` → `confirmed` | `expired` | `cancelled`) and
+//!   `reservation_seats`, whose partial unique index on `seat_id WHERE
+//!   active` is the backstop: a seat has at most one live hold or confirmed
+//!   sale, whatever the application does. Re-holding an expired seat
+//!   deactivates the old row in the same transaction;
+//! - `payments` (one per reservation, unique per user and idempotency key)
+//!   and `idempotency_keys` (the claim and the stored response);
+//! - `outbox`, written in the same transaction as the business change.
+
+use sea_orm_migration::prelude::*;
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(Initial)]
+    }
+}
+
+struct Initial;
+
+impl MigrationName for Initial {
+    fn name(&self) -> &str {
+        "m20261122_000001_initial"
+    }
+}
+
+const INITIAL_UP: &str = r#"
+CREATE TABLE users (
+  id          TEXT PRIMARY KEY CHECK (octet_length(id) BETWEEN 1 AND 64),
+  balance_krw BIGINT NOT NULL DEFAULT 0 CHECK (balance_krw >= 0),
+  created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE ledger_entries (
+  id                BIGSERIAL PRIMARY KEY,
+  user_id           TEXT NOT NULL REFERENCES users (id),
+  kind              TEXT NOT NULL CHECK (kind IN ('charge', 'spend', 'refund')),
+  amount_krw        BIGINT NOT NULL CHECK (amount_krw > 0),
+  balance_after_krw BIGINT NOT NULL CHECK (balance_after_krw >= 0),
+  payment_id        UUID,
+  created_at        TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX ledger_entries_by_user ON ledger_entries (user_id, id DESC);
+
+CREATE TABLE concerts (
+  id         BIGSERIAL PRIMARY KEY,
+  title      TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
+  artist     TEXT NOT NULL CHECK (length(artist) BETWEEN 1 AND 200),
+  venue      TEXT NOT NULL CHECK (length(venue) BETWEEN 1 AND 200),
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE performances (
+  id                  BIGSERIAL PRIMARY KEY,
+  concert_id          BIGINT NOT NULL REFERENCES concerts (id),
+  starts_at           TIMESTAMPTZ NOT NULL,
+  sale_opens_at       TIMESTAMPTZ NOT NULL,
+  max_seats_per_order INT NOT NULL CHECK (max_seats_per_order BETWEEN 1 AND 50),
+  CHECK (sale_opens_at <= starts_at)
+);
+CREATE INDEX performances_by_concert ON performances (concert_id, starts_at);
+
+CREATE TABLE reservations (
+  id             UUID PRIMARY KEY,
+  user_id        TEXT NOT NULL CHECK (octet_length(user_id) BETWEEN 1 AND 64),
+  performance_id BIGINT NOT NULL REFERENCES performances (id),
+  status         TEXT NOT NULL CHECK (status IN ('held', 'confirmed', 'expired', 'cancelled')),
+  amount_krw     BIGINT NOT NULL CHECK (amount_krw > 0),
+  held_until     TIMESTAMPTZ NOT NULL,
+  created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX reservations_by_user ON reservations (user_id, created_at DESC);
+-- Overdue holds, for the expiry sweeper: only live holds are indexed.
+CREATE INDEX reservations_held_until ON reservations (held_until) WHERE status = 'held';
+
+CREATE TABLE seats (
+  id             BIGSERIAL PRIMARY KEY,
+  performance_id BIGINT NOT NULL REFERENCES performances (id),
+  section        TEXT NOT NULL CHECK (length(section) BETWEEN 1 AND 32),
+  row_label      TEXT NOT NULL CHECK (length(row_label) BETWEEN 1 AND 16),
+  number         INT NOT NULL CHECK (number > 0),
+  grade          TEXT NOT NULL CHECK (length(grade) BETWEEN 1 AND 16),
+  price_krw      BIGINT NOT NULL CHECK (price_krw > 0),
+  status         TEXT NOT NULL DEFAULT 'free' CHECK (status IN ('free', 'held', 'sold')),
+  reservation_id UUID REFERENCES reservations (id) DEFERRABLE INITIALLY DEFERRED,
+  held_until     TIMESTAMPTZ,
+  UNIQUE (performance_id, section, row_label, number),
+  CHECK ((status = 'free') = (reservation_id IS NULL)),
+  CHECK ((status = 'held') = (held_until IS NOT NULL))
+);
+CREATE INDEX seats_by_performance ON seats (performance_id, id);
+CREATE INDEX seats_by_reservation ON seats (reservation_id) WHERE reservation_id IS NOT NULL;
+
+CREATE TABLE reservation_seats (
+  reservation_id UUID NOT NULL REFERENCES reservations (id),
+  seat_id        BIGINT NOT NULL REFERENCES seats (id),
+  price_krw      BIGINT NOT NULL CHECK (price_krw > 0),
+  active         BOOLEAN NOT NULL DEFAULT true,
+  PRIMARY KEY (reservation_id, seat_id)
+);
+-- The backstop: one live hold or confirmed sale per seat.
+CREATE UNIQUE INDEX reservation_seats_one_live_claim ON reservation_seats (seat_id) WHERE active;
+
+CREATE TABLE payments (
+  id              UUID PRIMARY KEY,
+  user_id         TEXT NOT NULL REFERENCES users (id),
+  reservation_id  UUID NOT NULL UNIQUE REFERENCES reservations (id),
+  idempotency_key TEXT NOT NULL,
+  amount_krw      BIGINT NOT NULL CHECK (amount_krw > 0),
+  status          TEXT NOT NULL CHECK (status IN ('completed', 'refunded')),
+  paid_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+  UNIQUE (user_id, idempotency_key)
+);
+
+CREATE TABLE idempotency_keys (
+  user_id         TEXT NOT NULL,
+  key             TEXT NOT NULL CHECK (octet_length(key) BETWEEN 1 AND 255),
+  fingerprint     TEXT NOT NULL,
+  state           TEXT NOT NULL CHECK (state IN ('in_flight', 'completed')),
+  locked_until    TIMESTAMPTZ NOT NULL,
+  response_status SMALLINT,
+  response_body   JSONB,
+  created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (user_id, key),
+  CHECK ((state = 'completed') = (response_body IS NOT NULL))
+);
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+
+CREATE TABLE outbox (
+  id            BIGSERIAL PRIMARY KEY,
+  event_id      UUID NOT NULL UNIQUE,
+  topic         TEXT NOT NULL,
+  aggregate_key TEXT NOT NULL,
+  payload       JSONB NOT NULL,
+  headers       JSONB NOT NULL DEFAULT '{}'::jsonb,
+  created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+  published_at  TIMESTAMPTZ,
+  attempts      INT NOT NULL DEFAULT 0,
+  last_error    TEXT
+);
+CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+"#;
+
+const INITIAL_DOWN: &str = r#"
+DROP TABLE outbox;
+DROP TABLE idempotency_keys;
+DROP TABLE payments;
+DROP TABLE reservation_seats;
+DROP TABLE seats;
+DROP TABLE reservations;
+DROP TABLE performances;
+DROP TABLE concerts;
+DROP TABLE ledger_entries;
+DROP TABLE users;
+"#;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Initial {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(INITIAL_UP)
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(INITIAL_DOWN)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! Request and response bodies of the HTTP API (JSON). Amounts are whole
+//! KRW (`i64`), times RFC 3339 UTC.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::{Krw, PerformanceId, SeatId};
+
+/// A concert in the catalog.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Concert {
+    /// Concert id.
+    pub id: i64,
+    /// Title.
+    pub title: String,
+    /// Performing artist.
+    pub artist: String,
+    /// Venue name.
+    pub venue: String,
+    /// Its performances, earliest first.
+    pub performances: Vec<Performance>,
+}
+
+/// One performance (show date) of a concert.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Performance {
+    /// Performance id; also the waiting room's event id.
+    pub id: i64,
+    /// Show start.
+    pub starts_at: DateTime<Utc>,
+    /// When seats go on sale.
+    pub sale_opens_at: DateTime<Utc>,
+    /// Most seats one reservation may hold.
+    pub max_seats_per_order: i32,
+    /// Seats in the performance; present on `GET /v1/concerts/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seats_total: Option<i64>,
+    /// Seats free now (lazy expiry applied); present on
+    /// `GET /v1/concerts/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seats_available: Option<i64>,
+}
+
+/// A page of concerts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConcertPage {
+    /// Concerts ordered by id.
+    pub concerts: Vec<Concert>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// A seat and whether it can be held now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Seat {
+    /// Seat id.
+    pub id: i64,
+    /// Section, e.g. `A`.
+    pub section: String,
+    /// Row label, e.g. `3`.
+    pub row: String,
+    /// Seat number in the row.
+    pub number: i32,
+    /// Price grade, e.g. `VIP`.
+    pub grade: String,
+    /// Price in KRW.
+    pub price: i64,
+    /// Free, or held with an expired hold.
+    pub available: bool,
+}
+
+/// The seat map of a performance. May be up to 1 s stale.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SeatMap {
+    /// Performance id.
+    pub performance_id: i64,
+    /// Number of available seats.
+    pub seats_available: i64,
+    /// Every seat, by id.
+    pub seats: Vec<Seat>,
+}
+
+/// `POST /v1/reservations` body. The user comes from the access token.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReservation {
+    /// The performance.
+    pub performance_id: PerformanceId,
+    /// Seats to hold, all or none (1 to the performance's
+    /// `max_seats_per_order`, no duplicates).
+    pub seat_ids: Vec<SeatId>,
+}
+
+/// A seat inside a reservation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReservedSeat {
+    /// Seat id.
+    pub id: i64,
+    /// Section.
+    pub section: String,
+    /// Row label.
+    pub row: String,
+    /// Seat number.
+    pub number: i32,
+    /// Price grade.
+    pub grade: String,
+    /// Price in KRW.
+    pub price: i64,
+}
+
+/// A reservation (hold).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Reservation {
+    /// Reservation id (UUID v7).
+    pub reservation_id: Uuid,
+    /// The performance.
+    pub performance_id: i64,
+    /// The holder.
+    pub user_id: String,
+    /// `held`, `confirmed`, `expired` or `cancelled`. A hold past
+    /// `held_until` reads as `expired`.
+    pub status: String,
+    /// End of the hold.
+    pub held_until: DateTime<Utc>,
+    /// The seats.
+    pub seats: Vec<ReservedSeat>,
+    /// Total price in KRW.
+    pub amount: i64,
+}
+
+/// `POST /v1/payments` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayment {
+    /// The held reservation to pay.
+    pub reservation_id: Uuid,
+}
+
+/// A completed payment. Replays of the same `Idempotency-Key` return this
+/// exact body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Payment {
+    /// Payment id (UUID v7).
+    pub payment_id: Uuid,
+    /// The confirmed reservation.
+    pub reservation_id: Uuid,
+    /// The payer.
+    pub user_id: String,
+    /// `completed`.
+    pub status: String,
+    /// Amount debited in KRW.
+    pub amount: i64,
+    /// Balance after the debit, in KRW.
+    pub balance_after: i64,
+    /// Commit time.
+    pub paid_at: DateTime<Utc>,
+}
+
+/// `POST /v1/users/{id}/balance/charges` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeRequest {
+    /// Amount to add in KRW (positive; the balance may not exceed
+    /// `i64::MAX`).
+    pub amount: Krw,
+}
+
+/// One balance change.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LedgerEntry {
+    /// Entry id (increasing).
+    pub id: i64,
+    /// `charge`, `spend` or `refund`.
+    pub kind: String,
+    /// Amount in KRW (positive; `kind` gives the direction).
+    pub amount: i64,
+    /// Balance after this entry, in KRW.
+    pub balance_after: i64,
+    /// The payment of a `spend` or `refund`.
+    pub payment_id: Option<Uuid>,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user's balance and latest ledger entries.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Balance {
+    /// The user.
+    pub user_id: String,
+    /// Current balance in KRW.
+    pub balance: i64,
+    /// Latest entries, newest first.
+    pub recent_entries: Vec<LedgerEntry>,
+}
+
+/// Admin: a concert with its performances and seat maps, created at once.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewConcert {
+    /// Title (1–200 chars).
+    pub title: String,
+    /// Artist (1–200 chars).
+    pub artist: String,
+    /// Venue (1–200 chars).
+    pub venue: String,
+    /// 1–100 performances.
+    pub performances: Vec<NewPerformance>,
+}
+
+/// Admin: one performance and its seat map.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPerformance {
+    /// Show start.
+    pub starts_at: DateTime<Utc>,
+    /// Sale start (not after `starts_at`).
+    pub sale_opens_at: DateTime<Utc>,
+    /// 1–50.
+    pub max_seats_per_order: i32,
+    /// Seat blocks; 1–100 000 seats in total.
+    pub sections: Vec<NewSection>,
+}
+
+/// Admin: a block of identical seats: every row in `rows` gets seats
+/// numbered `1..=seats_per_row`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSection {
+    /// Section name (1–32 chars).
+    pub section: String,
+    /// Price grade (1–16 chars).
+    pub grade: String,
+    /// Price per seat in KRW.
+    pub price: Krw,
+    /// Row labels (1–16 chars each, unique).
+    pub rows: Vec<String>,
+    /// Seats per row (1–1000).
+    pub seats_per_row: i32,
+}
+
+/// Admin: what was created.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConcertCreated {
+    /// The new concert id.
+    pub concert_id: i64,
+    /// The new performances, in request order.
+    pub performances: Vec<PerformanceCreated>,
+}
+
+/// Admin: one created performance.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PerformanceCreated {
+    /// Performance id.
+    pub id: i64,
+    /// Seat ids created, ascending.
+    pub seat_ids: Vec<i64>,
+}
+
+/// Readiness report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    /// Whether the database answered.
+    pub database: bool,
+}

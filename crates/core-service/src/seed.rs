@@ -1,0 +1,116 @@
+//! `core-service seed`: demo data for a developer's machine. Never runs
+//! unless asked for, and refuses in production.
+
+use chrono::{Duration, Utc};
+use platform::settings::Environment;
+
+use crate::{
+    db::Db,
+    domain::{Krw, UserId},
+    model::{ConcertCreated, NewConcert, NewPerformance, NewSection},
+    store::{admin, balance},
+};
+
+/// Why seeding did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    /// The environment is production.
+    #[error("seed refuses to run in production")]
+    Production,
+    /// Writing failed.
+    #[error("writing demo data failed: {0}")]
+    Write(String),
+}
+
+/// The demo concert: two performances of 10 rows × 20 seats in three grades,
+/// on sale since an hour ago.
+pub fn demo_concert() -> NewConcert {
+    let now = Utc::now();
+    let sections = |price_vip: i64, price_r: i64, price_s: i64| {
+        vec![
+            NewSection {
+                section: "A".into(),
+                grade: "VIP".into(),
+                price: Krw::positive(price_vip).unwrap_or(Krw::positive(1).expect("1 is positive")),
+                rows: (1..=2).map(|r| r.to_string()).collect(),
+                seats_per_row: 20,
+            },
+            NewSection {
+                section: "B".into(),
+                grade: "R".into(),
+                price: Krw::positive(price_r).unwrap_or(Krw::positive(1).expect("1 is positive")),
+                rows: (3..=6).map(|r| r.to_string()).collect(),
+                seats_per_row: 20,
+            },
+            NewSection {
+                section: "C".into(),
+                grade: "S".into(),
+                price: Krw::positive(price_s).unwrap_or(Krw::positive(1).expect("1 is positive")),
+                rows: (7..=10).map(|r| r.to_string()).collect(),
+                seats_per_row: 20,
+            },
+        ]
+    };
+    NewConcert {
+        title: "onsale Demo Night".into(),
+        artist: "The Placeholders".into(),
+        venue: "Olympic Hall, Seoul".into(),
+        performances: (1..=2)
+            .map(|day| NewPerformance {
+                starts_at: now + Duration::days(30 + day),
+                sale_opens_at: now - Duration::hours(1),
+                max_seats_per_order: 4,
+                sections: sections(165_000, 132_000, 99_000),
+            })
+            .collect(),
+    }
+}
+
+/// Creates the demo concert and gives `fan-1` … `fan-5` 1 000 000 KRW each.
+///
+/// # Errors
+/// [`SeedError::Production`] in production; [`SeedError::Write`] when the
+/// database refuses.
+pub async fn seed(db: &Db, environment: Environment) -> Result<ConcertCreated, SeedError> {
+    if environment == Environment::Production {
+        return Err(SeedError::Production);
+    }
+    let created = admin::create_concert(db, &demo_concert())
+        .await
+        .map_err(|e| SeedError::Write(e.to_string()))?;
+    let amount = Krw::positive(1_000_000).map_err(|e| SeedError::Write(e.0))?;
+    for n in 1..=5 {
+        let user = UserId::parse(&format!("fan-{n}")).map_err(|e| SeedError::Write(e.0))?;
+        balance::charge(db, &user, amount)
+            .await
+            .map_err(|e| SeedError::Write(e.to_string()))?;
+    }
+    Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_concert_is_valid() {
+        assert!(admin::validate(&demo_concert()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn seed_refuses_in_production_before_touching_the_database() {
+        let settings = platform::settings::DatabaseSettings {
+            url: "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
+            max_connections: 1,
+            min_connections: 0,
+            acquire_timeout_ms: 100,
+            statement_timeout_ms: 100,
+            lock_timeout_ms: 100,
+        };
+        let db = Db::connect_lazy(&settings).unwrap();
+        assert!(matches!(
+            seed(&db, Environment::Production).await,
+            Err(SeedError::Production)
+        ));
+    }
+}

@@ -1,0 +1,237 @@
+//! Typed settings of core-service, loaded from the embedded `config/*.toml`
+//! layers and `ONSALE__…` variables (see [`platform::settings`]).
+
+use std::{net::SocketAddr, time::Duration};
+
+use platform::settings::{
+    DatabaseSettings, Environment, ExposeSecret, KafkaSettings, Layers, Secret, SettingsError,
+};
+use serde::Deserialize;
+use telemetry::TelemetrySettings;
+
+/// The embedded configuration files.
+pub const LAYERS: Layers = Layers {
+    base: include_str!("../config/base.toml"),
+    local: include_str!("../config/local.toml"),
+    production: include_str!("../config/production.toml"),
+};
+
+/// Everything core-service needs to start.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `local` or `production` (from `ONSALE_ENVIRONMENT`).
+    pub environment: Environment,
+    /// The Postgres pool and its session timeouts.
+    pub database: DatabaseSettings,
+    /// Kafka; read by the outbox relay (issue 5), kept here so one
+    /// `devstack env` configures every service.
+    pub kafka: KafkaSettings,
+    /// Logs, metrics and traces.
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+    /// The `[core]` section.
+    pub core: CoreSettings,
+}
+
+/// The `[core]` section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CoreSettings {
+    /// Address the public HTTP API listens on (default `127.0.0.1:8081`).
+    pub http_addr: SocketAddr,
+    /// queue-service gRPC endpoint, e.g. `http://127.0.0.1:50051`.
+    pub queue_grpc_url: String,
+    /// Deadline of every gRPC call to queue-service, in ms. Past it the
+    /// request fails closed with 503.
+    pub queue_timeout_ms: u64,
+    /// Value of the `X-Admin-Key` header that unlocks the admin API and
+    /// balance charges.
+    pub admin_key: Secret,
+    /// How long a seat hold lasts, in seconds (300 by default).
+    pub hold_ttl_seconds: u64,
+    /// Lifetime of the cached seat list of a performance, in ms (at most 1000;
+    /// 0 disables the cache).
+    pub seat_cache_ms: u64,
+    /// How long an in-flight `Idempotency-Key` stays claimed before another
+    /// request may take it over (covers a crash mid-payment), in seconds.
+    pub idempotency_lease_seconds: u64,
+    /// How long a completed `Idempotency-Key` is remembered (and replayed),
+    /// in hours. Older keys are purged in the background.
+    pub idempotency_retention_hours: u64,
+    /// How long shutdown waits for in-flight requests, in seconds.
+    pub shutdown_deadline_seconds: u64,
+    /// Ledger entries returned with a balance.
+    pub recent_ledger_entries: u32,
+    /// Run the outbox relay (publishes outbox rows to Kafka).
+    #[serde(default = "enabled")]
+    pub outbox_relay: bool,
+    /// Rows the relay claims per transaction.
+    #[serde(default = "default_outbox_batch")]
+    pub outbox_batch_size: i64,
+    /// How long one publish may wait for Kafka's acknowledgement, in ms.
+    /// Past it the row stays pending and is retried: a broker outage grows
+    /// the backlog, it never fails a payment.
+    #[serde(default = "default_outbox_delivery_timeout_ms")]
+    pub outbox_delivery_timeout_ms: u64,
+    /// Consume `reservation.expiration` and expire holds at their due time.
+    #[serde(default = "enabled")]
+    pub expiry_consumer: bool,
+    /// Expire overdue holds from the database every `sweep_interval_ms`.
+    #[serde(default = "enabled")]
+    pub sweeper: bool,
+    /// Sweeper period in ms.
+    #[serde(default = "default_sweep_interval_ms")]
+    pub sweep_interval_ms: u64,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn default_outbox_batch() -> i64 {
+    500
+}
+
+fn default_outbox_delivery_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_sweep_interval_ms() -> u64 {
+    5_000
+}
+
+impl Settings {
+    /// Loads the layers described in [`platform::settings`] and validates
+    /// them.
+    ///
+    /// # Errors
+    /// [`SettingsError`] when a layer is malformed, a value is missing (the
+    /// production admin key must come from `ONSALE__CORE__ADMIN_KEY`) or a
+    /// rule of [`Settings::validate`] is broken.
+    pub fn load() -> Result<Self, SettingsError> {
+        let settings: Self = platform::settings::load(LAYERS)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the rules serde cannot express.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] naming the broken rule.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.database.validate()?;
+        self.kafka.validate()?;
+        let core = &self.core;
+        let invalid = |msg: &str| Err(SettingsError::Invalid(msg.to_owned()));
+        if !core.queue_grpc_url.starts_with("http://")
+            && !core.queue_grpc_url.starts_with("https://")
+        {
+            return invalid("core.queue_grpc_url must be an http:// or https:// URL");
+        }
+        if core.queue_timeout_ms == 0 || core.queue_timeout_ms > 30_000 {
+            return invalid("core.queue_timeout_ms must be between 1 and 30000");
+        }
+        if core.hold_ttl_seconds == 0 || core.hold_ttl_seconds > 3_600 {
+            return invalid("core.hold_ttl_seconds must be between 1 and 3600");
+        }
+        if core.seat_cache_ms > 1_000 {
+            return invalid(
+                "core.seat_cache_ms must be at most 1000 (the seat list is never staler than 1 s)",
+            );
+        }
+        if core.idempotency_lease_seconds * 1_000 <= self.database.statement_timeout_ms {
+            return invalid(
+                "core.idempotency_lease_seconds must outlast database.statement_timeout_ms",
+            );
+        }
+        if core.idempotency_retention_hours == 0 || core.idempotency_retention_hours > 24 * 365 {
+            return invalid("core.idempotency_retention_hours must be between 1 and 8760");
+        }
+        if core.recent_ledger_entries == 0 || core.recent_ledger_entries > 1_000 {
+            return invalid("core.recent_ledger_entries must be between 1 and 1000");
+        }
+        let key = core.admin_key.expose_secret();
+        if key.len() < 8 {
+            return invalid("core.admin_key must be at least 8 characters");
+        }
+        if self.environment == Environment::Production
+            && (key.len() < 24 || key == "local-dev-admin-key")
+        {
+            return invalid(
+                "core.admin_key in production must be a random value of at least 24 characters",
+            );
+        }
+        Ok(())
+    }
+}
+
+impl CoreSettings {
+    /// [`CoreSettings::hold_ttl_seconds`] as a duration.
+    pub fn hold_ttl(&self) -> Duration {
+        Duration::from_secs(self.hold_ttl_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::settings::load_from;
+
+    fn load(environment: Environment, vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let settings: Settings = load_from(LAYERS, environment, Some(vars))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn local_defaults_load_and_validate() {
+        let settings = load(Environment::Local, &[]).unwrap();
+        assert_eq!(settings.core.http_addr.port(), 8081);
+        assert_eq!(settings.core.hold_ttl_seconds, 300);
+        assert!(settings.core.seat_cache_ms <= 1_000);
+        assert!(settings.database.max_connections > 0);
+    }
+
+    #[test]
+    fn production_without_an_admin_key_fails_fast() {
+        assert!(load(Environment::Production, &[]).is_err());
+        assert!(
+            load(
+                Environment::Production,
+                &[("ONSALE__CORE__ADMIN_KEY", "short-key-123")]
+            )
+            .is_err()
+        );
+        let ok = load(
+            Environment::Production,
+            &[(
+                "ONSALE__CORE__ADMIN_KEY",
+                "0123456789abcdef0123456789abcdef",
+            )],
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn a_seat_cache_longer_than_one_second_is_rejected() {
+        let error = load(
+            Environment::Local,
+            &[("ONSALE__CORE__SEAT_CACHE_MS", "1500")],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("seat_cache_ms"));
+    }
+
+    #[test]
+    fn variables_override_the_files() {
+        let settings = load(
+            Environment::Local,
+            &[("ONSALE__CORE__HOLD_TTL_SECONDS", "2")],
+        )
+        .unwrap();
+        assert_eq!(settings.core.hold_ttl(), Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,183 @@
+//! Catalog reads: concerts and performances through sea-orm entities; the
+//! seat map through one SQL query that applies lazy expiry.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sqlx::Row;
+
+use crate::{
+    db::Db,
+    domain::{ConcertId, PerformanceId},
+    entities::{concert, performance},
+    error::ApiError,
+    model::{Concert, ConcertPage, Performance, Seat, SeatMap},
+};
+
+/// The sale rules of a performance, read before every hold.
+#[derive(Debug, Clone, Copy)]
+pub struct SaleRules {
+    /// Most seats per reservation.
+    pub max_seats_per_order: i32,
+    /// When the sale opens.
+    pub sale_opens_at: DateTime<Utc>,
+}
+
+fn to_view(model: performance::Model) -> Performance {
+    Performance {
+        id: model.id,
+        starts_at: model.starts_at,
+        sale_opens_at: model.sale_opens_at,
+        max_seats_per_order: model.max_seats_per_order,
+        seats_total: None,
+        seats_available: None,
+    }
+}
+
+/// Concerts with `id > after`, at most `limit`, by id.
+///
+/// # Errors
+/// Database errors.
+pub async fn list(db: &Db, after: i64, limit: u64) -> Result<ConcertPage, ApiError> {
+    let concerts = concert::Entity::find()
+        .filter(concert::Column::Id.gt(after))
+        .order_by_asc(concert::Column::Id)
+        .limit(limit)
+        .all(db.orm())
+        .await?;
+    let ids: Vec<i64> = concerts.iter().map(|c| c.id).collect();
+    let mut by_concert: HashMap<i64, Vec<Performance>> = HashMap::new();
+    if !ids.is_empty() {
+        for p in performance::Entity::find()
+            .filter(performance::Column::ConcertId.is_in(ids))
+            .order_by_asc(performance::Column::StartsAt)
+            .all(db.orm())
+            .await?
+        {
+            by_concert.entry(p.concert_id).or_default().push(to_view(p));
+        }
+    }
+    let next_after = if concerts.len() as u64 == limit {
+        concerts.last().map(|c| c.id)
+    } else {
+        None
+    };
+    let concerts = concerts
+        .into_iter()
+        .map(|c| Concert {
+            performances: by_concert.remove(&c.id).unwrap_or_default(),
+            id: c.id,
+            title: c.title,
+            artist: c.artist,
+            venue: c.venue,
+        })
+        .collect();
+    Ok(ConcertPage {
+        concerts,
+        next_after,
+    })
+}
+
+/// One concert with its performances and their seat counts.
+///
+/// # Errors
+/// 404 unknown concert; database errors.
+pub async fn get(db: &Db, id: ConcertId) -> Result<Concert, ApiError> {
+    let concert = concert::Entity::find_by_id(id.get())
+        .one(db.orm())
+        .await?
+        .ok_or(ApiError::NotFound("concert"))?;
+    let performances = performance::Entity::find()
+        .filter(performance::Column::ConcertId.eq(id.get()))
+        .order_by_asc(performance::Column::StartsAt)
+        .all(db.orm())
+        .await?;
+    let ids: Vec<i64> = performances.iter().map(|p| p.id).collect();
+    let counts: HashMap<i64, (i64, i64)> = sqlx::query(
+        "SELECT performance_id, count(*) AS total, \
+         count(*) FILTER (WHERE status = 'free' OR (status = 'held' AND held_until < now())) AS available \
+         FROM seats WHERE performance_id = ANY($1) GROUP BY performance_id",
+    )
+    .bind(&ids)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("performance_id")?, (r.try_get("total")?, r.try_get("available")?))))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let performances = performances
+        .into_iter()
+        .map(|p| {
+            let (total, available) = counts.get(&p.id).copied().unwrap_or((0, 0));
+            Performance {
+                seats_total: Some(total),
+                seats_available: Some(available),
+                ..to_view(p)
+            }
+        })
+        .collect();
+    Ok(Concert {
+        id: concert.id,
+        title: concert.title,
+        artist: concert.artist,
+        venue: concert.venue,
+        performances,
+    })
+}
+
+/// The sale rules of `id`.
+///
+/// # Errors
+/// 404 unknown performance; database errors.
+pub async fn sale_rules(db: &Db, id: PerformanceId) -> Result<SaleRules, ApiError> {
+    let p = performance::Entity::find_by_id(id.get())
+        .one(db.orm())
+        .await?
+        .ok_or(ApiError::NotFound("performance"))?;
+    Ok(SaleRules {
+        max_seats_per_order: p.max_seats_per_order,
+        sale_opens_at: p.sale_opens_at,
+    })
+}
+
+/// Every seat of `id` with its availability now (a lapsed hold is free).
+///
+/// # Errors
+/// 404 unknown performance; database errors.
+pub async fn seat_map(db: &Db, id: PerformanceId) -> Result<SeatMap, ApiError> {
+    let mut conn = db.acquire().await?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM performances WHERE id = $1")
+        .bind(id.get())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_none() {
+        return Err(ApiError::NotFound("performance"));
+    }
+    let seats = sqlx::query(
+        "SELECT id, section, row_label, number, grade, price_krw, \
+         (status = 'free' OR (status = 'held' AND held_until < now())) AS available \
+         FROM seats WHERE performance_id = $1 ORDER BY id",
+    )
+    .bind(id.get())
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Seat {
+            id: r.try_get("id")?,
+            section: r.try_get("section")?,
+            row: r.try_get("row_label")?,
+            number: r.try_get("number")?,
+            grade: r.try_get("grade")?,
+            price: r.try_get("price_krw")?,
+            available: r.try_get("available")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let seats_available = seats.iter().filter(|s| s.available).count() as i64;
+    Ok(SeatMap {
+        performance_id: id.get(),
+        seats_available,
+        seats,
+    })
+}

@@ -1,0 +1,318 @@
+//! Payments from the prepaid balance, idempotent per user and
+//! `Idempotency-Key`.
+//!
+//! 1. Claim the key with one autocommit upsert into `idempotency_keys`. If
+//!    it exists: a completed key replays the stored response; an in-flight
+//!    one answers 409 + `Retry-After`; a different reservation under the same
+//!    key is 422. An in-flight claim whose lease ran out (a crash mid-payment)
+//!    may be taken over.
+//! 2. One transaction: lock the reservation (`NOWAIT`), check owner, state
+//!    and expiry; mark its seats sold (`SKIP LOCKED`: a seat taken over after
+//!    expiry means 410); debit the balance with a conditional `UPDATE`
+//!    (402 when short); then ledger entry, reservation confirmed, payment,
+//!    `payment.completed` outbox row and the stored response, in one
+//!    statement; commit.
+//! 3. Any failure rolls the transaction back and frees the key, so nothing
+//!    but a success is ever remembered (409/429/503 are never cached).
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{
+    db::Db,
+    domain::{IdempotencyKey, PaymentId, UserId},
+    error::{ApiError, sqlstate},
+    model::Payment,
+    outbox::{OutboxRow, PAYMENT_COMPLETED, PaymentCompleted},
+};
+
+/// The result of a payment request.
+#[derive(Debug, Clone)]
+pub enum PaymentOutcome {
+    /// This request paid; the body is the stored response.
+    Completed(serde_json::Value),
+    /// An earlier request with the same key paid; its stored response.
+    Replayed(serde_json::Value),
+}
+
+const CLAIM_KEY: &str = r#"
+INSERT INTO idempotency_keys (user_id, key, fingerprint, state, locked_until)
+VALUES ($1, $2, $3, 'in_flight', now() + make_interval(secs => $4))
+ON CONFLICT (user_id, key) DO UPDATE
+  SET fingerprint = EXCLUDED.fingerprint, locked_until = EXCLUDED.locked_until
+  WHERE idempotency_keys.state = 'in_flight' AND idempotency_keys.locked_until < now()
+RETURNING 1
+"#;
+
+const LOCK_RESERVATION: &str = r#"
+SELECT r.user_id, r.performance_id, r.status, r.amount_krw, r.held_until < now() AS lapsed, now() AS now,
+       (SELECT count(*) FROM reservation_seats rs WHERE rs.reservation_id = r.id) AS seat_count
+FROM reservations r WHERE r.id = $1
+FOR UPDATE OF r NOWAIT
+"#;
+
+const SELL_SEATS: &str = r#"
+UPDATE seats SET status = 'sold', held_until = NULL
+WHERE id IN (
+  SELECT id FROM seats WHERE reservation_id = $1 AND status = 'held' ORDER BY id FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"#;
+
+const DEBIT: &str = r#"
+UPDATE users SET balance_krw = balance_krw - $2, updated_at = now()
+WHERE id = $1 AND balance_krw >= $2
+RETURNING balance_krw
+"#;
+
+const RECORD: &str = r#"
+WITH ledger AS (
+  INSERT INTO ledger_entries (user_id, kind, amount_krw, balance_after_krw, payment_id, created_at)
+  VALUES ($1, 'spend', $2, $3, $4, $5)
+), confirmed AS (
+  UPDATE reservations SET status = 'confirmed', updated_at = $5 WHERE id = $6
+), payment AS (
+  INSERT INTO payments (id, user_id, reservation_id, idempotency_key, amount_krw, status, paid_at)
+  VALUES ($4, $1, $6, $7, $2, 'completed', $5)
+), event AS (
+  INSERT INTO outbox (event_id, topic, aggregate_key, payload, headers) VALUES ($8, $9, $10, $11, $12)
+)
+UPDATE idempotency_keys SET state = 'completed', response_status = 201, response_body = $13
+WHERE user_id = $1 AND key = $7
+"#;
+
+/// What the payment needs besides the database.
+#[derive(Debug, Clone)]
+pub struct PaymentRequest<'a> {
+    /// The verified payer.
+    pub user: &'a UserId,
+    /// The client's key, scoped to `user`.
+    pub key: &'a IdempotencyKey,
+    /// The reservation to pay.
+    pub reservation_id: Uuid,
+    /// Lease of an in-flight key, in seconds.
+    pub lease_seconds: u64,
+}
+
+/// Pays a held reservation from the user's balance, idempotently.
+///
+/// # Errors
+/// - [`ApiError::PaymentInProgress`] (409 + Retry-After): same key or same
+///   reservation being paid right now;
+/// - 422 `idempotency_key_reused`: the key was used for another reservation;
+/// - 404 unknown reservation; 403 `not_owner`;
+/// - 409 `already_paid` / `reservation_cancelled`;
+/// - [`ApiError::HoldExpired`] (410), [`ApiError::InsufficientBalance`] (402):
+///   nothing changed;
+/// - database errors.
+pub async fn pay(db: &Db, request: PaymentRequest<'_>) -> Result<PaymentOutcome, ApiError> {
+    let fingerprint = request.reservation_id.to_string();
+    let claimed = sqlx::query(CLAIM_KEY)
+        .bind(request.user.as_str())
+        .bind(request.key.as_str())
+        .bind(&fingerprint)
+        .bind(request.lease_seconds as f64)
+        .fetch_optional(db.pool())
+        .await?
+        .is_some();
+    if !claimed {
+        return existing_key(db, &request, &fingerprint).await;
+    }
+    match pay_claimed(db, &request).await {
+        Ok(body) => Ok(PaymentOutcome::Completed(body)),
+        Err(error) => {
+            let freed = sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND state = 'in_flight'")
+                .bind(request.user.as_str())
+                .bind(request.key.as_str())
+                .execute(db.pool())
+                .await;
+            if let Err(free_error) = freed {
+                tracing::warn!(error = %free_error, "freeing an idempotency key failed; its lease will expire");
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn existing_key(
+    db: &Db,
+    request: &PaymentRequest<'_>,
+    fingerprint: &str,
+) -> Result<PaymentOutcome, ApiError> {
+    let row = sqlx::query("SELECT fingerprint, state, response_body FROM idempotency_keys WHERE user_id = $1 AND key = $2")
+        .bind(request.user.as_str())
+        .bind(request.key.as_str())
+        .fetch_optional(db.pool())
+        .await?;
+    // Freed between our claim and this read: the other attempt failed, and
+    // the client may retry.
+    let Some(row) = row else {
+        return Err(ApiError::PaymentInProgress);
+    };
+    if row.try_get::<String, _>("fingerprint")? != fingerprint {
+        return Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for another reservation",
+        ));
+    }
+    match (
+        row.try_get::<String, _>("state")?.as_str(),
+        row.try_get::<Option<serde_json::Value>, _>("response_body")?,
+    ) {
+        ("completed", Some(body)) => Ok(PaymentOutcome::Replayed(body)),
+        _ => Err(ApiError::PaymentInProgress),
+    }
+}
+
+async fn pay_claimed(db: &Db, request: &PaymentRequest<'_>) -> Result<serde_json::Value, ApiError> {
+    let mut tx = db.begin().await?;
+    let row = sqlx::query(LOCK_RESERVATION)
+        .bind(request.reservation_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|error| match sqlstate(&error).as_deref() {
+            Some("55P03") => ApiError::PaymentInProgress,
+            _ => error.into(),
+        })?
+        .ok_or(ApiError::NotFound("reservation"))?;
+    let owner: String = row.try_get("user_id")?;
+    if owner != request.user.as_str() {
+        return Err(ApiError::forbidden(
+            "not_owner",
+            "this reservation belongs to another user",
+        ));
+    }
+    let status: String = row.try_get("status")?;
+    match status.as_str() {
+        "confirmed" => {
+            return Err(ApiError::conflict(
+                "already_paid",
+                "this reservation is already paid",
+            ));
+        }
+        "cancelled" => {
+            return Err(ApiError::conflict(
+                "reservation_cancelled",
+                "this reservation was released",
+            ));
+        }
+        "expired" => return Err(ApiError::HoldExpired),
+        _ => {}
+    }
+    if row.try_get::<bool, _>("lapsed")? {
+        return Err(ApiError::HoldExpired);
+    }
+    let performance_id: i64 = row.try_get("performance_id")?;
+    let amount: i64 = row.try_get("amount_krw")?;
+    let now: DateTime<Utc> = row.try_get("now")?;
+    let seat_count: i64 = row.try_get("seat_count")?;
+
+    let mut seat_ids: Vec<i64> = sqlx::query_scalar(SELL_SEATS)
+        .bind(request.reservation_id)
+        .fetch_all(&mut *tx)
+        .await?;
+    if seat_ids.len() as i64 != seat_count {
+        // A seat was taken over after the hold lapsed (or is being taken
+        // over right now): the hold is gone.
+        return Err(ApiError::HoldExpired);
+    }
+    seat_ids.sort_unstable();
+
+    let Some(balance_after) = sqlx::query_scalar::<_, i64>(DEBIT)
+        .bind(request.user.as_str())
+        .bind(amount)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        let balance: Option<i64> =
+            sqlx::query_scalar("SELECT balance_krw FROM users WHERE id = $1")
+                .bind(request.user.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        return Err(ApiError::InsufficientBalance {
+            balance_krw: balance.unwrap_or(0),
+            required_krw: amount,
+        });
+    };
+
+    let payment_id = PaymentId::generate();
+    let body = serde_json::to_value(Payment {
+        payment_id: payment_id.0,
+        reservation_id: request.reservation_id,
+        user_id: request.user.as_str().to_owned(),
+        status: "completed".into(),
+        amount,
+        balance_after,
+        paid_at: now,
+    })
+    .map_err(|error| ApiError::Internal(error.into()))?;
+    let event = OutboxRow::new(
+        PAYMENT_COMPLETED,
+        request.reservation_id.to_string(),
+        now,
+        PaymentCompleted {
+            payment_id: payment_id.0,
+            reservation_id: request.reservation_id,
+            user_id: request.user.as_str().to_owned(),
+            performance_id,
+            amount_krw: amount,
+            seat_ids,
+            paid_at: now,
+        },
+    );
+    let recorded = sqlx::query(RECORD)
+        .bind(request.user.as_str())
+        .bind(amount)
+        .bind(balance_after)
+        .bind(payment_id.0)
+        .bind(now)
+        .bind(request.reservation_id)
+        .bind(request.key.as_str())
+        .bind(event.event_id)
+        .bind(event.topic)
+        .bind(&event.aggregate_key)
+        .bind(&event.payload)
+        .bind(&event.headers)
+        .bind(&body)
+        .execute(&mut *tx)
+        .await;
+    if let Err(error) = recorded {
+        // A key purged after its retention and reused for another
+        // reservation collides with the old payment.
+        if sqlstate(&error).as_deref() == Some("23505") {
+            return Err(ApiError::unprocessable(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another payment",
+            ));
+        }
+        return Err(error.into());
+    }
+    tx.commit().await?;
+    Ok(body)
+}
+
+/// Forgets keys older than `retention`: completed ones (no longer replayed)
+/// and abandoned in-flight ones. Deletes at most `batch` rows per call and
+/// returns how many it deleted.
+///
+/// # Errors
+/// Database errors.
+pub async fn purge_idempotency_keys(
+    db: &Db,
+    retention: std::time::Duration,
+    batch: i64,
+) -> Result<u64, ApiError> {
+    let deleted = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE ctid IN (\
+           SELECT ctid FROM idempotency_keys \
+           WHERE created_at < now() - make_interval(secs => $1) \
+             AND (state = 'completed' OR locked_until < now()) \
+           LIMIT $2)",
+    )
+    .bind(retention.as_secs_f64())
+    .bind(batch)
+    .execute(db.pool())
+    .await?;
+    Ok(deleted.rows_affected())
+}

@@ -1,0 +1,623 @@
+//! Holds and payments against real Postgres and the real queue-service.
+
+mod common;
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use common::{Reply, TestApp, spawn_app, spawn_app_with};
+use futures::future::join_all;
+use reqwest::StatusCode;
+
+/// Gets one access token per user, concurrently.
+async fn tokens(app: &TestApp, performance: i64, users: &[String]) -> Vec<String> {
+    join_all(users.iter().map(|user| app.access_token(performance, user))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_hundred_buyers_racing_for_one_hundred_seats_get_exactly_one_hundred_holds() {
+    let app = spawn_app().await;
+    let show = app.create_show(5, 20, 50_000, 4).await;
+    assert_eq!(show.seat_ids.len(), 100);
+    let users: Vec<String> = (0..500).map(|i| format!("buyer-{i}")).collect();
+    let tokens = tokens(&app, show.performance_id, &users).await;
+
+    let mut tasks = Vec::new();
+    for (i, token) in tokens.into_iter().enumerate() {
+        let app_base = app.base.clone();
+        let http = app.http.clone();
+        // Five buyers want each seat.
+        let seat = show.seat_ids[i % 100];
+        let performance = show.performance_id;
+        tasks.push(tokio::spawn(async move {
+            let response = http
+                .post(format!("{app_base}/v1/reservations"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"performance_id": performance, "seat_ids": [seat]}))
+                .send()
+                .await
+                .unwrap();
+            Reply::from(response).await
+        }));
+    }
+    let replies: Vec<Reply> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    let held: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .collect();
+    let conflicts: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CONFLICT)
+        .collect();
+    assert_eq!(
+        held.len(),
+        100,
+        "statuses: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let others: Vec<String> = replies
+        .iter()
+        .filter(|r| r.status != StatusCode::CREATED && r.status != StatusCode::CONFLICT)
+        .map(|r| format!("{} {}", r.status, r.body))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "every other buyer gets 409, not: {others:?}"
+    );
+    assert_eq!(conflicts.len(), 400);
+    let seats: HashSet<i64> = held
+        .iter()
+        .map(|r| r.body["seats"][0]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seats.len(), 100, "no seat is held twice");
+    for conflict in conflicts {
+        assert_eq!(conflict.code(), "seat_taken");
+        assert!(conflict.is_problem());
+        assert!(
+            conflict.body["seats_available"].is_i64(),
+            "409 carries seats_available"
+        );
+    }
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM seats WHERE status = 'held'")
+            .await,
+        100
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM reservation_seats WHERE active")
+            .await,
+        100
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM reservations WHERE status = 'held'")
+            .await,
+        100
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM outbox WHERE topic = 'reservation.expiration'")
+            .await,
+        100
+    );
+    let seat_map = app
+        .get(&format!("/v1/performances/{}/seats", show.performance_id))
+        .await;
+    assert_eq!(seat_map.body["seats_available"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_seat_holds_are_all_or_nothing_under_contention() {
+    let app = spawn_app().await;
+    let show = app.create_show(3, 10, 10_000, 4).await;
+    let users: Vec<String> = (0..200).map(|i| format!("group-{i}")).collect();
+    let tokens = tokens(&app, show.performance_id, &users).await;
+
+    let mut tasks = Vec::new();
+    for (i, token) in tokens.into_iter().enumerate() {
+        let app_base = app.base.clone();
+        let http = app.http.clone();
+        // Overlapping windows of three adjacent seats.
+        let start = (i * 7) % (show.seat_ids.len() - 2);
+        let wanted: Vec<i64> = show.seat_ids[start..start + 3].to_vec();
+        let performance = show.performance_id;
+        tasks.push(tokio::spawn(async move {
+            let response = http
+                .post(format!("{app_base}/v1/reservations"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"performance_id": performance, "seat_ids": wanted}))
+                .send()
+                .await
+                .unwrap();
+            (wanted, Reply::from(response).await)
+        }));
+    }
+    let replies: Vec<(Vec<i64>, Reply)> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    let mut owner: HashMap<i64, String> = HashMap::new();
+    let mut holds = 0;
+    for (wanted, reply) in &replies {
+        match reply.status {
+            StatusCode::CREATED => {
+                holds += 1;
+                let got: Vec<i64> = reply.body["seats"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["id"].as_i64().unwrap())
+                    .collect();
+                assert_eq!(&got, wanted, "a hold has every requested seat");
+                let id = reply.body["reservation_id"].as_str().unwrap().to_owned();
+                for seat in got {
+                    assert!(
+                        owner.insert(seat, id.clone()).is_none(),
+                        "seat {seat} held twice"
+                    );
+                }
+            }
+            StatusCode::CONFLICT => assert_eq!(reply.code(), "seat_taken"),
+            other => panic!("unexpected {other}: {}", reply.body),
+        }
+    }
+    assert!(holds >= 1);
+    // The database agrees: every held seat belongs to a successful hold with
+    // all its seats, and no failed request left anything behind.
+    let rows: Vec<(i64, Option<uuid::Uuid>)> =
+        sqlx::query_as("SELECT id, reservation_id FROM seats WHERE status = 'held'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), owner.len());
+    for (seat, reservation) in rows {
+        assert_eq!(
+            reservation.map(|r| r.to_string()).as_ref(),
+            owner.get(&seat)
+        );
+    }
+    assert_eq!(app.scalar("SELECT count(*) FROM reservations").await, holds);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM reservation_seats").await,
+        holds * 3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_idempotency_key_sent_twenty_times_at_once_debits_once_and_answers_identically() {
+    let app = spawn_app().await;
+    let show = app.create_show(1, 10, 70_000, 4).await;
+    let token = app.access_token(show.performance_id, "payer").await;
+    assert_eq!(
+        app.charge("payer", 200_000).await.status,
+        StatusCode::CREATED
+    );
+    let held = app
+        .hold(&token, show.performance_id, &show.seat_ids[..2])
+        .await;
+    assert_eq!(held.status, StatusCode::CREATED, "{}", held.body);
+    let reservation = held.body["reservation_id"].as_str().unwrap().to_owned();
+
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (base, http, token, reservation) = (
+                app.base.clone(),
+                app.http.clone(),
+                token.clone(),
+                reservation.clone(),
+            );
+            tokio::spawn(async move {
+                let mut in_flight_answers = 0;
+                loop {
+                    let response = http
+                        .post(format!("{base}/v1/payments"))
+                        .bearer_auth(&token)
+                        .header("idempotency-key", "pay-once-7f3a")
+                        .json(&serde_json::json!({ "reservation_id": reservation }))
+                        .send()
+                        .await
+                        .unwrap();
+                    let reply = Reply::from(response).await;
+                    if reply.status == StatusCode::CONFLICT {
+                        assert_eq!(reply.code(), "payment_in_progress");
+                        let retry: u64 = reply.headers["retry-after"]
+                            .to_str()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        assert!(retry >= 1);
+                        in_flight_answers += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    return (reply, in_flight_answers);
+                }
+            })
+        })
+        .collect();
+    let results: Vec<(Reply, usize)> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    let first = &results[0].0;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    for (reply, _) in &results {
+        assert_eq!(reply.status, StatusCode::CREATED);
+        assert_eq!(
+            reply.body, first.body,
+            "every answer is the original response"
+        );
+    }
+    assert_eq!(first.body["amount"], 140_000);
+    assert_eq!(first.body["balance_after"], 60_000);
+    assert_eq!(app.balance("payer").await, 60_000);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM ledger_entries WHERE kind = 'spend'")
+            .await,
+        1
+    );
+    assert_eq!(app.scalar("SELECT count(*) FROM payments").await, 1);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM outbox WHERE topic = 'payment.completed'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM seats WHERE status = 'sold'")
+            .await,
+        2
+    );
+    let status = app.get(&format!("/v1/reservations/{reservation}")).await;
+    assert_eq!(status.body["status"], "confirmed");
+
+    // The outbox row carries the agreed envelope.
+    let payload: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE topic = 'payment.completed'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(payload["type"], "payment.completed");
+    assert_eq!(payload["version"], 1);
+    assert_eq!(payload["key"], reservation.as_str());
+    assert_eq!(payload["data"]["amount_krw"], 140_000);
+    assert_eq!(payload["data"]["user_id"], "payer");
+    assert_eq!(payload["data"]["performance_id"], show.performance_id);
+    assert_eq!(payload["data"]["payment_id"], first.body["payment_id"]);
+
+    // A later replay still answers the same, marked as a replay.
+    let replay = app.pay(&token, "pay-once-7f3a", &reservation).await;
+    assert_eq!(replay.body, first.body);
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    // The key cannot be reused for another reservation.
+    let other = app
+        .hold(&token, show.performance_id, &show.seat_ids[5..6])
+        .await;
+    let reused = app
+        .pay(
+            &token,
+            "pay-once-7f3a",
+            other.body["reservation_id"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.code(), "idempotency_key_reused");
+    // Paying the same reservation again under a new key is a conflict.
+    let again = app.pay(&token, "another-key", &reservation).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.code(), "already_paid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insufficient_balance_changes_nothing() {
+    let app = spawn_app().await;
+    let show = app.create_show(1, 4, 90_000, 4).await;
+    let token = app.access_token(show.performance_id, "short").await;
+    assert_eq!(
+        app.charge("short", 50_000).await.status,
+        StatusCode::CREATED
+    );
+    let held = app
+        .hold(&token, show.performance_id, &show.seat_ids[..1])
+        .await;
+    let reservation = held.body["reservation_id"].as_str().unwrap().to_owned();
+
+    async fn snapshot(app: &TestApp) -> Vec<i64> {
+        vec![
+            app.scalar("SELECT balance_krw FROM users WHERE id = 'short'")
+                .await,
+            app.scalar("SELECT count(*) FROM ledger_entries").await,
+            app.scalar("SELECT count(*) FROM payments").await,
+            app.scalar("SELECT count(*) FROM idempotency_keys").await,
+            app.scalar("SELECT count(*) FROM outbox WHERE topic = 'payment.completed'")
+                .await,
+            app.scalar("SELECT count(*) FROM reservations WHERE status = 'held'")
+                .await,
+            app.scalar("SELECT count(*) FROM seats WHERE status = 'held'")
+                .await,
+        ]
+    }
+    let before = snapshot(&app).await;
+    let reply = app.pay(&token, "k-short-1", &reservation).await;
+    assert_eq!(reply.status, StatusCode::PAYMENT_REQUIRED, "{}", reply.body);
+    assert_eq!(reply.code(), "insufficient_balance");
+    assert_eq!(reply.body["balance_krw"], 50_000);
+    assert_eq!(reply.body["required_krw"], 90_000);
+    assert_eq!(snapshot(&app).await, before, "nothing changed");
+
+    // Topping up and retrying the same key then succeeds: failures are not
+    // remembered.
+    assert_eq!(
+        app.charge("short", 40_000).await.status,
+        StatusCode::CREATED
+    );
+    let paid = app.pay(&token, "k-short-1", &reservation).await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.body);
+    assert_eq!(app.balance("short").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_hold_can_be_reheld_by_someone_else_and_the_late_payer_gets_410_without_charge()
+{
+    let app = spawn_app_with(&[("ONSALE__CORE__HOLD_TTL_SECONDS", "1")]).await;
+    let show = app.create_show(1, 4, 30_000, 4).await;
+    let late = app.access_token(show.performance_id, "late").await;
+    let quick = app.access_token(show.performance_id, "quick").await;
+    app.charge("late", 100_000).await;
+    app.charge("quick", 100_000).await;
+
+    let first = app
+        .hold(&late, show.performance_id, &show.seat_ids[..2])
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let late_reservation = first.body["reservation_id"].as_str().unwrap().to_owned();
+    // While the hold lives, nobody else gets the seat.
+    let blocked = app
+        .hold(&quick, show.performance_id, &show.seat_ids[1..2])
+        .await;
+    assert_eq!(blocked.status, StatusCode::CONFLICT);
+
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Lazy expiry: the seat map shows the seats free again…
+    let map = app
+        .get(&format!("/v1/performances/{}/seats", show.performance_id))
+        .await;
+    assert_eq!(map.body["seats_available"], 4);
+    // …and another buyer can hold one of them.
+    let second = app
+        .hold(&quick, show.performance_id, &show.seat_ids[1..2])
+        .await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+
+    let paid_late = app.pay(&late, "late-key", &late_reservation).await;
+    assert_eq!(paid_late.status, StatusCode::GONE, "{}", paid_late.body);
+    assert_eq!(paid_late.code(), "hold_expired");
+    assert_eq!(app.balance("late").await, 100_000, "no charge");
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM ledger_entries WHERE kind = 'spend'")
+            .await,
+        0
+    );
+    let status = app
+        .get(&format!("/v1/reservations/{late_reservation}"))
+        .await;
+    assert_eq!(status.body["status"], "expired");
+
+    let paid_quick = app
+        .pay(
+            &quick,
+            "quick-key",
+            second.body["reservation_id"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(
+        paid_quick.status,
+        StatusCode::CREATED,
+        "{}",
+        paid_quick.body
+    );
+    assert_eq!(app.balance("quick").await, 70_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releasing_a_hold_frees_its_seats_at_once() {
+    let app = spawn_app().await;
+    let show = app.create_show(1, 2, 10_000, 2).await;
+    let a = app.access_token(show.performance_id, "releaser").await;
+    let b = app.access_token(show.performance_id, "next-in-line").await;
+    let held = app.hold(&a, show.performance_id, &show.seat_ids).await;
+    let id = held.body["reservation_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get(&format!("/v1/performances/{}/seats", show.performance_id))
+            .await
+            .body["seats_available"],
+        0
+    );
+    // The hold wrote its expiration event in the same transaction.
+    let (key, payload): (String, serde_json::Value) = sqlx::query_as(
+        "SELECT aggregate_key, payload FROM outbox WHERE topic = 'reservation.expiration'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(key, id);
+    assert_eq!(payload["type"], "reservation.expiration");
+    assert_eq!(payload["version"], 1);
+    assert_eq!(payload["data"]["reservation_id"], id.as_str());
+    assert_eq!(payload["data"]["user_id"], "releaser");
+    assert_eq!(payload["data"]["performance_id"], show.performance_id);
+    assert_eq!(
+        payload["data"]["seat_ids"],
+        serde_json::json!(show.seat_ids)
+    );
+    assert_eq!(payload["data"]["held_until"], held.body["held_until"]);
+
+    let not_mine = app
+        .http
+        .delete(format!("{}/v1/reservations/{id}", app.base))
+        .bearer_auth(&b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_mine.status(), StatusCode::FORBIDDEN);
+    let released = app
+        .http
+        .delete(format!("{}/v1/reservations/{id}", app.base))
+        .bearer_auth(&a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(released.status(), StatusCode::NO_CONTENT);
+    // The cached seat map was invalidated by the change.
+    assert_eq!(
+        app.get(&format!("/v1/performances/{}/seats", show.performance_id))
+            .await
+            .body["seats_available"],
+        2
+    );
+    assert_eq!(
+        app.get(&format!("/v1/reservations/{id}")).await.body["status"],
+        "cancelled"
+    );
+    assert_eq!(
+        app.hold(&b, show.performance_id, &show.seat_ids)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paying_another_users_reservation_is_forbidden_and_charges_nobody() {
+    let app = spawn_app().await;
+    let show = app.create_show(1, 2, 10_000, 2).await;
+    let owner = app.access_token(show.performance_id, "owner").await;
+    let thief = app.access_token(show.performance_id, "thief").await;
+    app.charge("thief", 50_000).await;
+    let held = app
+        .hold(&owner, show.performance_id, &show.seat_ids[..1])
+        .await;
+    let reply = app
+        .pay(
+            &thief,
+            "steal",
+            held.body["reservation_id"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.code(), "not_owner");
+    assert_eq!(app.balance("thief").await, 50_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expiration_consumer_frees_only_lapsed_holds() {
+    let app = spawn_app_with(&[("ONSALE__CORE__HOLD_TTL_SECONDS", "1")]).await;
+    let show = app.create_show(1, 3, 10_000, 3).await;
+    let token = app.access_token(show.performance_id, "sleepy").await;
+    let held = app
+        .hold(&token, show.performance_id, &show.seat_ids[..2])
+        .await;
+    let id: uuid::Uuid = held.body["reservation_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let settings = common::core_settings(&app.database_url, "http://127.0.0.1:1", &[]);
+    let db = core_service::db::Db::connect_lazy(&settings.database).unwrap();
+
+    assert!(
+        !core_service::store::holds::expire_if_lapsed(&db, id)
+            .await
+            .unwrap(),
+        "a live hold stays"
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM seats WHERE status = 'held'")
+            .await,
+        2
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        core_service::store::holds::expire_if_lapsed(&db, id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !core_service::store::holds::expire_if_lapsed(&db, id)
+            .await
+            .unwrap(),
+        "expiring is idempotent"
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM seats WHERE status = 'free'")
+            .await,
+        3
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM reservation_seats WHERE active")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.get(&format!("/v1/reservations/{id}")).await.body["status"],
+        "expired"
+    );
+    let unknown = core_service::store::holds::expire_if_lapsed(&db, uuid::Uuid::now_v7()).await;
+    assert!(unknown.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paying_one_reservation_under_ten_different_keys_at_once_debits_once() {
+    let app = spawn_app().await;
+    let show = app.create_show(1, 2, 25_000, 2).await;
+    let token = app.access_token(show.performance_id, "eager").await;
+    app.charge("eager", 1_000_000).await;
+    let held = app.hold(&token, show.performance_id, &show.seat_ids).await;
+    let reservation = held.body["reservation_id"].as_str().unwrap().to_owned();
+
+    let replies = join_all((0..10).map(|i| {
+        let (app, token, reservation) = (&app, token.clone(), reservation.clone());
+        async move {
+            app.pay(&token, &format!("eager-key-{i}"), &reservation)
+                .await
+        }
+    }))
+    .await;
+    let paid = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    assert_eq!(
+        paid,
+        1,
+        "{:?}",
+        replies
+            .iter()
+            .map(|r| (r.status, r.code().to_owned()))
+            .collect::<Vec<_>>()
+    );
+    for reply in replies.iter().filter(|r| r.status != StatusCode::CREATED) {
+        assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+        assert!(
+            ["payment_in_progress", "already_paid"].contains(&reply.code()),
+            "{}",
+            reply.body
+        );
+    }
+    assert_eq!(app.balance("eager").await, 1_000_000 - 50_000);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM ledger_entries WHERE kind = 'spend'")
+            .await,
+        1
+    );
+    // Only the successful key is remembered.
+    assert_eq!(app.scalar("SELECT count(*) FROM idempotency_keys").await, 1);
+}

@@ -1,0 +1,475 @@
+//! Test harness: `spawn_app()` starts the real queue-service and
+//! core-service in-process on port 0, against the devstack Postgres (a fresh
+//! database per test, migrated) and Redis Cluster (a fresh key prefix).
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::time::Duration;
+
+use platform::{settings::Environment, shutdown::CancellationToken};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+pub const CORE_ADMIN_KEY: &str = "core-test-admin-key";
+/// queue-service's local admin key (its `config/local.toml`).
+pub const QUEUE_ADMIN_KEY: &str = "local-admin-key";
+
+pub struct TestApp {
+    pub base: String,
+    pub queue_base: String,
+    pub http: reqwest::Client,
+    /// A separate pool on the test database, for assertions.
+    pub db: PgPool,
+    pub database_url: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn is_problem(&self) -> bool {
+        self.headers
+            .get("content-type")
+            .is_some_and(|v| v == "application/problem+json")
+    }
+}
+
+/// A performance created through the admin API.
+#[derive(Debug, Clone)]
+pub struct Show {
+    pub performance_id: i64,
+    pub seat_ids: Vec<i64>,
+}
+
+fn queue_settings(extra: &[(String, String)]) -> queue_service::Settings {
+    let stack = devstack::testing::stack();
+    let prefix = format!("{}:", devstack::testing::unique_suffix());
+    let mut vars = vec![
+        ("ONSALE__REDIS__URLS".to_owned(), stack.redis_urls.join(",")),
+        ("ONSALE__REDIS__KEY_PREFIX".to_owned(), prefix),
+        // A loaded 2-core machine answers Redis slower than production; the
+        // tests check booking correctness, not queue-service's shedding.
+        (
+            "ONSALE__REDIS__RESPONSE_TIMEOUT_MS".to_owned(),
+            "10000".to_owned(),
+        ),
+        (
+            "ONSALE__REDIS__CONNECT_TIMEOUT_MS".to_owned(),
+            "5000".to_owned(),
+        ),
+        ("ONSALE__QUEUE__TICK_MS".to_owned(), "50".to_owned()),
+        (
+            "ONSALE__QUEUE__PRESENCE_GRANULARITY_SECONDS".to_owned(),
+            "1".to_owned(),
+        ),
+        (
+            "ONSALE__QUEUE__RATE_LIMIT__PER_SECOND".to_owned(),
+            "100000".to_owned(),
+        ),
+        (
+            "ONSALE__QUEUE__RATE_LIMIT__BURST".to_owned(),
+            "100000".to_owned(),
+        ),
+        (
+            "ONSALE__QUEUE__SHUTDOWN_GRACE_MS".to_owned(),
+            "1000".to_owned(),
+        ),
+    ];
+    vars.extend(extra.iter().cloned());
+    queue_service::Settings::load_with(vars).expect("queue-service test settings are valid")
+}
+
+/// core-service settings for `database_url` and `queue_grpc_url`, with
+/// `extra` `ONSALE__…` overrides.
+pub fn core_settings(
+    database_url: &str,
+    queue_grpc_url: &str,
+    extra: &[(&str, &str)],
+) -> core_service::Settings {
+    let mut vars = vec![
+        ("ONSALE__DATABASE__URL".to_owned(), database_url.to_owned()),
+        (
+            "ONSALE__DATABASE__MAX_CONNECTIONS".to_owned(),
+            "10".to_owned(),
+        ),
+        (
+            "ONSALE__DATABASE__MIN_CONNECTIONS".to_owned(),
+            "0".to_owned(),
+        ),
+        // Generous for a loaded 2-core test machine: the tests check
+        // correctness, not load shedding.
+        (
+            "ONSALE__DATABASE__ACQUIRE_TIMEOUT_MS".to_owned(),
+            "10000".to_owned(),
+        ),
+        (
+            "ONSALE__CORE__QUEUE_GRPC_URL".to_owned(),
+            queue_grpc_url.to_owned(),
+        ),
+        (
+            "ONSALE__CORE__QUEUE_TIMEOUT_MS".to_owned(),
+            "5000".to_owned(),
+        ),
+        (
+            "ONSALE__CORE__ADMIN_KEY".to_owned(),
+            CORE_ADMIN_KEY.to_owned(),
+        ),
+        (
+            "ONSALE__KAFKA__BROKERS".to_owned(),
+            devstack::testing::stack().kafka_brokers.clone(),
+        ),
+    ];
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let settings: core_service::Settings = platform::settings::load_from(
+        core_service::settings::LAYERS,
+        Environment::Local,
+        Some(vars),
+    )
+    .expect("core-service test settings load");
+    settings
+        .validate()
+        .expect("core-service test settings are valid");
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Event workers off: these tests drive holds and payments by hand, and a
+/// sweeper or expiry consumer acting in between would race their checks.
+/// `tests/events_flow.rs` turns them on with [`spawn_app_on`].
+const WORKERS_OFF: &[(&str, &str)] = &[
+    ("ONSALE__CORE__OUTBOX_RELAY", "false"),
+    ("ONSALE__CORE__EXPIRY_CONSUMER", "false"),
+    ("ONSALE__CORE__SWEEPER", "false"),
+];
+
+/// Starts queue-service and core-service (with `extra` settings) on a fresh,
+/// migrated database, without event workers.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let mut all: Vec<(&str, &str)> = WORKERS_OFF.to_vec();
+    all.extend_from_slice(extra);
+    spawn_apps(&all, &[("ONSALE__QUEUE__CONSUME_EVENTS".to_owned(), "false".to_owned())]).await
+}
+
+/// Starts both services with every event worker on, talking to Kafka at
+/// `brokers` with topic suffix and consumer-group prefix `suffix` (the
+/// topics must exist), plus `extra` core-service settings.
+#[allow(dead_code)] // used by some test binaries only
+pub async fn spawn_app_on(brokers: &str, suffix: &str, extra: &[(&str, &str)]) -> TestApp {
+    let kafka = [
+        ("ONSALE__KAFKA__BROKERS".to_owned(), brokers.to_owned()),
+        ("ONSALE__KAFKA__TOPIC_SUFFIX".to_owned(), suffix.to_owned()),
+        ("ONSALE__KAFKA__GROUP_PREFIX".to_owned(), format!("test{suffix}")),
+    ];
+    let group = format!("test{suffix}");
+    let mut all: Vec<(&str, &str)> = vec![
+        ("ONSALE__KAFKA__BROKERS", brokers),
+        ("ONSALE__KAFKA__TOPIC_SUFFIX", suffix),
+        ("ONSALE__KAFKA__GROUP_PREFIX", &group),
+    ];
+    all.extend_from_slice(extra);
+    spawn_apps(&all, &kafka).await
+}
+
+async fn spawn_apps(core_extra: &[(&str, &str)], queue_extra: &[(String, String)]) -> TestApp {
+    let shutdown = CancellationToken::new();
+
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let queue_base = format!("http://{}", http.local_addr().unwrap());
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let queue = queue_service::build(queue_settings(queue_extra))
+        .await
+        .expect("queue-service builds");
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        queue_service::run(queue, queue_service::Listeners { http, grpc }, token)
+            .await
+            .expect("queue-service serves");
+    });
+
+    let database_url = devstack::testing::fresh_database().await;
+    let core_settings = core_settings(&database_url, &grpc_url, core_extra);
+    spawn_core(core_settings, shutdown, queue_base, database_url).await
+}
+
+async fn spawn_core(
+    settings: core_service::Settings,
+    shutdown: CancellationToken,
+    queue_base: String,
+    database_url: String,
+) -> TestApp {
+    let app = core_service::build(settings)
+        .await
+        .expect("core-service builds");
+    core_service::migrate(app.db())
+        .await
+        .expect("migrations apply");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        core_service::run(app, listener, token)
+            .await
+            .expect("core-service serves");
+    });
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(3)
+        .connect(&database_url)
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(600)
+        .build()
+        .unwrap();
+    TestApp {
+        base,
+        queue_base,
+        http,
+        db,
+        database_url,
+        shutdown,
+    }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::from(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Creates a concert with one performance of `rows` × `per_row` seats at
+    /// `price` KRW, on sale now.
+    pub async fn create_show(
+        &self,
+        rows: usize,
+        per_row: i32,
+        price: i64,
+        max_per_order: i32,
+    ) -> Show {
+        let now = chrono::Utc::now();
+        let body = json!({
+            "title": "Test Concert", "artist": "Test Artist", "venue": "Test Hall",
+            "performances": [{
+                "starts_at": now + chrono::Duration::days(7),
+                "sale_opens_at": now - chrono::Duration::minutes(1),
+                "max_seats_per_order": max_per_order,
+                "sections": [{"section": "A", "grade": "R", "price": price,
+                              "rows": (1..=rows).map(|r| r.to_string()).collect::<Vec<_>>(),
+                              "seats_per_row": per_row}]
+            }]
+        });
+        let reply = Reply::from(
+            self.http
+                .post(format!("{}/admin/v1/concerts", self.base))
+                .header("x-admin-key", CORE_ADMIN_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        let performance = &reply.body["performances"][0];
+        let show = Show {
+            performance_id: performance["id"].as_i64().unwrap(),
+            seat_ids: performance["seat_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect(),
+        };
+        self.open_room(show.performance_id).await;
+        show
+    }
+
+    /// Opens the waiting room of `performance` wide, so everyone is admitted
+    /// at once.
+    pub async fn open_room(&self, performance: i64) {
+        let response = self
+            .http
+            .put(format!(
+                "{}/admin/v1/events/{performance}/waiting-room",
+                self.queue_base
+            ))
+            .header("x-admin-key", QUEUE_ADMIN_KEY)
+            .json(
+                &json!({"capacity": 100000, "admit_per_second": 100000, "access_ttl_seconds": 600,
+                          "abandon_after_seconds": 300, "state": "open"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let reply = Reply::from(response).await;
+        assert!(
+            reply.status.is_success(),
+            "opening the room failed: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+
+    /// Queues `user` for `performance` and waits until admitted; returns the
+    /// access token.
+    pub async fn access_token(&self, performance: i64, user: &str) -> String {
+        // Entering is retried on 429/503 (load shedding under 500 concurrent
+        // fans), as a real client would.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let entered = loop {
+            let entered = Reply::from(
+                self.http
+                    .post(format!("{}/v1/events/{performance}/queue", self.queue_base))
+                    .json(&json!({ "user_id": user }))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            let retryable = matches!(
+                entered.status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            );
+            if !retryable || tokio::time::Instant::now() > deadline {
+                break entered;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            entered.status.is_success(),
+            "entering the queue failed: {} {}",
+            entered.status,
+            entered.body
+        );
+        if let Some(token) = entered.body["access_token"].as_str() {
+            return token.to_owned();
+        }
+        let queue_token = entered.body["queue_token"]
+            .as_str()
+            .expect("a queue token")
+            .to_owned();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = Reply::from(
+                self.http
+                    .get(format!(
+                        "{}/v1/events/{performance}/queue/status",
+                        self.queue_base
+                    ))
+                    .bearer_auth(&queue_token)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            if status.body["status"] == "active"
+                && let Some(token) = status.body["access_token"].as_str()
+            {
+                return token.to_owned();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{user} was not admitted: {}",
+                status.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn charge(&self, user: &str, amount: i64) -> Reply {
+        Reply::from(
+            self.http
+                .post(format!("{}/v1/users/{user}/balance/charges", self.base))
+                .header("x-admin-key", CORE_ADMIN_KEY)
+                .json(&json!({ "amount": amount }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn hold(&self, token: &str, performance: i64, seats: &[i64]) -> Reply {
+        Reply::from(
+            self.http
+                .post(format!("{}/v1/reservations", self.base))
+                .bearer_auth(token)
+                .json(&json!({ "performance_id": performance, "seat_ids": seats }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn pay(&self, token: &str, key: &str, reservation: &str) -> Reply {
+        Reply::from(
+            self.http
+                .post(format!("{}/v1/payments", self.base))
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .json(&json!({ "reservation_id": reservation }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn balance(&self, user: &str) -> i64 {
+        let reply = self.get(&format!("/v1/users/{user}/balance")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body["balance"].as_i64().unwrap()
+    }
+
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+}

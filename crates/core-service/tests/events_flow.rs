@@ -1,0 +1,177 @@
+//! The event flows of core-service and queue-service against real Kafka:
+//! payments survive a broker outage and their events arrive afterwards with
+//! one effect each; holds expire at their due time even when the expiry
+//! consumer dies mid-batch.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Reply, TestApp, spawn_app_on};
+use devstack::testing::PrivateBroker;
+use futures::future::join_all;
+use reqwest::StatusCode;
+
+fn topics(suffix: &str) -> Vec<String> {
+    ["payment.completed", "reservation.expiration"]
+        .iter()
+        .flat_map(|t| [format!("{t}{suffix}"), format!("{t}{suffix}.dlq")])
+        .collect()
+}
+
+async fn room_stats(app: &TestApp, performance: i64) -> serde_json::Value {
+    app.http
+        .get(format!("{}/admin/v1/events/{performance}/waiting-room/stats", app.queue_base))
+        .header("X-Admin-Key", common::QUEUE_ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn eventually(what: &str, seconds: u64, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..seconds * 10 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within {seconds} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_once_it_returns() {
+    let suffix = format!(".{}", devstack::testing::unique_suffix());
+    let names = topics(&suffix);
+    let broker = PrivateBroker::start(&names.iter().map(String::as_str).collect::<Vec<_>>(), 3).await;
+    let app = spawn_app_on(&broker.brokers, &suffix, &[("ONSALE__CORE__OUTBOX_DELIVERY_TIMEOUT_MS", "1000")]).await;
+    let show = app.create_show(10, 50, 10_000, 4).await;
+    let users: Vec<String> = (0..500).map(|i| format!("payer-{i}")).collect();
+    join_all(users.iter().map(|u| app.charge(u, 10_000))).await;
+    let tokens = join_all(users.iter().map(|u| app.access_token(show.performance_id, u))).await;
+    let holds: Vec<Reply> =
+        join_all(tokens.iter().zip(&show.seat_ids).map(|(t, seat)| app.hold(t, show.performance_id, std::slice::from_ref(seat)))).await;
+    assert!(holds.iter().all(|h| h.status == StatusCode::CREATED), "every fan holds one seat");
+
+    broker.pause();
+    let payments: Vec<Reply> = join_all(tokens.iter().zip(&holds).enumerate().map(|(i, (token, hold))| {
+        let reservation = hold.body["reservation_id"].as_str().unwrap().to_owned();
+        let app = &app;
+        async move { app.pay(token, &format!("key-{i}"), &reservation).await }
+    }))
+    .await;
+    assert!(
+        payments.iter().all(|p| p.status == StatusCode::CREATED),
+        "all 500 payments succeed while Kafka is frozen: {:?}",
+        payments.iter().map(|p| p.status).collect::<Vec<_>>()
+    );
+    let pending = app.scalar("SELECT count(*) FROM outbox WHERE topic = 'payment.completed' AND published_at IS NULL").await;
+    assert_eq!(pending, 500, "each committed payment has its event waiting in the outbox");
+    assert_eq!(room_stats(&app, show.performance_id).await["exited"]["completed"], 0);
+
+    broker.resume();
+    eventually("every payment.completed published", 120, async || {
+        app.scalar("SELECT count(*) FROM outbox WHERE topic = 'payment.completed' AND published_at IS NULL").await == 0
+    })
+    .await;
+    eventually("every buyer's slot released", 120, async || {
+        room_stats(&app, show.performance_id).await["exited"]["completed"] == 500
+    })
+    .await;
+
+    // Redeliver every event: the releases already happened, nothing changes.
+    let requeued = app
+        .scalar("WITH u AS (UPDATE outbox SET published_at = NULL WHERE topic = 'payment.completed' RETURNING 1) SELECT count(*) FROM u")
+        .await;
+    assert_eq!(requeued, 500);
+    eventually("the replayed events published", 120, async || {
+        app.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").await == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = room_stats(&app, show.performance_id).await;
+    assert_eq!(stats["exited"]["completed"], 500, "a replayed event releases nobody a second time");
+    assert_eq!(stats["active"], 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM payments").await, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_due_hold_expires_exactly_once_even_when_the_expiry_consumer_dies_mid_batch() {
+    let suffix = format!(".{}", devstack::testing::unique_suffix());
+    let names = topics(&suffix);
+    devstack::testing::create_topics(&names.iter().map(String::as_str).collect::<Vec<_>>(), 3).await;
+    let brokers = devstack::testing::stack().kafka_brokers.clone();
+    // The app's own expiry consumer and sweeper are off: this test plays
+    // them by hand to kill one in the middle.
+    let app = spawn_app_on(
+        &brokers,
+        &suffix,
+        &[("ONSALE__CORE__HOLD_TTL_SECONDS", "2"), ("ONSALE__CORE__EXPIRY_CONSUMER", "false"), ("ONSALE__CORE__SWEEPER", "false")],
+    )
+    .await;
+    let show = app.create_show(1, 40, 10_000, 4).await;
+    let users: Vec<String> = (0..40).map(|i| format!("holder-{i}")).collect();
+    let tokens = join_all(users.iter().map(|u| app.access_token(show.performance_id, u))).await;
+    let holds: Vec<Reply> =
+        join_all(tokens.iter().zip(&show.seat_ids).map(|(t, seat)| app.hold(t, show.performance_id, std::slice::from_ref(seat)))).await;
+    assert!(holds.iter().all(|h| h.status == StatusCode::CREATED));
+    eventually("expiration events published", 30, async || {
+        app.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").await == 0
+    })
+    .await;
+
+    // A consumer that is killed after its first expiries.
+    let settings = common::core_settings(&app.database_url, "http://127.0.0.1:1", &[]);
+    let db = core_service::db::Db::connect_lazy(&settings.database).unwrap();
+    let consumer = || {
+        let mut settings = events::consumer::ConsumerSettings::new(
+            &brokers,
+            format!("expiry{suffix}"),
+            format!("reservation.expiration{suffix}"),
+        );
+        settings.max_attempts = 3;
+        let dlq = events::producer::Producer::new(
+            &platform::settings::KafkaSettings { brokers: brokers.clone(), topic_suffix: suffix.clone(), group_prefix: "t".into() },
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        events::consumer::ConsumerRuntime::new(settings, core_service::workers::ExpiryHandler::new(db.clone()), dlq)
+    };
+    let first = tokio::spawn(consumer().run(platform::shutdown::CancellationToken::new()));
+    eventually("some holds expired by the first consumer", 60, async || {
+        app.scalar("SELECT count(*) FROM reservations WHERE status = 'expired'").await >= 5
+    })
+    .await;
+    first.abort();
+
+    // The sweeper, and a second consumer resuming from the committed
+    // offsets once the group has rebalanced, finish the job between them.
+    let second_token = platform::shutdown::CancellationToken::new();
+    let sweeper = tokio::spawn(core_service::workers::run_sweeper(
+        db.clone(),
+        Duration::from_millis(500),
+        10,
+        second_token.clone(),
+    ));
+    let second = tokio::spawn(consumer().run(second_token.clone()));
+    eventually("every hold expired", 60, async || {
+        app.scalar("SELECT count(*) FROM reservations WHERE status = 'expired'").await == 40
+    })
+    .await;
+    assert_eq!(app.scalar("SELECT count(*) FROM seats WHERE status = 'free'").await, 40, "every seat is free again");
+
+    // A new buyer takes a seat; a late duplicate expiry of the old hold must
+    // not free it.
+    let token = app.access_token(show.performance_id, "late-buyer").await;
+    let fresh = app.hold(&token, show.performance_id, &[show.seat_ids[0]]).await;
+    assert_eq!(fresh.status, StatusCode::CREATED);
+    let old = holds[0].body["reservation_id"].as_str().unwrap().parse().unwrap();
+    assert!(!core_service::store::holds::expire_if_lapsed(&db, old).await.unwrap(), "an expired hold expires only once");
+    let seat_state = app.scalar(&format!("SELECT count(*) FROM seats WHERE id = {} AND status = 'held'", show.seat_ids[0])).await;
+    assert_eq!(seat_state, 1, "the new buyer's hold is untouched");
+    second_token.cancel();
+    second.await.unwrap().unwrap();
+    sweeper.await.unwrap();
+}

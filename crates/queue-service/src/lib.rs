@@ -1,0 +1,306 @@
+//! queue-service: a virtual waiting room on Redis Cluster.
+//!
+//! When a performance goes on sale, fans enter a per-event line
+//! (`POST /v1/events/{id}/queue`), poll their exact position and an ETA, and
+//! are admitted into a bounded active set at a controlled rate. An admitted
+//! fan receives a signed access token that core-service checks over gRPC
+//! (`VerifyAccess`) before it sells a seat, and releases (`ReleaseAccess`)
+//! when the purchase completes.
+//!
+//! # Layout
+//! - [`settings`]: `[queue]` settings and validation.
+//! - [`domain`]: [`domain::EventId`], [`domain::UserId`], room settings and
+//!   the position/ETA arithmetic ([`domain::estimate`]).
+//! - `store` (private): Redis key layout and the Lua scripts in `src/lua/`.
+//! - [`tokens`]: queue and access JWTs.
+//! - [`service`]: the operations, shared by both transports.
+//! - [`error`]: [`error::ApiError`], mapped once to problem+json and once to
+//!   `tonic::Status`.
+//! - [`http`]: the HTTP API and its OpenAPI document; `grpc` and
+//!   `admission` (private): the gRPC API and the admission loop.
+//! - [`metrics`]: metric names.
+//! - [`build`] and [`run`]: the library entry points `main.rs` and
+//!   core-service's tests use.
+//!
+//! # Design
+//! - **One script per request.** Entry, status, leave, verify, release and
+//!   each admission tick are single Lua scripts (one round trip, atomic).
+//!   All keys of an event share the hash tag `{<prefix>evt:<id>}`, so a
+//!   script touches one slot and events spread over the masters.
+//! - **Fairness.** An `INCR` per event gives immutable arrival numbers; the
+//!   line is a ZSET scored by them, so order never depends on instance
+//!   clocks, and the exact position is `ZCOUNT` below the fan's number.
+//! - **Admission.** A tick expires lapsed admissions (bounded batch), then
+//!   admits `min(capacity − active, bucket)` fans from the head, where the
+//!   bucket is a token bucket refilled at `admit_per_second` and capped at
+//!   one tick's worth. Because the bucket lives in Redis and the script is
+//!   atomic, any number of instances may tick concurrently: the active set
+//!   never exceeds capacity, nobody is admitted twice, and the rate holds.
+//!   A slot freed by leave, expiry or release is reused on the next tick.
+//!   One call touches at most 100 fans (expired, admitted, dropped, swept)
+//!   using bulk commands (`ZPOPMIN`, multi-member `ZADD`/`ZREM`/`HSET`,
+//!   `BITFIELD_RO`), and says when work remains; the loop then calls again,
+//!   at most 10 times per tick. Each call's cost is bounded whatever the
+//!   length of the line (measurements in `docs/bench-queue.md`).
+//! - **Abandonment.** Presence is a bitmap per time window indexed by arrival
+//!   number (one bit per fan per window instead of a second sorted set of
+//!   last-seen times, which would double the memory per fan: the line costs
+//!   ~140 bytes per fan in total). A window is at least
+//!   `presence_granularity_seconds` and at least 1/4 of the room's
+//!   `abandon_after_seconds`, so checking a fan reads at most 5 windows, and
+//!   a silent fan is dropped between `abandon_after_seconds` and one window
+//!   later. Admission drops absent fans it pops from the head, so no slot
+//!   goes to someone who left and abandoned numbers never stall admission; a
+//!   sweep checks a bounded slice of the line per call, resuming from a
+//!   cursor, so positions converge to exact without scanning the whole line,
+//!   and a late poll finds its place already lost. A change of a room's
+//!   abandonment window that changes the window width suspends abandonment
+//!   for one abandonment window.
+//! - **ETA.** Admissions are counted per second in a ring buffer; the rate
+//!   over the last 30 s divides the fans ahead (until a first admission is
+//!   measured, the configured rate stands in). `poll_after_ms` grows from
+//!   1 s near the front to 30 s far back, capped at a third of the
+//!   abandonment window.
+//! - **Tokens.** HS256 JWTs; verifying a signature needs no Redis. Access
+//!   tokens carry the session id (the arrival number); `VerifyAccess` also
+//!   checks the session is still the fan's active one (one script), so a
+//!   released or expired session is refused even if its JWT is still valid.
+//! - **Redis client.** redis-rs's async cluster connection directly rather
+//!   than a deadpool pool: it is multiplexed (one pipelined connection per
+//!   node shared by all requests, so a pool adds only checkout overhead), it
+//!   follows MOVED/ASK itself, and it is cheap to clone (so
+//!   `redis.pool_size` is not used). The store replaces it after connection
+//!   failures, so the service heals when Redis returns.
+
+pub mod domain;
+pub mod error;
+pub mod events_consumer;
+pub mod metrics;
+pub mod service;
+pub mod settings;
+pub mod tokens;
+
+pub mod http;
+
+mod admission;
+mod grpc;
+mod store;
+
+use std::{sync::Arc, time::Duration};
+
+pub use http::openapi;
+pub use platform::shutdown::CancellationToken;
+pub use settings::Settings;
+pub use store::{RoomSnapshot, StoreError};
+
+use events::consumer::{ConsumerRuntime, ConsumerSettings};
+use onsale_proto::queue::v1::waiting_room_server::WaitingRoomServer;
+use platform::settings::SettingsError;
+
+/// Bound sockets for [`run`]; bind port 0 in tests.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Fan API, admin API, probes, metrics and OpenAPI.
+    pub http: tokio::net::TcpListener,
+    /// gRPC (`onsale.queue.v1.WaitingRoom`, health, reflection).
+    pub grpc: tokio::net::TcpListener,
+}
+
+/// A built, not yet serving, service instance.
+#[derive(Debug)]
+pub struct App {
+    room: service::WaitingRoom,
+    release_consumer: Option<ConsumerRuntime<events_consumer::PaymentCompletedHandler>>,
+}
+
+impl App {
+    /// The shared operations, for embedding.
+    pub fn waiting_room(&self) -> &service::WaitingRoom {
+        &self.room
+    }
+}
+
+/// Why [`build`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Settings break a rule.
+    #[error("invalid settings")]
+    Settings(#[from] SettingsError),
+    /// The Redis client could not be created (bad URLs).
+    #[error("creating the redis client failed")]
+    Redis(#[from] store::StoreError),
+    /// The Kafka client could not be created (bad settings).
+    #[error("creating the kafka client failed")]
+    Kafka(#[from] events::producer::ProduceError),
+}
+
+/// Why [`run`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The HTTP server failed.
+    #[error("HTTP server failed")]
+    Http(#[source] std::io::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server failed")]
+    Grpc(#[from] tonic::transport::Error),
+    /// A server task panicked.
+    #[error("a server task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Validates settings and creates the Redis client. Does not listen.
+///
+/// Redis being down at this point is not fatal: the first requests get 503,
+/// `/readyz` reports false, and the connection is retried on use.
+///
+/// # Errors
+/// [`StartupError`] for invalid settings or unusable Redis URLs.
+pub async fn build(settings: Settings) -> Result<App, StartupError> {
+    settings.validate()?;
+    // Install the Prometheus recorder before anything is recorded, also when
+    // embedded without `telemetry::init` (tests, core-service).
+    let _ = telemetry::metrics_handle();
+    let store = store::Store::new(
+        &settings.redis,
+        settings.queue.presence_granularity_seconds,
+        settings.queue.tick_ms,
+    )?;
+    if !store.ping().await {
+        tracing::warn!("redis is not reachable yet; serving 503 until it is");
+    }
+    let release_consumer = if settings.queue.consume_events {
+        // Dead letters of this consumer go to `payment.completed.dlq`.
+        let dlq = events::producer::Producer::new(&settings.kafka, Duration::from_secs(10))?;
+        let consumer = ConsumerSettings::new(
+            &settings.kafka.brokers,
+            format!("{}-queue-release", settings.kafka.group_prefix),
+            settings.kafka.topic(events::topics::PAYMENT_COMPLETED),
+        );
+        Some((consumer, dlq))
+    } else {
+        None
+    };
+    let room = service::WaitingRoom::new(store, Arc::new(settings));
+    let release_consumer = release_consumer.map(|(consumer, dlq)| {
+        ConsumerRuntime::new(consumer, events_consumer::PaymentCompletedHandler::new(room.clone()), dlq)
+    });
+    Ok(App { room, release_consumer })
+}
+
+/// Serves HTTP and gRPC on `listeners` and runs the admission loop until
+/// `shutdown` is cancelled, then drains in-flight work for at most
+/// `queue.shutdown_grace_ms`.
+///
+/// # Errors
+/// [`ServeError`] when a server fails; the others are then stopped too.
+pub async fn run(
+    app: App,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let room = app.room;
+    let release_consumer = app.release_consumer;
+    let settings = room.settings.clone();
+    // Children stop when either the caller cancels or a server fails.
+    let stop = shutdown.child_token();
+    let limiter = Arc::new(http::limiter(&settings.queue.rate_limit));
+
+    let router = http::router(room.clone(), limiter.clone());
+    let http_stop = stop.clone();
+    let http_task = tokio::spawn(async move {
+        let result = axum::serve(
+            listeners.http,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(http_stop.clone().cancelled_owned())
+        .await
+        .map_err(ServeError::Http);
+        http_stop.cancel();
+        result
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<WaitingRoomServer<grpc::GrpcApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(onsale_proto::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let grpc_stop = stop.clone();
+    let grpc_api = WaitingRoomServer::new(grpc::GrpcApi { room: room.clone() });
+    let grpc_task = tokio::spawn(async move {
+        let mut builder = tonic::transport::Server::builder();
+        let router = builder.add_service(health_service).add_service(grpc_api);
+        let router = match reflection {
+            Ok(reflection) => router.add_service(reflection),
+            Err(error) => {
+                tracing::warn!(%error, "gRPC reflection unavailable");
+                router
+            }
+        };
+        let result = router
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listeners.grpc),
+                grpc_stop.clone().cancelled_owned(),
+            )
+            .await
+            .map_err(ServeError::Grpc);
+        grpc_stop.cancel();
+        result
+    });
+
+    let admission_task = tokio::spawn(admission::run(
+        room.store.clone(),
+        Duration::from_millis(settings.queue.tick_ms),
+        settings.queue.admission_enabled,
+        limiter,
+        health,
+        stop.clone(),
+    ));
+
+    // Event-driven admission: a buyer's slot is freed as soon as their
+    // payment.completed arrives.
+    let consumer_stop = stop.clone();
+    let consumer_task = tokio::spawn(async move {
+        if let Some(consumer) = release_consumer
+            && let Err(error) = consumer.run(consumer_stop).await
+        {
+            tracing::error!(error = %platform::problem::ErrorChain(&error), "payment.completed consumer stopped");
+        }
+    });
+
+    tracing::info!(http = %settings.queue.http_addr, grpc = %settings.queue.grpc_addr, "queue-service serving");
+    let mut outcome: Result<(), ServeError> = Ok(());
+    let work = async {
+        let (http, grpc, admission, consumer) =
+            tokio::join!(http_task, grpc_task, admission_task, consumer_task);
+        if let Err(error) = consumer {
+            tracing::error!(%error, "payment.completed consumer task failed");
+        }
+        for result in [
+            http.map_err(ServeError::from).and_then(|r| r),
+            grpc.map_err(ServeError::from).and_then(|r| r),
+        ] {
+            if let Err(error) = result
+                && outcome.is_ok()
+            {
+                outcome = Err(error);
+            }
+        }
+        if let Err(error) = admission
+            && outcome.is_ok()
+        {
+            outcome = Err(error.into());
+        }
+    };
+    let drained = platform::shutdown::drain(
+        &stop,
+        Duration::from_millis(settings.queue.shutdown_grace_ms),
+        work,
+    )
+    .await;
+    if !drained {
+        tracing::warn!("shutdown grace period ended with work in flight");
+    }
+    outcome
+}

@@ -1,0 +1,127 @@
+-- One admission tick for one event. Safe to run from any number of instances
+-- at once: the script is atomic, so the active set never exceeds capacity
+-- and a fan leaves the waiting set in the same step that admits them.
+-- Every call touches at most `budget` fans (expired, admitted or dropped,
+-- swept), with bulk commands, so one call stays short however long the line
+-- is; when work remains it replies more = '1' and the caller calls again.
+-- ARGV[1] = tick ms, ARGV[2] = budget (fans per call), ARGV[3] = minimum
+-- sweep slice.
+-- Replies: {'no_room'} or {state, admitted, expired, abandoned, waiting,
+--   active, exit_rate, more}
+local tick_ms, budget, min_sweep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local more = '0'
+local cfg = load_cfg()
+if not cfg then
+  return {'no_room'}
+end
+local now = now_ms()
+
+-- 1. Lapsed admissions free their slots (bounded batch; the rest next tick).
+local expire_batch = math.floor(budget / 2)
+local lapsed = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', int(now), 'LIMIT', 0, expire_batch)
+if #lapsed == expire_batch then
+  more = '1'
+end
+if #lapsed > 0 then
+  bulk('ZREM', K_ACTIVE, lapsed, 1)
+  bulk('HDEL', K_SESSIONS, lapsed, 1)
+  redis.call('HINCRBY', K_STATS, 'exited_expired', #lapsed)
+end
+
+local admitted, abandoned = 0, 0
+if cfg.state == 'open' then
+  -- 2. Token bucket in Redis, so N instances together still admit at most
+  -- `rate` fans per second; it holds at most one tick's worth (at least one
+  -- fan, so slow rooms still move).
+  local burst = math.max(1, cfg.rate * tick_ms / 1000)
+  local b = redis.call('HMGET', K_CFG, 'tokens', 'tokens_at')
+  local tokens, at = tonumber(b[1]) or burst, tonumber(b[2]) or now
+  if now > at then
+    tokens = math.min(burst, tokens + cfg.rate * (now - at) / 1000)
+  end
+  local free = cfg.capacity - redis.call('ZCARD', K_ACTIVE)
+  local want = math.min(math.floor(tokens), free)
+  local expiry = int(now + cfg.ttl * 1000)
+
+  -- 3. Admit from the head in FIFO order. Absent fans popped on the way are
+  -- dropped, so no slot goes to someone who left without saying so; if many
+  -- were absent, the next round pops further, within the budget.
+  local max_scan = budget - #lapsed
+  local scanned = 0
+  while admitted < want and scanned < max_scan do
+    local head = redis.call('ZPOPMIN', K_WAITING, math.min(want - admitted, max_scan - scanned))
+    if #head == 0 then
+      break
+    end
+    local users, seqs = {}, {}
+    for i = 1, #head, 2 do
+      users[#users + 1] = head[i]
+      seqs[#seqs + 1] = tonumber(head[i + 1])
+    end
+    scanned = scanned + #users
+    local present = presence(cfg, seqs, now)
+    local zadd, hset = {}, {}
+    for i = 1, #users do
+      if present[i] then
+        zadd[#zadd + 1] = expiry
+        zadd[#zadd + 1] = users[i]
+        -- The arrival number doubles as session id: unique per admission
+        -- of this event, and a re-entry gets a new one.
+        hset[#hset + 1] = users[i]
+        hset[#hset + 1] = int(seqs[i])
+        admitted = admitted + 1
+      else
+        abandoned = abandoned + 1
+      end
+    end
+    if #zadd > 0 then
+      bulk('ZADD', K_ACTIVE, zadd, 2)
+      bulk('HSET', K_SESSIONS, hset, 2)
+    end
+  end
+  redis.call('HSET', K_CFG, 'tokens', tostring(tokens - admitted), 'tokens_at', int(now))
+  if admitted < want and scanned >= max_scan then
+    more = '1'
+  end
+
+  -- 4. Sweep a bounded slice of the line for abandoned fans, resuming where
+  -- the previous tick stopped, so positions stay exact without ever scanning
+  -- the whole line in one call.
+  local sweep_batch = math.max(min_sweep, budget - #lapsed - scanned)
+  local cursor = redis.call('HGET', K_CFG, 'sweep') or '0'
+  local slice = redis.call('ZRANGEBYSCORE', K_WAITING, '(' .. cursor, '+inf', 'WITHSCORES', 'LIMIT', 0, sweep_batch)
+  local users, seqs = {}, {}
+  for i = 1, #slice, 2 do
+    users[#users + 1] = slice[i]
+    seqs[#seqs + 1] = tonumber(slice[i + 1])
+  end
+  local present = presence(cfg, seqs, now)
+  local gone = {}
+  for i = 1, #users do
+    if not present[i] then
+      gone[#gone + 1] = users[i]
+    end
+  end
+  if #gone > 0 then
+    bulk('ZREM', K_WAITING, gone, 1)
+    abandoned = abandoned + #gone
+  end
+  if #users < sweep_batch then
+    cursor = '0'
+  else
+    cursor = int(seqs[#seqs])
+  end
+  redis.call('HSET', K_CFG, 'sweep', cursor)
+end
+
+if admitted > 0 then
+  redis.call('HINCRBY', K_STATS, 'admitted', admitted)
+  bump_rate('out', now, admitted)
+end
+if abandoned > 0 then
+  redis.call('HINCRBY', K_STATS, 'abandoned', abandoned)
+end
+local exit_rate = tostring(read_rate('out', now))
+redis.call('HSET', K_STATS, 'exit_rate', exit_rate)
+return {cfg.state, int(admitted), int(#lapsed), int(abandoned),
+  int(redis.call('ZCARD', K_WAITING)), int(redis.call('ZCARD', K_ACTIVE)), exit_rate, more}

@@ -1,0 +1,53 @@
+-- Enter the line (idempotent). ARGV[1] = user id.
+-- Replies:
+--   {'no_room'} | {'closed'} | {'paused'}
+--   {'active', created, sid, expiry_ms}            already admitted
+--   {'waiting', created, seq, ahead, exit_rate, admit_per_second,
+--    abandon_after_seconds}    created is '1' for a new place
+local user = ARGV[1]
+local cfg = load_cfg()
+if not cfg then
+  return {'no_room'}
+end
+if cfg.state == 'closed' then
+  return {'closed'}
+end
+if cfg.state == 'paused' then
+  return {'paused'}
+end
+local now = now_ms()
+
+local expiry = redis.call('ZSCORE', K_ACTIVE, user)
+if expiry then
+  if tonumber(expiry) > now then
+    return active_reply(user, expiry, '0')
+  end
+  -- The admission lapsed but housekeeping has not reached it yet; the fan
+  -- starts over at the back like anyone else.
+  expire_active(user)
+end
+
+local created = '0'
+local seq = redis.call('ZSCORE', K_WAITING, user)
+if seq then
+  seq = tonumber(seq)
+  if not is_present(cfg, seq, now) then
+    -- Abandoned earlier but not yet swept: the old place is gone.
+    redis.call('ZREM', K_WAITING, user)
+    redis.call('HINCRBY', K_STATS, 'abandoned', 1)
+    seq = nil
+  end
+end
+if not seq then
+  seq = redis.call('INCR', K_SEQ)
+  redis.call('ZADD', K_WAITING, int(seq), user)
+  redis.call('HINCRBY', K_STATS, 'entered', 1)
+  bump_rate('in', now, 1)
+  created = '1'
+end
+mark_seen(cfg, seq, now)
+-- Sequence numbers are unique, so the fans ahead are exactly those with a
+-- smaller score: O(log n), exact.
+local ahead = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(seq))
+local rate = redis.call('HGET', K_STATS, 'exit_rate') or '0'
+return {'waiting', created, int(seq), int(ahead), rate, tostring(cfg.rate), int(cfg.abandon)}

@@ -1,0 +1,43 @@
+-- Status poll; also proves the fan is still there. ARGV[1] = user id.
+-- Replies: {'no_room'} | {'closed'} | {'paused'} | {'gone'}
+--   {'active', '0', sid, expiry_ms} | {'waiting', '0', seq, ahead, exit_rate, admit_per_second,
+--   abandon_after_seconds}
+local user = ARGV[1]
+local cfg = load_cfg()
+if not cfg then
+  return {'no_room'}
+end
+if cfg.state == 'closed' then
+  return {'closed'}
+end
+local now = now_ms()
+
+local expiry = redis.call('ZSCORE', K_ACTIVE, user)
+if expiry then
+  if tonumber(expiry) > now then
+    return active_reply(user, expiry, '0')
+  end
+  expire_active(user)
+  return {'gone'}
+end
+
+local seq = redis.call('ZSCORE', K_WAITING, user)
+if not seq then
+  return {'gone'}
+end
+seq = tonumber(seq)
+if not is_present(cfg, seq, now) then
+  -- Polled too late: the place was already lost, even if not yet swept.
+  redis.call('ZREM', K_WAITING, user)
+  redis.call('HINCRBY', K_STATS, 'abandoned', 1)
+  return {'gone'}
+end
+-- A poll during a pause still counts as presence, so fans who obey
+-- Retry-After keep their place.
+mark_seen(cfg, seq, now)
+if cfg.state == 'paused' then
+  return {'paused'}
+end
+local ahead = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(seq))
+local rate = redis.call('HGET', K_STATS, 'exit_rate') or '0'
+return {'waiting', '0', int(seq), int(ahead), rate, tostring(cfg.rate), int(cfg.abandon)}

@@ -1,0 +1,259 @@
+//! The waiting room's operations, shared by the HTTP and gRPC transports.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{
+    domain::{self, EventId, ExitReason, RoomConfig, UserId},
+    error::ApiError,
+    metrics,
+    settings::Settings,
+    store::{Lookup, Place, RoomSnapshot, SessionCheck, Store},
+    tokens::{TokenKind, Tokens, Verified},
+};
+
+/// Shared state of one service instance.
+#[derive(Debug, Clone)]
+pub struct WaitingRoom {
+    pub(crate) store: Store,
+    pub(crate) tokens: Tokens,
+    pub(crate) settings: Arc<Settings>,
+}
+
+/// Where a fan stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FanStatus {
+    /// In line.
+    Waiting,
+    /// Admitted: holds an access token.
+    Active,
+}
+
+/// The fan's view of the waiting room, returned by entry and status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Ticket {
+    /// Bearer token for status polls and leaving (JWT, `typ` = `queue`).
+    pub queue_token: String,
+    /// `waiting` or `active`.
+    pub status: FanStatus,
+    /// 1-based place in line; 0 once active.
+    pub position: u64,
+    /// Fans ahead; 0 once active.
+    pub ahead: u64,
+    /// Expected wait in seconds, from the measured admission rate.
+    pub eta_seconds: u64,
+    /// When to poll next, in ms; grows with the distance from the front.
+    pub poll_after_ms: u64,
+    /// Only when active: JWT (`typ` = `access`) for core-service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// Only when active: end of the admission (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A verified, unrevoked access session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The fan.
+    pub user: UserId,
+    /// Session id.
+    pub session_id: String,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+impl WaitingRoom {
+    /// Wires the parts together.
+    pub(crate) fn new(store: Store, settings: Arc<Settings>) -> Self {
+        let tokens = Tokens::new(&settings.queue.token_secret);
+        Self {
+            store,
+            tokens,
+            settings,
+        }
+    }
+
+    fn queue_token(&self, event: &EventId, user: &UserId, sid: &str) -> Result<String, ApiError> {
+        let exp =
+            jsonwebtoken::get_current_timestamp() + self.settings.queue.queue_token_ttl_seconds;
+        Ok(self.tokens.sign(TokenKind::Queue, event, user, sid, exp)?)
+    }
+
+    fn ticket(
+        &self,
+        event: &EventId,
+        user: &UserId,
+        place: Place,
+        queue_token: Option<String>,
+    ) -> Result<Ticket, ApiError> {
+        match place {
+            Place::Waiting {
+                seq,
+                ahead,
+                exit_rate,
+                admit_per_second,
+                abandon_after_seconds,
+            } => {
+                let e = domain::estimate(ahead, exit_rate, admit_per_second, abandon_after_seconds);
+                let queue_token = match queue_token {
+                    Some(token) => token,
+                    None => self.queue_token(event, user, &seq.to_string())?,
+                };
+                Ok(Ticket {
+                    queue_token,
+                    status: FanStatus::Waiting,
+                    position: e.position,
+                    ahead: e.ahead,
+                    eta_seconds: e.eta_seconds,
+                    poll_after_ms: e.poll_after_ms,
+                    access_token: None,
+                    access_expires_at: None,
+                })
+            }
+            Place::Active { sid, expires_at_ms } => {
+                let queue_token = match queue_token {
+                    Some(token) => token,
+                    None => self.queue_token(event, user, &sid)?,
+                };
+                // The JWT expires with the admission (rounded down to whole
+                // seconds, never later than the slot).
+                let exp = expires_at_ms / 1000;
+                let access_token = self
+                    .tokens
+                    .sign(TokenKind::Access, event, user, &sid, exp)?;
+                let expires_at = i64::try_from(expires_at_ms)
+                    .ok()
+                    .and_then(DateTime::<Utc>::from_timestamp_millis);
+                Ok(Ticket {
+                    queue_token,
+                    status: FanStatus::Active,
+                    position: 0,
+                    ahead: 0,
+                    eta_seconds: 0,
+                    poll_after_ms: domain::MAX_POLL_MS,
+                    access_token: Some(access_token),
+                    access_expires_at: expires_at,
+                })
+            }
+        }
+    }
+
+    /// Enters the line (idempotent). Returns the ticket and whether a new
+    /// place was made.
+    ///
+    /// # Errors
+    /// `NoRoom`, `Closed`, `Paused`, `Store`.
+    pub async fn enter(&self, event: &EventId, user: &UserId) -> Result<(Ticket, bool), ApiError> {
+        match self.store.enter(event, user).await? {
+            Lookup::Found { place, created } => {
+                if created {
+                    metrics::entered(event.as_str());
+                }
+                Ok((self.ticket(event, user, place, None)?, created))
+            }
+            other => Err(refusal(other)),
+        }
+    }
+
+    /// Checks a queue token and reports the fan's place; the poll counts as
+    /// presence.
+    ///
+    /// # Errors
+    /// `Token`, `NoRoom`, `Closed`, `Paused`, `NotInLine`, `Store`.
+    pub async fn status(&self, event: &EventId, queue_token: &str) -> Result<Ticket, ApiError> {
+        let fan = self.tokens.verify(queue_token, TokenKind::Queue, event)?;
+        match self.store.status(event, &fan.user).await? {
+            Lookup::Found { place, .. } => {
+                self.ticket(event, &fan.user, place, Some(queue_token.to_owned()))
+            }
+            other => Err(refusal(other)),
+        }
+    }
+
+    /// Leaves the line or gives up the active slot. Leaving twice is fine.
+    ///
+    /// # Errors
+    /// `Token`, `Store`.
+    pub async fn leave(&self, event: &EventId, queue_token: &str) -> Result<(), ApiError> {
+        let fan = self.tokens.verify(queue_token, TokenKind::Queue, event)?;
+        if let Some(was_active) = self.store.leave(event, &fan.user).await? {
+            let reason = if was_active { "left" } else { "left_waiting" };
+            metrics::exited(event.as_str(), reason, 1);
+        }
+        Ok(())
+    }
+
+    /// Checks an access token: signature, expiry, event (no I/O), then
+    /// revocation (one script).
+    ///
+    /// # Errors
+    /// `Token` (`OtherEvent` for another event), `SessionReleased`, `Store`.
+    pub async fn verify_access(
+        &self,
+        event: &EventId,
+        access_token: &str,
+    ) -> Result<Access, ApiError> {
+        let Verified { user, sid, exp } =
+            self.tokens.verify(access_token, TokenKind::Access, event)?;
+        match self.store.verify(event, &user, &sid).await? {
+            SessionCheck::Valid => Ok(Access {
+                user,
+                session_id: sid,
+                expires_at: exp,
+            }),
+            SessionCheck::Expired => Err(ApiError::Token(crate::tokens::TokenError::Expired)),
+            SessionCheck::Released => Err(ApiError::SessionReleased),
+        }
+    }
+
+    /// Frees a fan's active slot. Returns false when there was none.
+    ///
+    /// # Errors
+    /// `Store`.
+    pub async fn release(
+        &self,
+        event: &EventId,
+        user: &UserId,
+        reason: ExitReason,
+    ) -> Result<bool, ApiError> {
+        let released = self.store.release(event, user, reason).await?;
+        if released {
+            metrics::exited(event.as_str(), reason.as_str(), 1);
+        }
+        Ok(released)
+    }
+
+    /// Creates or updates a room. Returns true when created.
+    ///
+    /// # Errors
+    /// `InvalidRoom`, `Store`.
+    pub async fn configure(&self, event: &EventId, config: &RoomConfig) -> Result<bool, ApiError> {
+        config.validate().map_err(ApiError::InvalidRoom)?;
+        let created = self.store.configure(event, config).await?;
+        tracing::info!(event = %event, state = config.state.as_str(), capacity = config.capacity,
+            admit_per_second = config.admit_per_second, "waiting room configured");
+        Ok(created)
+    }
+
+    /// Settings and numbers of a room.
+    ///
+    /// # Errors
+    /// `NoRoom`, `Store`.
+    pub async fn room(&self, event: &EventId) -> Result<RoomSnapshot, ApiError> {
+        self.store.room(event).await?.ok_or(ApiError::NoRoom)
+    }
+}
+
+fn refusal(lookup: Lookup) -> ApiError {
+    match lookup {
+        Lookup::NoRoom => ApiError::NoRoom,
+        Lookup::Closed => ApiError::Closed,
+        Lookup::Paused => ApiError::Paused,
+        Lookup::Gone | Lookup::Found { .. } => ApiError::NotInLine,
+    }
+}
