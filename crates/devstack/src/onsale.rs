@@ -344,7 +344,7 @@ async fn seed_show(http: &Client, core: &str, seats: u32) -> Result<(i64, u64)> 
         let rows: Vec<String> = (1..=full_rows).map(|r| format!("R{r}")).collect();
         sections.push(json!({"section": "A", "grade": "R", "price": 110_000, "rows": rows, "seats_per_row": PER_ROW}));
     }
-    if seats % PER_ROW > 0 {
+    if !seats.is_multiple_of(PER_ROW) {
         sections.push(json!({"section": "B", "grade": "S", "price": 88_000, "rows": ["R1"], "seats_per_row": seats % PER_ROW}));
     }
     let now = chrono::Utc::now();

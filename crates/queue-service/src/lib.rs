@@ -41,7 +41,7 @@
 //!   using bulk commands (`ZPOPMIN`, multi-member `ZADD`/`ZREM`/`HSET`,
 //!   `BITFIELD_RO`), and says when work remains; the loop then calls again,
 //!   at most 10 times per tick. Each call's cost is bounded whatever the
-//!   length of the line (measurements in `docs/bench-queue.md`).
+//!   length of the line (measurements in `docs/benchmarks.md`).
 //! - **Abandonment.** Presence is a bitmap per time window indexed by arrival
 //!   number (one bit per fan per window instead of a second sorted set of
 //!   last-seen times, which would double the memory per fan: the line costs

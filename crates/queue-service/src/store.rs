@@ -34,7 +34,7 @@ macro_rules! script {
 
 /// Fans one admission call may touch (expire, admit or drop, sweep). Sized
 /// from SLOWLOG on the 2-core dev box so that a call stays well under 5 ms
-/// with 300,000 fans waiting (see docs/bench-queue.md); more work is done by
+/// with 300,000 fans waiting (see docs/benchmarks.md); more work is done by
 /// calling again, letting other clients in between.
 const ADMIT_BUDGET: u64 = 100;
 /// Waiting fans checked for abandonment per call, even when admission used
