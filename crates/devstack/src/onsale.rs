@@ -50,7 +50,10 @@ pub struct OnsaleArgs {
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub fans: u32,
     /// Arrivals per second (the ramp reaches it after `--ramp-seconds`).
-    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// The default leaves the two cores of a dev machine some room: the
+    /// generator, both services, six Redis nodes, Postgres and the broker
+    /// share them.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub arrival_rate: u32,
     /// Seconds over which the arrival rate ramps up from zero.
     #[arg(long, default_value_t = 5)]
@@ -113,6 +116,7 @@ struct Tally {
     activation_wait_ms: Mutex<Vec<f64>>,
     status_counts: Mutex<BTreeMap<u16, u64>>,
     entered: AtomicU64,
+    last_entry_ms: AtomicU64,
     abandoned: AtomicU64,
     admitted: AtomicU64,
     holds: AtomicU64,
@@ -154,6 +158,10 @@ struct Sim {
     tally: Tally,
     sold_out: AtomicBool,
     deadline: Instant,
+    /// Wall-clock start of the simulation, to count this run's events.
+    started_at: chrono::DateTime<chrono::Utc>,
+    /// Monotonic start of the arrivals.
+    simulation_started: Instant,
 }
 
 /// Percentiles of one step.
@@ -206,6 +214,8 @@ struct Report {
     latency: BTreeMap<Step, Percentiles>,
     activation_wait: Percentiles,
     waiting_room: Value,
+    mean_entry_rate_per_second: f64,
+    mean_exit_rate_per_second: f64,
     events_published: i64,
     events_pending: i64,
     slots_released_by_event: Option<f64>,
@@ -227,6 +237,10 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         ),
         ("ONSALE__CORE__ADMIN_KEY".into(), CORE_ADMIN_KEY.into()),
         ("ONSALE__QUEUE__ADMIN_KEY".into(), QUEUE_ADMIN_KEY.into()),
+        // Every simulated fan connects from 127.0.0.1; like an API gateway,
+        // the simulation names each fan's own address in X-Forwarded-For so
+        // the per-client rate limit applies per fan, as in production.
+        ("ONSALE__QUEUE__RATE_LIMIT__CLIENT_IP_HEADER".into(), "x-forwarded-for".into()),
     ];
     if !args.reuse_services {
         services::down(config);
@@ -259,6 +273,8 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         args: args.clone(),
         tally: Tally::default(),
         sold_out: AtomicBool::new(false),
+        started_at: chrono::Utc::now(),
+        simulation_started: Instant::now(),
     });
     let progress = indicatif::ProgressBar::new(u64::from(args.fans));
     progress.set_style(
@@ -381,6 +397,12 @@ async fn seed_show(http: &Client, core: &str, seats: u32) -> Result<(i64, u64)> 
     Ok((performance, seat_count))
 }
 
+/// A distinct client address per fan, carried only in `X-Forwarded-For`.
+fn fan_address(n: u32) -> String {
+    let [_, a, b, c] = n.to_be_bytes();
+    format!("10.{a}.{b}.{c}")
+}
+
 fn fan_id(n: u32) -> String {
     format!("sim-fan-{n}")
 }
@@ -463,17 +485,30 @@ impl Sim {
         }
     }
 
-    async fn send(
-        &self,
-        step: Step,
-        request: reqwest::RequestBuilder,
-    ) -> Result<(StatusCode, Value)> {
-        let started = Instant::now();
-        let response = request.send().await?;
-        let status = response.status();
-        let body = response.json().await.unwrap_or(Value::Null);
-        self.tally.record(step, started, status);
-        Ok((status, body))
+    /// Sends `request` as fan `n`, retrying 429 and 503 after their
+    /// `Retry-After` (at most 5 tries), as a well-behaved client does. Every
+    /// response, retried or not, is counted.
+    async fn send(&self, n: u32, step: Step, request: reqwest::RequestBuilder) -> Result<(StatusCode, Value)> {
+        let request = request.header("X-Forwarded-For", fan_address(n));
+        for attempt in 1..=5 {
+            let Some(this) = request.try_clone() else { bail!("request body is not cloneable") };
+            let started = Instant::now();
+            let response = this.send().await?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(1);
+            let body = response.json().await.unwrap_or(Value::Null);
+            self.tally.record(step, started, status);
+            let shed = status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE;
+            if !shed || attempt == 5 {
+                return Ok((status, body));
+            }
+            tokio::time::sleep(Duration::from_secs(retry_after.min(10))).await;
+        }
+        unreachable!("the loop returns on its last attempt")
     }
 
     async fn journey(&self, n: u32) -> Result<Journey> {
@@ -489,6 +524,7 @@ impl Sim {
         let entered_at = Instant::now();
         let (status, mut ticket) = self
             .send(
+                n,
                 Step::Enter,
                 self.http
                     .post(format!(
@@ -502,6 +538,8 @@ impl Sim {
             return Ok(Journey::Stopped);
         }
         self.tally.entered.fetch_add(1, Ordering::Relaxed);
+        let since_start = self.simulation_started.elapsed().as_millis() as u64;
+        self.tally.last_entry_ms.fetch_max(since_start, Ordering::Relaxed);
         let queue_token = ticket["queue_token"]
             .as_str()
             .unwrap_or_default()
@@ -522,6 +560,7 @@ impl Sim {
             tokio::time::sleep(Duration::from_millis(wait)).await;
             let (status, body) = self
                 .send(
+                    n,
                     Step::Poll,
                     self.http
                         .get(format!(
@@ -551,11 +590,12 @@ impl Sim {
         let reservation = loop {
             if self.sold_out.load(Ordering::Relaxed) || Instant::now() > patience.min(self.deadline)
             {
-                self.leave(&queue_token).await;
+                self.leave(n, &queue_token).await;
                 return Ok(Journey::NoSeat);
             }
             let (status, map) = self
                 .send(
+                    n,
                     Step::Seats,
                     self.http.get(format!(
                         "{}/v1/performances/{}/seats",
@@ -584,6 +624,7 @@ impl Sim {
             free.truncate(quantity);
             let (status, body) = self
                 .send(
+                    n,
                     Step::Hold,
                     self.http
                         .post(format!("{}/v1/reservations", self.core))
@@ -609,6 +650,7 @@ impl Sim {
         let key = uuid::Uuid::new_v4().to_string();
         let (status, _) = self
             .send(
+                n,
                 Step::Pay,
                 self.http
                     .post(format!("{}/v1/payments", self.core))
@@ -628,7 +670,7 @@ impl Sim {
         Ok(Journey::Done)
     }
 
-    async fn leave(&self, queue_token: &str) {
+    async fn leave(&self, n: u32, queue_token: &str) {
         let _ = self
             .http
             .delete(format!(
@@ -636,6 +678,7 @@ impl Sim {
                 self.queue, self.performance
             ))
             .bearer_auth(queue_token)
+            .header("X-Forwarded-For", fan_address(n))
             .send()
             .await;
     }
@@ -663,8 +706,10 @@ async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) -> Result<R
     .fetch_one(&mut db)
     .await?;
     let (published, pending): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE published_at IS NOT NULL), count(*) FILTER (WHERE published_at IS NULL) FROM outbox",
+        "SELECT count(*) FILTER (WHERE published_at IS NOT NULL), count(*) FILTER (WHERE published_at IS NULL)
+           FROM outbox WHERE created_at >= $1",
     )
+    .bind(sim.started_at)
     .fetch_one(&mut db)
     .await?;
     let room: Value = sim
@@ -682,7 +727,7 @@ async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) -> Result<R
     let released_by_event = metric_sum(
         &sim.http,
         &format!("{}/metrics", sim.queue),
-        "queue_slots_released_by_event_total",
+        "queue_event_releases_total{released=\"true\"}",
     )
     .await;
 
@@ -731,6 +776,17 @@ async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) -> Result<R
             .unwrap_or_default(),
         latency,
         activation_wait,
+        mean_entry_rate_per_second: {
+            let window = t.last_entry_ms.load(Ordering::Relaxed) as f64 / 1_000.0;
+            round1(if window > 0.0 { t.entered.load(Ordering::Relaxed) as f64 / window } else { 0.0 })
+        },
+        mean_exit_rate_per_second: {
+            let exits: u64 = ["left", "expired", "completed", "revoked"]
+                .iter()
+                .filter_map(|k| room["exited"][k].as_u64())
+                .sum();
+            round1(exits as f64 / sim.simulation_started.elapsed().as_secs_f64())
+        },
         waiting_room: room,
         events_published: published,
         events_pending: pending,
@@ -741,6 +797,10 @@ async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) -> Result<R
             && (!demand_exceeded || seats_sold_equals_supply),
     };
     Ok(report)
+}
+
+fn round1(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
 }
 
 /// Sums every sample of `name` on a Prometheus endpoint.
@@ -798,8 +858,8 @@ fn print_report(r: &Report) {
         r.activation_wait.p50_ms, r.activation_wait.p95_ms, r.activation_wait.count
     );
     println!(
-        "entry rate {} /s, exit rate {} /s (waiting room, recent window)",
-        r.waiting_room["entry_rate_per_second"], r.waiting_room["exit_rate_per_second"]
+        "entry rate {:.1} /s (mean over arrivals), exit rate {:.1} /s (mean over the run: leave, expiry, purchase)",
+        r.mean_entry_rate_per_second, r.mean_exit_rate_per_second
     );
     println!(
         "events published {} (pending {}), slots released by payment.completed {}",

@@ -62,6 +62,13 @@ pub fn stop(pid: i32, program: &str, signal: Signal, grace: Duration) -> bool {
     true
 }
 
+/// True while process `pid` exists and has not exited (not a zombie).
+/// Unlike [`is_running`] it does not read the command line, which is briefly
+/// empty while a freshly spawned process is still in `exec`.
+pub fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
 fn is_zombie(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|stat| {

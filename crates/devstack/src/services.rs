@@ -117,7 +117,7 @@ pub async fn start_with(
             .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("ONSALE_ENVIRONMENT", "local");
         let log = config.logs_dir().join(format!("{}.log", service.name));
-        process::spawn_detached(command, &log, &pid_file(config, service))?;
+        let pid = process::spawn_detached(command, &log, &pid_file(config, service))?;
         let url = format!("http://127.0.0.1:{}/readyz", service.http_port);
         let mut ready = false;
         for _ in 0..300 {
@@ -125,7 +125,7 @@ pub async fn start_with(
                 ready = true;
                 break;
             }
-            if process::running_pid(&pid_file(config, service), service.name).is_none() {
+            if !process::alive(pid) {
                 bail!(
                     "{} exited during start; see {}",
                     service.name,

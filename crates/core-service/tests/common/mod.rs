@@ -18,6 +18,9 @@ pub const QUEUE_ADMIN_KEY: &str = "local-admin-key";
 pub struct TestApp {
     pub base: String,
     pub queue_base: String,
+    /// queue-service gRPC endpoint (`http://127.0.0.1:port`).
+    #[allow(dead_code)] // used by some test binaries only
+    pub queue_grpc: String,
     pub http: reqwest::Client,
     /// A separate pool on the test database, for assertions.
     pub db: PgPool,
@@ -228,13 +231,14 @@ async fn spawn_apps(core_extra: &[(&str, &str)], queue_extra: &[(String, String)
 
     let database_url = devstack::testing::fresh_database().await;
     let core_settings = core_settings(&database_url, &grpc_url, core_extra);
-    spawn_core(core_settings, shutdown, queue_base, database_url).await
+    spawn_core(core_settings, shutdown, queue_base, grpc_url, database_url).await
 }
 
 async fn spawn_core(
     settings: core_service::Settings,
     shutdown: CancellationToken,
     queue_base: String,
+    queue_grpc: String,
     database_url: String,
 ) -> TestApp {
     let app = core_service::build(settings)
@@ -263,6 +267,7 @@ async fn spawn_core(
     TestApp {
         base,
         queue_base,
+        queue_grpc,
         http,
         db,
         database_url,
