@@ -33,7 +33,7 @@ async fn payment_commit_to_slot_release_latency() {
     let suffix = devstack::testing::isolated_topics().await;
     let brokers = devstack::testing::stack().kafka_brokers.clone();
     let app = spawn_app_on(&brokers, &suffix, &[]).await;
-    let rows = buyers.div_ceil(50) as i64;
+    let rows = buyers.div_ceil(50);
     let show = app.create_show(rows, 50, 10_000, 4).await;
     let users: Vec<String> = (0..buyers).map(|i| format!("bench-{i}")).collect();
     join_all(users.iter().map(|u| app.charge(u, 10_000))).await;

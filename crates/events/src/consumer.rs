@@ -119,6 +119,12 @@ pub struct ConsumerSettings {
     pub min_backoff: Duration,
     /// Largest retry delay.
     pub max_backoff: Duration,
+    /// `fetch.wait.max.ms`: how long the broker may hold an empty fetch.
+    /// Kafka answers a waiting fetch as soon as records arrive, but Tansu
+    /// 0.6 holds it for the full wait, which with librdkafka's default
+    /// (500 ms) put 500 ms between a payment and its slot release. 50 ms
+    /// costs about 20 small fetches per second while idle.
+    pub fetch_wait_max: Duration,
 }
 
 impl ConsumerSettings {
@@ -135,6 +141,7 @@ impl ConsumerSettings {
             max_attempts: 5,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            fetch_wait_max: Duration::from_millis(50),
         }
     }
 }
@@ -241,6 +248,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("statistics.interval.ms", "5000")
+            .set("fetch.wait.max.ms", self.settings.fetch_wait_max.as_millis().to_string())
             .create_with_context(Context {
                 group: self.settings.group_id.clone(),
                 revoked,
