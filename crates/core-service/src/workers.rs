@@ -45,21 +45,27 @@ impl ExpiryHandler {
 
 impl Handler for ExpiryHandler {
     async fn handle(&self, record: &Record) -> Result<Outcome, HandlerError> {
-        let envelope = Envelope::<ReservationExpiration>::decode(&record.payload).map_err(HandlerError::permanent)?;
+        let envelope = Envelope::<ReservationExpiration>::decode(&record.payload)
+            .map_err(HandlerError::permanent)?;
         let due = envelope.data.held_until;
         if due > Utc::now() {
             return Ok(Outcome::NotYet(due));
         }
         match holds::expire_if_lapsed(&self.db, envelope.data.reservation_id).await {
             Ok(expired) => {
-                metrics::hold_expired("event", expired, (Utc::now() - due).to_std().unwrap_or_default());
+                metrics::hold_expired(
+                    "event",
+                    expired,
+                    (Utc::now() - due).to_std().unwrap_or_default(),
+                );
                 Ok(Outcome::Done)
             }
             // An expiration for a reservation this database never had is a
             // bad event, not a passing fault: dead-letter it.
-            Err(ApiError::NotFound(_)) => {
-                Err(HandlerError::permanent(format!("reservation {} does not exist", envelope.data.reservation_id)))
-            }
+            Err(ApiError::NotFound(_)) => Err(HandlerError::permanent(format!(
+                "reservation {} does not exist",
+                envelope.data.reservation_id
+            ))),
             Err(error) => Err(HandlerError::transient(error)),
         }
     }
@@ -82,7 +88,11 @@ pub async fn sweep_once(db: &Db, batch: i64) -> Result<usize, ApiError> {
     let mut expired = 0;
     for (id, due) in overdue {
         if holds::expire_if_lapsed(db, id).await? {
-            metrics::hold_expired("sweeper", true, (Utc::now() - due).to_std().unwrap_or_default());
+            metrics::hold_expired(
+                "sweeper",
+                true,
+                (Utc::now() - due).to_std().unwrap_or_default(),
+            );
             expired += 1;
         }
     }

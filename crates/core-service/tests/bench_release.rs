@@ -29,7 +29,10 @@ use reqwest::StatusCode;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 async fn payment_commit_to_slot_release_latency() {
-    let buyers: usize = std::env::var("BENCH_BUYERS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let buyers: usize = std::env::var("BENCH_BUYERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     let suffix = devstack::testing::isolated_topics().await;
     let brokers = devstack::testing::stack().kafka_brokers.clone();
     let app = spawn_app_on(&brokers, &suffix, &[]).await;
@@ -37,33 +40,52 @@ async fn payment_commit_to_slot_release_latency() {
     let show = app.create_show(rows, 50, 10_000, 4).await;
     let users: Vec<String> = (0..buyers).map(|i| format!("bench-{i}")).collect();
     join_all(users.iter().map(|u| app.charge(u, 10_000))).await;
-    let tokens = join_all(users.iter().map(|u| app.access_token(show.performance_id, u))).await;
-    let mut grpc = WaitingRoomClient::connect(app.queue_grpc.clone()).await.unwrap();
+    let tokens = join_all(
+        users
+            .iter()
+            .map(|u| app.access_token(show.performance_id, u)),
+    )
+    .await;
+    let mut grpc = WaitingRoomClient::connect(app.queue_grpc.clone())
+        .await
+        .unwrap();
     let event = show.performance_id.to_string();
 
     let mut latencies = Vec::with_capacity(buyers);
     for (i, token) in tokens.iter().enumerate() {
-        let hold = app.hold(token, show.performance_id, &[show.seat_ids[i]]).await;
+        let hold = app
+            .hold(token, show.performance_id, &[show.seat_ids[i]])
+            .await;
         assert_eq!(hold.status, StatusCode::CREATED);
         let reservation = hold.body["reservation_id"].as_str().unwrap().to_owned();
-        let paid = app.pay(token, &format!("bench-key-{i}"), &reservation).await;
+        let paid = app
+            .pay(token, &format!("bench-key-{i}"), &reservation)
+            .await;
         assert_eq!(paid.status, StatusCode::CREATED);
         let committed = Instant::now();
         loop {
             let verdict = grpc
-                .verify_access(VerifyAccessRequest { event_id: event.clone(), access_token: token.clone() })
+                .verify_access(VerifyAccessRequest {
+                    event_id: event.clone(),
+                    access_token: token.clone(),
+                })
                 .await;
             match verdict {
                 Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
                 Err(status) if status.code() == tonic::Code::PermissionDenied => break,
                 Err(status) => panic!("unexpected VerifyAccess answer: {status}"),
             }
-            assert!(committed.elapsed() < Duration::from_secs(30), "slot not released within 30 s");
+            assert!(
+                committed.elapsed() < Duration::from_secs(30),
+                "slot not released within 30 s"
+            );
         }
         latencies.push(committed.elapsed().as_secs_f64() * 1_000.0);
     }
     latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let at = |q: f64| {
+        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
     println!(
         "| payment commit → slot release | {} buyers | p50 {:.1} ms | p99 {:.1} ms | max {:.1} ms |",
         latencies.len(),

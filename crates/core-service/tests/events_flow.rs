@@ -21,7 +21,10 @@ fn topics(suffix: &str) -> Vec<String> {
 
 async fn room_stats(app: &TestApp, performance: i64) -> serde_json::Value {
     app.http
-        .get(format!("{}/admin/v1/events/{performance}/waiting-room/stats", app.queue_base))
+        .get(format!(
+            "{}/admin/v1/events/{performance}/waiting-room/stats",
+            app.queue_base
+        ))
         .header("X-Admin-Key", common::QUEUE_ADMIN_KEY)
         .send()
         .await
@@ -45,22 +48,43 @@ async fn eventually(what: &str, seconds: u64, mut check: impl AsyncFnMut() -> bo
 async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_once_it_returns() {
     let suffix = format!(".{}", devstack::testing::unique_suffix());
     let names = topics(&suffix);
-    let broker = PrivateBroker::start(&names.iter().map(String::as_str).collect::<Vec<_>>(), 3).await;
-    let app = spawn_app_on(&broker.brokers, &suffix, &[("ONSALE__CORE__OUTBOX_DELIVERY_TIMEOUT_MS", "1000")]).await;
+    let broker =
+        PrivateBroker::start(&names.iter().map(String::as_str).collect::<Vec<_>>(), 3).await;
+    let app = spawn_app_on(
+        &broker.brokers,
+        &suffix,
+        &[("ONSALE__CORE__OUTBOX_DELIVERY_TIMEOUT_MS", "1000")],
+    )
+    .await;
     let show = app.create_show(10, 50, 10_000, 4).await;
     let users: Vec<String> = (0..500).map(|i| format!("payer-{i}")).collect();
     join_all(users.iter().map(|u| app.charge(u, 10_000))).await;
-    let tokens = join_all(users.iter().map(|u| app.access_token(show.performance_id, u))).await;
-    let holds: Vec<Reply> =
-        join_all(tokens.iter().zip(&show.seat_ids).map(|(t, seat)| app.hold(t, show.performance_id, std::slice::from_ref(seat)))).await;
-    assert!(holds.iter().all(|h| h.status == StatusCode::CREATED), "every fan holds one seat");
+    let tokens = join_all(
+        users
+            .iter()
+            .map(|u| app.access_token(show.performance_id, u)),
+    )
+    .await;
+    let holds: Vec<Reply> = join_all(
+        tokens
+            .iter()
+            .zip(&show.seat_ids)
+            .map(|(t, seat)| app.hold(t, show.performance_id, std::slice::from_ref(seat))),
+    )
+    .await;
+    assert!(
+        holds.iter().all(|h| h.status == StatusCode::CREATED),
+        "every fan holds one seat"
+    );
 
     broker.pause();
-    let payments: Vec<Reply> = join_all(tokens.iter().zip(&holds).enumerate().map(|(i, (token, hold))| {
-        let reservation = hold.body["reservation_id"].as_str().unwrap().to_owned();
-        let app = &app;
-        async move { app.pay(token, &format!("key-{i}"), &reservation).await }
-    }))
+    let payments: Vec<Reply> = join_all(tokens.iter().zip(&holds).enumerate().map(
+        |(i, (token, hold))| {
+            let reservation = hold.body["reservation_id"].as_str().unwrap().to_owned();
+            let app = &app;
+            async move { app.pay(token, &format!("key-{i}"), &reservation).await }
+        },
+    ))
     .await;
     assert!(
         payments.iter().all(|p| p.status == StatusCode::CREATED),
@@ -68,8 +92,14 @@ async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_on
         payments.iter().map(|p| p.status).collect::<Vec<_>>()
     );
     let pending = app.scalar("SELECT count(*) FROM outbox WHERE topic = 'payment.completed' AND published_at IS NULL").await;
-    assert_eq!(pending, 500, "each committed payment has its event waiting in the outbox");
-    assert_eq!(room_stats(&app, show.performance_id).await["exited"]["completed"], 0);
+    assert_eq!(
+        pending, 500,
+        "each committed payment has its event waiting in the outbox"
+    );
+    assert_eq!(
+        room_stats(&app, show.performance_id).await["exited"]["completed"],
+        0
+    );
 
     broker.resume();
     eventually("every payment.completed published", 120, async || {
@@ -87,12 +117,17 @@ async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_on
         .await;
     assert_eq!(requeued, 500);
     eventually("the replayed events published", 120, async || {
-        app.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").await == 0
+        app.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .await
+            == 0
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stats = room_stats(&app, show.performance_id).await;
-    assert_eq!(stats["exited"]["completed"], 500, "a replayed event releases nobody a second time");
+    assert_eq!(
+        stats["exited"]["completed"], 500,
+        "a replayed event releases nobody a second time"
+    );
     assert_eq!(stats["active"], 0);
     assert_eq!(app.scalar("SELECT count(*) FROM payments").await, 500);
 }
@@ -101,24 +136,41 @@ async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_on
 async fn every_due_hold_expires_exactly_once_even_when_the_expiry_consumer_dies_mid_batch() {
     let suffix = format!(".{}", devstack::testing::unique_suffix());
     let names = topics(&suffix);
-    devstack::testing::create_topics(&names.iter().map(String::as_str).collect::<Vec<_>>(), 3).await;
+    devstack::testing::create_topics(&names.iter().map(String::as_str).collect::<Vec<_>>(), 3)
+        .await;
     let brokers = devstack::testing::stack().kafka_brokers.clone();
     // The app's own expiry consumer and sweeper are off: this test plays
     // them by hand to kill one in the middle.
     let app = spawn_app_on(
         &brokers,
         &suffix,
-        &[("ONSALE__CORE__HOLD_TTL_SECONDS", "2"), ("ONSALE__CORE__EXPIRY_CONSUMER", "false"), ("ONSALE__CORE__SWEEPER", "false")],
+        &[
+            ("ONSALE__CORE__HOLD_TTL_SECONDS", "2"),
+            ("ONSALE__CORE__EXPIRY_CONSUMER", "false"),
+            ("ONSALE__CORE__SWEEPER", "false"),
+        ],
     )
     .await;
     let show = app.create_show(1, 40, 10_000, 4).await;
     let users: Vec<String> = (0..40).map(|i| format!("holder-{i}")).collect();
-    let tokens = join_all(users.iter().map(|u| app.access_token(show.performance_id, u))).await;
-    let holds: Vec<Reply> =
-        join_all(tokens.iter().zip(&show.seat_ids).map(|(t, seat)| app.hold(t, show.performance_id, std::slice::from_ref(seat)))).await;
+    let tokens = join_all(
+        users
+            .iter()
+            .map(|u| app.access_token(show.performance_id, u)),
+    )
+    .await;
+    let holds: Vec<Reply> = join_all(
+        tokens
+            .iter()
+            .zip(&show.seat_ids)
+            .map(|(t, seat)| app.hold(t, show.performance_id, std::slice::from_ref(seat))),
+    )
+    .await;
     assert!(holds.iter().all(|h| h.status == StatusCode::CREATED));
     eventually("expiration events published", 30, async || {
-        app.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").await == 0
+        app.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .await
+            == 0
     })
     .await;
 
@@ -133,15 +185,25 @@ async fn every_due_hold_expires_exactly_once_even_when_the_expiry_consumer_dies_
         );
         settings.max_attempts = 3;
         let dlq = events::producer::Producer::new(
-            &platform::settings::KafkaSettings { brokers: brokers.clone(), topic_suffix: suffix.clone(), group_prefix: "t".into() },
+            &platform::settings::KafkaSettings {
+                brokers: brokers.clone(),
+                topic_suffix: suffix.clone(),
+                group_prefix: "t".into(),
+            },
             Duration::from_secs(5),
         )
         .unwrap();
-        events::consumer::ConsumerRuntime::new(settings, core_service::workers::ExpiryHandler::new(db.clone()), dlq)
+        events::consumer::ConsumerRuntime::new(
+            settings,
+            core_service::workers::ExpiryHandler::new(db.clone()),
+            dlq,
+        )
     };
     let first = tokio::spawn(consumer().run(platform::shutdown::CancellationToken::new()));
     eventually("some holds expired by the first consumer", 60, async || {
-        app.scalar("SELECT count(*) FROM reservations WHERE status = 'expired'").await >= 5
+        app.scalar("SELECT count(*) FROM reservations WHERE status = 'expired'")
+            .await
+            >= 5
     })
     .await;
     first.abort();
@@ -157,19 +219,42 @@ async fn every_due_hold_expires_exactly_once_even_when_the_expiry_consumer_dies_
     ));
     let second = tokio::spawn(consumer().run(second_token.clone()));
     eventually("every hold expired", 60, async || {
-        app.scalar("SELECT count(*) FROM reservations WHERE status = 'expired'").await == 40
+        app.scalar("SELECT count(*) FROM reservations WHERE status = 'expired'")
+            .await
+            == 40
     })
     .await;
-    assert_eq!(app.scalar("SELECT count(*) FROM seats WHERE status = 'free'").await, 40, "every seat is free again");
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM seats WHERE status = 'free'")
+            .await,
+        40,
+        "every seat is free again"
+    );
 
     // A new buyer takes a seat; a late duplicate expiry of the old hold must
     // not free it.
     let token = app.access_token(show.performance_id, "late-buyer").await;
-    let fresh = app.hold(&token, show.performance_id, &[show.seat_ids[0]]).await;
+    let fresh = app
+        .hold(&token, show.performance_id, &[show.seat_ids[0]])
+        .await;
     assert_eq!(fresh.status, StatusCode::CREATED);
-    let old = holds[0].body["reservation_id"].as_str().unwrap().parse().unwrap();
-    assert!(!core_service::store::holds::expire_if_lapsed(&db, old).await.unwrap(), "an expired hold expires only once");
-    let seat_state = app.scalar(&format!("SELECT count(*) FROM seats WHERE id = {} AND status = 'held'", show.seat_ids[0])).await;
+    let old = holds[0].body["reservation_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        !core_service::store::holds::expire_if_lapsed(&db, old)
+            .await
+            .unwrap(),
+        "an expired hold expires only once"
+    );
+    let seat_state = app
+        .scalar(&format!(
+            "SELECT count(*) FROM seats WHERE id = {} AND status = 'held'",
+            show.seat_ids[0]
+        ))
+        .await;
     assert_eq!(seat_state, 1, "the new buyer's hold is untouched");
     second_token.cancel();
     second.await.unwrap().unwrap();

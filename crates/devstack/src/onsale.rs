@@ -240,7 +240,10 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         // Every simulated fan connects from 127.0.0.1; like an API gateway,
         // the simulation names each fan's own address in X-Forwarded-For so
         // the per-client rate limit applies per fan, as in production.
-        ("ONSALE__QUEUE__RATE_LIMIT__CLIENT_IP_HEADER".into(), "x-forwarded-for".into()),
+        (
+            "ONSALE__QUEUE__RATE_LIMIT__CLIENT_IP_HEADER".into(),
+            "x-forwarded-for".into(),
+        ),
     ];
     if !args.reuse_services {
         services::down(config);
@@ -488,10 +491,17 @@ impl Sim {
     /// Sends `request` as fan `n`, retrying 429 and 503 after their
     /// `Retry-After` (at most 5 tries), as a well-behaved client does. Every
     /// response, retried or not, is counted.
-    async fn send(&self, n: u32, step: Step, request: reqwest::RequestBuilder) -> Result<(StatusCode, Value)> {
+    async fn send(
+        &self,
+        n: u32,
+        step: Step,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Value)> {
         let request = request.header("X-Forwarded-For", fan_address(n));
         for attempt in 1..=5 {
-            let Some(this) = request.try_clone() else { bail!("request body is not cloneable") };
+            let Some(this) = request.try_clone() else {
+                bail!("request body is not cloneable")
+            };
             let started = Instant::now();
             let response = this.send().await?;
             let status = response.status();
@@ -502,7 +512,8 @@ impl Sim {
                 .unwrap_or(1);
             let body = response.json().await.unwrap_or(Value::Null);
             self.tally.record(step, started, status);
-            let shed = status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE;
+            let shed = status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE;
             if !shed || attempt == 5 {
                 return Ok((status, body));
             }
@@ -539,7 +550,9 @@ impl Sim {
         }
         self.tally.entered.fetch_add(1, Ordering::Relaxed);
         let since_start = self.simulation_started.elapsed().as_millis() as u64;
-        self.tally.last_entry_ms.fetch_max(since_start, Ordering::Relaxed);
+        self.tally
+            .last_entry_ms
+            .fetch_max(since_start, Ordering::Relaxed);
         let queue_token = ticket["queue_token"]
             .as_str()
             .unwrap_or_default()
@@ -778,7 +791,11 @@ async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) -> Result<R
         activation_wait,
         mean_entry_rate_per_second: {
             let window = t.last_entry_ms.load(Ordering::Relaxed) as f64 / 1_000.0;
-            round1(if window > 0.0 { t.entered.load(Ordering::Relaxed) as f64 / window } else { 0.0 })
+            round1(if window > 0.0 {
+                t.entered.load(Ordering::Relaxed) as f64 / window
+            } else {
+                0.0
+            })
         },
         mean_exit_rate_per_second: {
             let exits: u64 = ["left", "expired", "completed", "revoked"]

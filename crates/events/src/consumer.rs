@@ -248,7 +248,10 @@ impl<H: Handler> ConsumerRuntime<H> {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("statistics.interval.ms", "5000")
-            .set("fetch.wait.max.ms", self.settings.fetch_wait_max.as_millis().to_string())
+            .set(
+                "fetch.wait.max.ms",
+                self.settings.fetch_wait_max.as_millis().to_string(),
+            )
             .create_with_context(Context {
                 group: self.settings.group_id.clone(),
                 revoked,

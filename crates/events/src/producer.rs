@@ -84,16 +84,29 @@ impl Producer {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .set("delivery.timeout.ms", delivery_timeout.as_millis().to_string())
-            .set("message.timeout.ms", delivery_timeout.as_millis().to_string());
+            .set(
+                "delivery.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            );
         let inner: FutureProducer = config.create().map_err(ProduceError::Create)?;
-        Ok(Self { inner: Arc::new(RwLock::new(inner)), config, delivery_timeout })
+        Ok(Self {
+            inner: Arc::new(RwLock::new(inner)),
+            config,
+            delivery_timeout,
+        })
     }
 
     fn client(&self) -> FutureProducer {
         // A poisoned lock only means a thread panicked while swapping in a
         // new client; the value inside is still a valid client.
-        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces a client whose producer identity is no longer accepted (a
@@ -114,17 +127,27 @@ impl Producer {
         );
         let (code, reason) = match failed.client().fatal_error() {
             Some(fatal) => fatal,
-            None if fenced => (error.rdkafka_error_code().unwrap_or(Code::Fatal), error.to_string()),
+            None if fenced => (
+                error.rdkafka_error_code().unwrap_or(Code::Fatal),
+                error.to_string(),
+            ),
             None => return,
         };
-        let mut current = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut current = self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Another sender may have replaced the failed client already.
         if current.client().native_ptr() != failed.client().native_ptr() {
             return;
         }
         match self.config.create::<FutureProducer>() {
             Ok(fresh) => {
-                tracing::warn!(?code, reason, "the Kafka producer hit a fatal error; created a new one");
+                tracing::warn!(
+                    ?code,
+                    reason,
+                    "the Kafka producer hit a fatal error; created a new one"
+                );
                 crate::metrics::producer_recreated();
                 *current = fresh;
             }

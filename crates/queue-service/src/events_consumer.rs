@@ -35,11 +35,19 @@ impl PaymentCompletedHandler {
 
 impl Handler for PaymentCompletedHandler {
     async fn handle(&self, record: &Record) -> Result<Outcome, HandlerError> {
-        let envelope = Envelope::<PaymentCompleted>::decode(&record.payload).map_err(HandlerError::permanent)?;
-        let event = EventId::parse(&envelope.data.performance_id.to_string()).map_err(HandlerError::permanent)?;
+        let envelope = Envelope::<PaymentCompleted>::decode(&record.payload)
+            .map_err(HandlerError::permanent)?;
+        let event = EventId::parse(&envelope.data.performance_id.to_string())
+            .map_err(HandlerError::permanent)?;
         let user = UserId::parse(&envelope.data.user_id).map_err(HandlerError::permanent)?;
-        let released = self.room.release(&event, &user, ExitReason::Completed).await.map_err(HandlerError::transient)?;
-        let lag = (Utc::now() - envelope.data.paid_at).to_std().unwrap_or_default();
+        let released = self
+            .room
+            .release(&event, &user, ExitReason::Completed)
+            .await
+            .map_err(HandlerError::transient)?;
+        let lag = (Utc::now() - envelope.data.paid_at)
+            .to_std()
+            .unwrap_or_default();
         crate::metrics::slot_released_by_event(released, lag);
         Ok(Outcome::Done)
     }

@@ -182,9 +182,16 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
     };
     let room = service::WaitingRoom::new(store, Arc::new(settings));
     let release_consumer = release_consumer.map(|(consumer, dlq)| {
-        ConsumerRuntime::new(consumer, events_consumer::PaymentCompletedHandler::new(room.clone()), dlq)
+        ConsumerRuntime::new(
+            consumer,
+            events_consumer::PaymentCompletedHandler::new(room.clone()),
+            dlq,
+        )
     });
-    Ok(App { room, release_consumer })
+    Ok(App {
+        room,
+        release_consumer,
+    })
 }
 
 /// Serves HTTP and gRPC on `listeners` and runs the admission loop until

@@ -31,7 +31,9 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry =
         telemetry::init("queue-service", &settings.telemetry).context("setting up telemetry")?;
     if let Some(Command::Dlq(dlq)) = &cli.command {
-        return events::dlq::execute(dlq, &settings.kafka).await.context("dlq command failed");
+        return events::dlq::execute(dlq, &settings.kafka)
+            .await
+            .context("dlq command failed");
     }
     let listeners = Listeners {
         http: tokio::net::TcpListener::bind(settings.queue.http_addr)

@@ -181,6 +181,10 @@ fn invalid(message: &str) -> SettingsError {
     SettingsError::Invalid(message.to_owned())
 }
 
+fn enabled() -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,8 +235,4 @@ mod tests {
     fn braces_in_the_key_prefix_are_refused() {
         assert!(Settings::load_with(vars(&[("ONSALE__REDIS__KEY_PREFIX", "a{b}")])).is_err());
     }
-}
-
-fn enabled() -> bool {
-    true
 }

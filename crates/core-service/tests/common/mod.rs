@@ -189,7 +189,14 @@ const WORKERS_OFF: &[(&str, &str)] = &[
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let mut all: Vec<(&str, &str)> = WORKERS_OFF.to_vec();
     all.extend_from_slice(extra);
-    spawn_apps(&all, &[("ONSALE__QUEUE__CONSUME_EVENTS".to_owned(), "false".to_owned())]).await
+    spawn_apps(
+        &all,
+        &[(
+            "ONSALE__QUEUE__CONSUME_EVENTS".to_owned(),
+            "false".to_owned(),
+        )],
+    )
+    .await
 }
 
 /// Starts both services with every event worker on, talking to Kafka at
@@ -200,7 +207,10 @@ pub async fn spawn_app_on(brokers: &str, suffix: &str, extra: &[(&str, &str)]) -
     let kafka = [
         ("ONSALE__KAFKA__BROKERS".to_owned(), brokers.to_owned()),
         ("ONSALE__KAFKA__TOPIC_SUFFIX".to_owned(), suffix.to_owned()),
-        ("ONSALE__KAFKA__GROUP_PREFIX".to_owned(), format!("test{suffix}")),
+        (
+            "ONSALE__KAFKA__GROUP_PREFIX".to_owned(),
+            format!("test{suffix}"),
+        ),
     ];
     let group = format!("test{suffix}");
     let mut all: Vec<(&str, &str)> = vec![
