@@ -21,6 +21,10 @@
 //!   no record of it is in flight: the revoke commits the stored offsets and
 //!   the partition is drained by construction.
 //!
+//! Each handler call runs in a `consume` span whose parent is the trace
+//! context in the record's `traceparent` header, so a trace follows an event
+//! from the request that wrote it to the handler that applied it.
+//!
 //! Metrics (see [`crate::metrics`]): consumer lag per partition from
 //! librdkafka statistics, handled / failed / dead-lettered totals and handler
 //! duration.
@@ -41,6 +45,7 @@ use rdkafka::{
     error::KafkaError,
     message::Headers,
 };
+use tracing::Instrument;
 
 use crate::{metrics, producer::Producer, topics};
 
@@ -390,7 +395,16 @@ impl<H: Handler> ConsumerRuntime<H> {
         for attempt in 1..=max_attempts {
             record.attempt = attempt;
             let started = Instant::now();
-            let result = self.handler.handle(&record).await;
+            // Continue the producer's trace (W3C `traceparent` header).
+            let span = tracing::info_span!(
+                "consume",
+                topic,
+                partition = record.partition,
+                offset = record.offset,
+                attempt
+            );
+            telemetry::propagation::set_parent(&span, &record.headers);
+            let result = self.handler.handle(&record).instrument(span).await;
             metrics::handler_duration(topic, started.elapsed());
             let error = match result {
                 Ok(Outcome::Done) => {
