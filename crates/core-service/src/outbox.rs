@@ -2,74 +2,20 @@
 //! transaction as the business change, published to Kafka later by the relay
 //! (issue 5). A Kafka outage therefore never fails a payment.
 //!
-//! Every row's `payload` is a version-1 [`Envelope`]:
+//! Every row's `payload` is a version-1 [`events::Envelope`]:
 //! `{"event_id","type","version":1,"occurred_at","key","data"}` where `key`
 //! is the reservation id (also the Kafka record key, `aggregate_key`), and
 //! `headers` holds the W3C trace context of the request.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// Topic of [`PaymentCompleted`].
-pub const PAYMENT_COMPLETED: &str = "payment.completed";
-/// Topic of [`ReservationExpiration`].
-pub const RESERVATION_EXPIRATION: &str = "reservation.expiration";
-
-/// The envelope around every event (version 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Envelope<T> {
-    /// Unique id; consumers deduplicate on it.
-    pub event_id: Uuid,
-    /// `payment.completed` or `reservation.expiration`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Schema version of `data`: 1.
-    pub version: u32,
-    /// When the business change happened.
-    pub occurred_at: DateTime<Utc>,
-    /// The reservation id, also the Kafka key (per-reservation ordering).
-    pub key: String,
-    /// The event itself.
-    pub data: T,
-}
-
-/// `payment.completed`: a reservation was paid and its seats are sold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PaymentCompleted {
-    /// The payment (UUID v7).
-    pub payment_id: Uuid,
-    /// The confirmed reservation.
-    pub reservation_id: Uuid,
-    /// The buyer.
-    pub user_id: String,
-    /// The performance (the waiting room's event id).
-    pub performance_id: i64,
-    /// Amount debited, in KRW.
-    pub amount_krw: i64,
-    /// The seats sold.
-    pub seat_ids: Vec<i64>,
-    /// When the payment committed.
-    pub paid_at: DateTime<Utc>,
-}
-
-/// `reservation.expiration`: due at `held_until`; the consumer expires the
-/// hold if it is still unpaid then. Holds also expire lazily, so a lost
-/// event never leaves a seat held forever.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReservationExpiration {
-    /// The hold.
-    pub reservation_id: Uuid,
-    /// The performance.
-    pub performance_id: i64,
-    /// The holder.
-    pub user_id: String,
-    /// The held seats.
-    pub seat_ids: Vec<i64>,
-    /// When the hold lapses.
-    pub held_until: DateTime<Utc>,
-}
+/// The shared event schemas (`events` crate), re-exported for the stores.
+pub use events::{
+    EventType, PaymentCompleted, ReservationExpiration,
+    topics::{PAYMENT_COMPLETED, RESERVATION_EXPIRATION},
+};
 
 /// A row to insert into `outbox`.
 #[derive(Debug, Clone)]
@@ -87,23 +33,12 @@ pub struct OutboxRow {
 }
 
 impl OutboxRow {
-    /// Wraps `data` in an envelope for `topic`, capturing the current trace
-    /// context.
-    pub fn new<T: Serialize>(
-        topic: &'static str,
-        key: String,
-        occurred_at: DateTime<Utc>,
-        data: T,
-    ) -> Self {
-        let event_id = Uuid::now_v7();
-        let envelope = Envelope {
-            event_id,
-            kind: topic.to_owned(),
-            version: 1,
-            occurred_at,
-            key: key.clone(),
-            data,
-        };
+    /// Wraps `data` in a version-1 [`events::Envelope`] for its topic
+    /// (`T::TYPE`), capturing the current trace context.
+    pub fn new<T: EventType>(key: String, occurred_at: DateTime<Utc>, data: T) -> Self {
+        let envelope = events::Envelope::at(key.clone(), data, occurred_at);
+        let event_id = envelope.event_id;
+        let topic = T::TYPE;
         let payload = serde_json::to_value(&envelope).unwrap_or(serde_json::Value::Null);
         let headers = serde_json::to_value(telemetry::propagation::inject_current())
             .unwrap_or_else(|_| serde_json::json!({}));
@@ -160,7 +95,6 @@ mod tests {
             .with_timezone(&Utc);
         let reservation = Uuid::now_v7();
         let row = OutboxRow::new(
-            PAYMENT_COMPLETED,
             reservation.to_string(),
             at,
             PaymentCompleted {
@@ -183,7 +117,7 @@ mod tests {
         assert_eq!(p["data"]["performance_id"], 7);
         assert_eq!(p["data"]["seat_ids"], serde_json::json!([1, 2]));
         assert_eq!(row.aggregate_key, reservation.to_string());
-        let back: Envelope<PaymentCompleted> = serde_json::from_value(p.clone()).unwrap();
+        let back: events::Envelope<PaymentCompleted> = serde_json::from_value(p.clone()).unwrap();
         assert_eq!(back.data.user_id, "fan-1");
     }
 }

@@ -22,7 +22,7 @@ use crate::{
     domain::{PerformanceId, ReservationId, SeatId, UserId},
     error::{ApiError, sqlstate},
     model::{Reservation, ReservedSeat},
-    outbox::{OutboxRow, RESERVATION_EXPIRATION, ReservationExpiration},
+    outbox::{OutboxRow, ReservationExpiration},
 };
 
 const CLAIM: &str = r#"
@@ -167,7 +167,6 @@ pub async fn hold(
     let ids: Vec<i64> = reserved.iter().map(|s| s.id).collect();
     let prices: Vec<i64> = reserved.iter().map(|s| s.price).collect();
     let event = OutboxRow::new(
-        RESERVATION_EXPIRATION,
         reservation_id.to_string(),
         Utc::now(),
         ReservationExpiration {

@@ -24,7 +24,7 @@ use crate::{
     domain::{IdempotencyKey, PaymentId, UserId},
     error::{ApiError, sqlstate},
     model::Payment,
-    outbox::{OutboxRow, PAYMENT_COMPLETED, PaymentCompleted},
+    outbox::{OutboxRow, PaymentCompleted},
 };
 
 /// The result of a payment request.
@@ -248,7 +248,6 @@ async fn pay_claimed(db: &Db, request: &PaymentRequest<'_>) -> Result<serde_json
     })
     .map_err(|error| ApiError::Internal(error.into()))?;
     let event = OutboxRow::new(
-        PAYMENT_COMPLETED,
         request.reservation_id.to_string(),
         now,
         PaymentCompleted {
