@@ -294,23 +294,13 @@ pub async fn get(db: &Db, id: Uuid) -> Result<Reservation, ApiError> {
 /// - database errors.
 pub async fn release(db: &Db, user: &UserId, id: Uuid) -> Result<(), ApiError> {
     let mut tx = db.begin().await?;
-    let row = sqlx::query(
+    let row = super::lock_own_reservation(
+        &mut tx,
         "SELECT user_id, status, held_until < now() AS lapsed FROM reservations WHERE id = $1 FOR UPDATE NOWAIT",
+        id,
+        user,
     )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(|error| match sqlstate(&error).as_deref() {
-        Some("55P03") => ApiError::PaymentInProgress,
-        _ => error.into(),
-    })?
-    .ok_or(ApiError::NotFound("reservation"))?;
-    if row.try_get::<String, _>("user_id")? != user.as_str() {
-        return Err(ApiError::forbidden(
-            "not_owner",
-            "this reservation belongs to another user",
-        ));
-    }
+    .await?;
     let status: String = row.try_get("status")?;
     match status.as_str() {
         "confirmed" => {

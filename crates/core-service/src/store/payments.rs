@@ -167,22 +167,13 @@ async fn existing_key(
 
 async fn pay_claimed(db: &Db, request: &PaymentRequest<'_>) -> Result<serde_json::Value, ApiError> {
     let mut tx = db.begin().await?;
-    let row = sqlx::query(LOCK_RESERVATION)
-        .bind(request.reservation_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|error| match sqlstate(&error).as_deref() {
-            Some("55P03") => ApiError::PaymentInProgress,
-            _ => error.into(),
-        })?
-        .ok_or(ApiError::NotFound("reservation"))?;
-    let owner: String = row.try_get("user_id")?;
-    if owner != request.user.as_str() {
-        return Err(ApiError::forbidden(
-            "not_owner",
-            "this reservation belongs to another user",
-        ));
-    }
+    let row = super::lock_own_reservation(
+        &mut tx,
+        LOCK_RESERVATION,
+        request.reservation_id,
+        request.user,
+    )
+    .await?;
     let status: String = row.try_get("status")?;
     match status.as_str() {
         "confirmed" => {
