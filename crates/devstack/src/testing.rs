@@ -217,6 +217,52 @@ impl Drop for PrivateBroker {
     }
 }
 
+/// An HTTP response read whole, for assertions: status, headers and the
+/// JSON body (`Null` when empty or not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Response status.
+    pub status: reqwest::StatusCode,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Parsed JSON body.
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// Reads `response` whole.
+    ///
+    /// # Panics
+    /// When the body cannot be read: the test cannot go on without it.
+    pub async fn from(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("reading the response body");
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+        };
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// The RFC 9457 problem's stable `code`, or `""`.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    /// True when the body is `application/problem+json`.
+    pub fn is_problem(&self) -> bool {
+        self.headers
+            .get("content-type")
+            .is_some_and(|v| v == "application/problem+json")
+    }
+}
+
 /// Creates the stack's topics (and their `.dlq`) with a fresh suffix on the
 /// stack's broker and returns the suffix (e.g. `.t1a2b3c4d5e6f`), for
 /// `ONSALE__KAFKA__TOPIC_SUFFIX` and `ONSALE__KAFKA__GROUP_PREFIX`, so that a

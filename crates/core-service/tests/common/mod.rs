@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use platform::{settings::Environment, shutdown::CancellationToken};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 
 pub const CORE_ADMIN_KEY: &str = "core-test-admin-key";
@@ -34,40 +34,7 @@ impl Drop for TestApp {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
-}
-
-impl Reply {
-    pub async fn from(response: reqwest::Response) -> Self {
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Self {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    pub fn code(&self) -> &str {
-        self.body["code"].as_str().unwrap_or_default()
-    }
-
-    pub fn is_problem(&self) -> bool {
-        self.headers
-            .get("content-type")
-            .is_some_and(|v| v == "application/problem+json")
-    }
-}
+pub use devstack::testing::Reply;
 
 /// A performance created through the admin API.
 #[derive(Debug, Clone)]

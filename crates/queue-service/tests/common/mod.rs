@@ -117,39 +117,7 @@ pub fn event_id() -> String {
     format!("perf-{}", devstack::testing::unique_suffix())
 }
 
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
-}
-
-impl Reply {
-    async fn from(response: reqwest::Response) -> Self {
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Self {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    pub fn code(&self) -> &str {
-        self.body["code"].as_str().unwrap_or_default()
-    }
-
-    pub fn is_problem(&self) -> bool {
-        self.headers
-            .get("content-type")
-            .is_some_and(|v| v == "application/problem+json")
-    }
-}
+pub use devstack::testing::Reply;
 
 impl TestApp {
     pub async fn stop(mut self) {
