@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Reply, TestApp, spawn_app_on};
+use common::{Reply, Show, TestApp, spawn_app_on};
 use devstack::testing::PrivateBroker;
 use futures::future::join_all;
 use reqwest::StatusCode;
@@ -32,6 +32,29 @@ async fn room_stats(app: &TestApp, performance: i64) -> serde_json::Value {
         .json()
         .await
         .unwrap()
+}
+
+/// Admits every user and has each hold one seat (user i gets seat i), all at
+/// once; returns the access tokens and the hold replies in user order.
+async fn hold_one_seat_each(
+    app: &TestApp,
+    show: &Show,
+    users: &[String],
+) -> (Vec<String>, Vec<Reply>) {
+    let tokens = join_all(
+        users
+            .iter()
+            .map(|u| app.access_token(show.performance_id, u)),
+    )
+    .await;
+    let holds = join_all(
+        tokens
+            .iter()
+            .zip(&show.seat_ids)
+            .map(|(t, seat)| app.hold(t, show.performance_id, std::slice::from_ref(seat))),
+    )
+    .await;
+    (tokens, holds)
 }
 
 async fn eventually(what: &str, seconds: u64, mut check: impl AsyncFnMut() -> bool) {
@@ -59,19 +82,7 @@ async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_on
     let show = app.create_show(10, 50, 10_000, 4).await;
     let users: Vec<String> = (0..500).map(|i| format!("payer-{i}")).collect();
     join_all(users.iter().map(|u| app.charge(u, 10_000))).await;
-    let tokens = join_all(
-        users
-            .iter()
-            .map(|u| app.access_token(show.performance_id, u)),
-    )
-    .await;
-    let holds: Vec<Reply> = join_all(
-        tokens
-            .iter()
-            .zip(&show.seat_ids)
-            .map(|(t, seat)| app.hold(t, show.performance_id, std::slice::from_ref(seat))),
-    )
-    .await;
+    let (tokens, holds) = hold_one_seat_each(&app, &show, &users).await;
     assert!(
         holds.iter().all(|h| h.status == StatusCode::CREATED),
         "every fan holds one seat"
@@ -153,19 +164,7 @@ async fn every_due_hold_expires_exactly_once_even_when_the_expiry_consumer_dies_
     .await;
     let show = app.create_show(1, 40, 10_000, 4).await;
     let users: Vec<String> = (0..40).map(|i| format!("holder-{i}")).collect();
-    let tokens = join_all(
-        users
-            .iter()
-            .map(|u| app.access_token(show.performance_id, u)),
-    )
-    .await;
-    let holds: Vec<Reply> = join_all(
-        tokens
-            .iter()
-            .zip(&show.seat_ids)
-            .map(|(t, seat)| app.hold(t, show.performance_id, std::slice::from_ref(seat))),
-    )
-    .await;
+    let (_, holds) = hold_one_seat_each(&app, &show, &users).await;
     assert!(holds.iter().all(|h| h.status == StatusCode::CREATED));
     eventually("expiration events published", 30, async || {
         app.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
