@@ -59,12 +59,9 @@ pub async fn sample(db: Db, outbox_every: Duration, shutdown: CancellationToken)
                 metrics::gauge!("db_pool_requests_waiting").set(waiting as f64);
             }
             _ = outbox_tick.tick() => {
-                match crate::outbox::backlog(db.pool()).await {
-                    Ok((pending, oldest_age_seconds)) => {
-                        metrics::gauge!("outbox_pending").set(pending as f64);
-                        metrics::gauge!("outbox_oldest_age_seconds").set(oldest_age_seconds);
-                    }
-                    Err(error) => tracing::debug!(%error, "sampling the outbox failed"),
+                // Sets outbox_pending and outbox_oldest_age_seconds.
+                if let Err(error) = events::outbox::backlog(db.pool()).await {
+                    tracing::debug!(%error, "sampling the outbox failed");
                 }
             }
         }

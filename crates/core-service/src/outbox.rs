@@ -71,19 +71,6 @@ impl OutboxRow {
     }
 }
 
-/// Unpublished rows and the age of the oldest one, in seconds.
-///
-/// # Errors
-/// Database errors.
-pub async fn backlog(pool: &sqlx::PgPool) -> Result<(i64, f64), sqlx::Error> {
-    let (pending, age): (i64, Option<f64>) = sqlx::query_as(
-        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM outbox WHERE published_at IS NULL",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok((pending, age.unwrap_or(0.0).max(0.0)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -208,17 +208,7 @@ impl OutboxRelay {
     /// # Errors
     /// [`RelayError::Database`].
     pub async fn measure_backlog(&self) -> Result<(i64, f64), RelayError> {
-        let row = sqlx::query(
-            "SELECT count(*) AS pending,
-                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) AS oldest
-               FROM outbox WHERE published_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let pending: i64 = row.try_get("pending")?;
-        let oldest: f64 = row.try_get("oldest")?;
-        metrics::outbox_backlog(pending, oldest);
-        Ok((pending, oldest))
+        Ok(backlog(&self.pool).await?)
     }
 
     /// Relays until `shutdown` is cancelled. The batch in flight finishes
@@ -267,6 +257,26 @@ impl OutboxRelay {
         self.producer.flush(Duration::from_secs(5));
         tracing::info!("outbox relay stopped");
     }
+}
+
+/// Unpublished rows in `pool`'s outbox and the age of the oldest, in
+/// seconds; also sets `outbox_pending` and `outbox_oldest_age_seconds`.
+///
+/// # Errors
+/// Database errors.
+pub async fn backlog(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT count(*) AS pending,
+                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) AS oldest
+           FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    let pending: i64 = row.try_get("pending")?;
+    // A row stamped by a database clock slightly ahead reads as negative.
+    let oldest = row.try_get::<f64, _>("oldest")?.max(0.0);
+    metrics::outbox_backlog(pending, oldest);
+    Ok((pending, oldest))
 }
 
 fn next_delay(backoff: &mut Option<backon::ExponentialBackoff>) -> Duration {
