@@ -11,7 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {
         config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: cargo sets it for every build-script run, so a
+    // reused build-script binary still finds this checkout's protos.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let include = protoc_bin_vendored::include_path()?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let queue = root.join("onsale/queue/v1/queue.proto");
