@@ -1,10 +1,11 @@
 //! The waiting room (queue-service) over gRPC: access tokens are verified
 //! with `VerifyAccess` on every reservation, release and payment.
 //!
-//! core-service deliberately does not call `ReleaseAccess` after a payment:
-//! the `payment.completed` event releases the slot (issue 5), and releasing
-//! it synchronously would make a retry of the same `Idempotency-Key` fail
-//! token verification instead of replaying the original response.
+//! core-service does not call `ReleaseAccess` after a payment: the
+//! `payment.completed` event releases the slot (issue 5). Once it has, a
+//! retry of the same `Idempotency-Key` still verifies through
+//! [`WaitingRoom::verify_for_replay`], which accepts a completed session
+//! and tells the payment path to replay and never to charge again.
 //!
 //! Fail closed: when queue-service cannot answer within the deadline, the
 //! request is refused with 503, never let through.
@@ -18,6 +19,16 @@ use crate::{
     domain::{PerformanceId, UserId},
     error::ApiError,
 };
+
+/// A verified access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The fan the token was issued to.
+    pub user: UserId,
+    /// The session's purchase completed and its slot was released: the
+    /// holder may replay a payment, not make a new one.
+    pub completed: bool,
+}
 
 /// A client of the waiting room. Cheap to clone (one multiplexed HTTP/2
 /// channel).
@@ -63,17 +74,52 @@ impl WaitingRoom {
         performance: PerformanceId,
         access_token: &str,
     ) -> Result<UserId, ApiError> {
+        self.call(performance, access_token, false)
+            .await
+            .map(|access| access.user)
+    }
+
+    /// Like [`verify`](Self::verify), but a session released because its
+    /// purchase completed (the `payment.completed` event has freed the slot)
+    /// also passes, with [`Access::completed`] set, until its token expires.
+    /// Only for the payment path: a completed session may replay a payment
+    /// under an `Idempotency-Key` it already used, and nothing else.
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify).
+    pub async fn verify_for_replay(
+        &self,
+        performance: PerformanceId,
+        access_token: &str,
+    ) -> Result<Access, ApiError> {
+        self.call(performance, access_token, true).await
+    }
+
+    async fn call(
+        &self,
+        performance: PerformanceId,
+        access_token: &str,
+        accept_completed: bool,
+    ) -> Result<Access, ApiError> {
         let request = VerifyAccessRequest {
             event_id: performance.to_string(),
             access_token: access_token.to_owned(),
+            accept_completed,
         };
         let mut client = self.client.clone();
         match client.verify_access(request).await {
-            Ok(response) => UserId::parse(&response.into_inner().user_id).map_err(|error| {
-                ApiError::QueueUnavailable(
-                    format!("queue-service returned an invalid user id: {error}").into(),
-                )
-            }),
+            Ok(response) => {
+                let response = response.into_inner();
+                let user = UserId::parse(&response.user_id).map_err(|error| {
+                    ApiError::QueueUnavailable(
+                        format!("queue-service returned an invalid user id: {error}").into(),
+                    )
+                })?;
+                Ok(Access {
+                    user,
+                    completed: response.completed,
+                })
+            }
             Err(status) => Err(match status.code() {
                 Code::Unauthenticated => ApiError::unauthorized(
                     "invalid_access_token",

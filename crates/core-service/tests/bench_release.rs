@@ -68,6 +68,7 @@ async fn payment_commit_to_slot_release_latency() {
                 .verify_access(VerifyAccessRequest {
                     event_id: event.clone(),
                     access_token: token.clone(),
+                    accept_completed: false,
                 })
                 .await;
             match verdict {

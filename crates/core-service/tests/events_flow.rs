@@ -122,6 +122,28 @@ async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_on
     })
     .await;
 
+    // A client retrying after its slot was released still gets the original
+    // answer; a new key or a new hold from the completed session does not.
+    let reservation = holds[0].body["reservation_id"].as_str().unwrap();
+    let retry = app.pay(&tokens[0], "key-0", reservation).await;
+    assert_eq!(
+        (retry.status, &retry.body),
+        (StatusCode::CREATED, &payments[0].body)
+    );
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    let fresh = app.pay(&tokens[0], "key-new", reservation).await;
+    assert_eq!(
+        (fresh.status, fresh.body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("access_completed"))
+    );
+    let hold = app
+        .hold(&tokens[0], show.performance_id, &show.seat_ids[..1])
+        .await;
+    assert_eq!(
+        (hold.status, hold.body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("access_denied"))
+    );
+
     // Redeliver every event: the releases already happened, nothing changes.
     let requeued = app
         .scalar("WITH u AS (UPDATE outbox SET published_at = NULL WHERE topic = 'payment.completed' RETURNING 1) SELECT count(*) FROM u")
@@ -141,6 +163,11 @@ async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_on
     );
     assert_eq!(stats["active"], 0);
     assert_eq!(app.scalar("SELECT count(*) FROM payments").await, 500);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM ledger_entries WHERE kind = 'spend'").await,
+        500,
+        "the replay and the refused new key charged nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,7 +13,7 @@ FANS=${FANS:-300000}
 R="redis-cli -p $PORT"
 LUA="$(cd "$(dirname "$0")/../src/lua" && pwd)"
 T='{b:evt:bench}'
-KEYS="$T:cfg $T:waiting $T:active $T:sessions $T:stats $T:seq $T:seen $T:rates"
+KEYS="$T:cfg $T:waiting $T:active $T:sessions $T:stats $T:seq $T:seen $T:rates $T:done"
 declare -A SHA
 for s in enter status admit configure; do
   SHA[$s]=$($R SCRIPT LOAD "$(cat "$LUA/common.lua"; echo; cat "$LUA/$s.lua")")
@@ -28,7 +28,7 @@ admission_for() { # seconds
   local until=$((SECONDS + $1))
   while ((SECONDS < until)); do
     for _ in 1 2 3 4 5 6 7 8 9 10; do  # as the service: at most 10 calls per tick
-      more=$($R EVALSHA "${SHA[admit]}" 8 $KEYS 200 100 50 | tail -1)
+      more=$($R EVALSHA "${SHA[admit]}" 9 $KEYS 200 100 50 | tail -1)
       [[ $more == 1 ]] || break
     done
     sleep 0.2
@@ -37,29 +37,29 @@ admission_for() { # seconds
 
 $R FLUSHALL >/dev/null
 $R CONFIG SET slowlog-log-slower-than 1000 >/dev/null
-$R EVALSHA "${SHA[configure]}" 8 $KEYS open 100000 5000 2 300 75 >/dev/null
+$R EVALSHA "${SHA[configure]}" 9 $KEYS open 100000 5000 2 300 75 >/dev/null
 before=$($R INFO memory | awk -F: '/^used_memory:/{print $2+0}')
 echo "== entry: $FANS fans, 50 connections (csv: test,rps,avg,min,p50,p95,p99,max ms)"
-bench enter "$FANS" "${SHA[enter]}" 8 $KEYS user:__rand_int__
+bench enter "$FANS" "${SHA[enter]}" 9 $KEYS user:__rand_int__
 waiting=$($R ZCARD "$T:waiting")
 after=$($R INFO memory | awk -F: '/^used_memory:/{print $2+0}')
 echo "waiting=$waiting used_memory_delta=$((after - before)) bytes_per_fan=$(((after - before) / waiting))"
 echo "== status, 50 connections (random ids: mostly fans in line)"
-bench status 200000 "${SHA[status]}" 8 $KEYS user:__rand_int__
+bench status 200000 "${SHA[status]}" 9 $KEYS user:__rand_int__
 $R SLOWLOG RESET >/dev/null
 echo "== admission + expiry (5000/s, 2 s TTL) for 15 s with status load"
 admission_for 15 &
-bench status-during-admission 200000 "${SHA[status]}" 8 $KEYS user:__rand_int__
+bench status-during-admission 200000 "${SHA[status]}" 9 $KEYS user:__rand_int__
 wait
 echo "stats: $($R HMGET "$T:stats" admitted exited_expired abandoned | tr '\n' ' ') waiting=$($R ZCARD "$T:waiting")"
 echo "slowlog >1ms: $($R SLOWLOG LEN) entries; slowest (us):" \
   "$($R --json SLOWLOG GET 1000 | python3 -c 'import json,sys; d=sorted((e[2] for e in json.load(sys.stdin)), reverse=True); print(d[:5])')"
 echo "== abandonment: abandon_after 8 s, nobody polls; wait for the grace window"
-$R EVALSHA "${SHA[configure]}" 8 $KEYS open 100000 5000 2 8 2 >/dev/null
+$R EVALSHA "${SHA[configure]}" 9 $KEYS open 100000 5000 2 8 2 >/dev/null
 sleep 18
 $R SLOWLOG RESET >/dev/null
 admission_for 15 &
-bench status-during-abandonment 100000 "${SHA[status]}" 8 $KEYS user:__rand_int__
+bench status-during-abandonment 100000 "${SHA[status]}" 9 $KEYS user:__rand_int__
 wait
 echo "stats: $($R HMGET "$T:stats" admitted exited_expired abandoned | tr '\n' ' ') waiting=$($R ZCARD "$T:waiting")"
 echo "slowlog >1ms: $($R SLOWLOG LEN) entries; slowest (us):" \

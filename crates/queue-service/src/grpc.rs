@@ -38,13 +38,14 @@ impl WaitingRoomApi for GrpcApi {
         }
         let access = self
             .room
-            .verify_access(&event, &request.access_token)
+            .verify_access(&event, &request.access_token, request.accept_completed)
             .await?;
         let seconds = i64::try_from(access.expires_at).unwrap_or(i64::MAX);
         Ok(Response::new(VerifyAccessResponse {
             user_id: access.user.to_string(),
             session_id: access.session_id,
             expires_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+            completed: access.completed,
         }))
     }
 

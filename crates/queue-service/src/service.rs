@@ -65,6 +65,9 @@ pub struct Access {
     pub session_id: String,
     /// Expiry, seconds since the epoch.
     pub expires_at: u64,
+    /// The session's purchase completed and its slot was released; only
+    /// reported to a caller that accepts completed sessions.
+    pub completed: bool,
 }
 
 impl WaitingRoom {
@@ -189,7 +192,9 @@ impl WaitingRoom {
     }
 
     /// Checks an access token: signature, expiry, event (no I/O), then
-    /// revocation (one script).
+    /// revocation (one script). With `accept_completed`, a session released
+    /// because its purchase completed passes too, with `completed` set, until
+    /// the token expires: core-service needs that to replay a payment.
     ///
     /// # Errors
     /// `Token` (`OtherEvent` for another event), `SessionReleased`, `Store`.
@@ -197,14 +202,20 @@ impl WaitingRoom {
         &self,
         event: &EventId,
         access_token: &str,
+        accept_completed: bool,
     ) -> Result<Access, ApiError> {
         let Verified { user, sid, exp } =
             self.tokens.verify(access_token, TokenKind::Access, event)?;
-        match self.store.verify(event, &user, &sid).await? {
-            SessionCheck::Valid => Ok(Access {
+        let check = self
+            .store
+            .verify(event, &user, &sid, accept_completed)
+            .await?;
+        match check {
+            SessionCheck::Valid | SessionCheck::Completed => Ok(Access {
                 user,
                 session_id: sid,
                 expires_at: exp,
+                completed: check == SessionCheck::Completed,
             }),
             SessionCheck::Expired => Err(ApiError::Token(crate::tokens::TokenError::Expired)),
             SessionCheck::Released => Err(ApiError::SessionReleased),

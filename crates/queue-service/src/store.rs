@@ -153,6 +153,9 @@ pub(crate) enum SessionCheck {
     Expired,
     /// Released, revoked, or replaced by a newer admission.
     Released,
+    /// Released because the purchase completed, and the token has not
+    /// expired yet. Only reported when the caller accepts it.
+    Completed,
 }
 
 /// A room's settings with its live numbers.
@@ -292,10 +295,10 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
-    fn keys(&self, event: &EventId) -> [String; 8] {
+    fn keys(&self, event: &EventId) -> [String; 9] {
         let tag = format!("{{{}evt:{}}}", self.inner.prefix, event.as_str());
         [
-            "cfg", "waiting", "active", "sessions", "stats", "seq", "seen", "rates",
+            "cfg", "waiting", "active", "sessions", "stats", "seq", "seen", "rates", "done",
         ]
         .map(|name| format!("{tag}:{name}"))
     }
@@ -417,7 +420,9 @@ impl Store {
         }
     }
 
-    /// Whether session `sid` of `user` still holds an active slot.
+    /// Whether session `sid` of `user` still holds an active slot. With
+    /// `accept_completed`, a session released because its purchase completed
+    /// answers [`SessionCheck::Completed`] instead of `Released`.
     ///
     /// # Errors
     /// [`StoreError`] when Redis fails.
@@ -426,19 +431,21 @@ impl Store {
         event: &EventId,
         user: &UserId,
         sid: &str,
+        accept_completed: bool,
     ) -> Result<SessionCheck, StoreError> {
         let reply = self
             .run(
                 "verify",
                 &self.inner.scripts.verify,
                 event,
-                &[user.as_str(), sid],
+                &[user.as_str(), sid, if accept_completed { "1" } else { "0" }],
             )
             .await?;
         match first(&reply)? {
             "ok" => Ok(SessionCheck::Valid),
             "expired" => Ok(SessionCheck::Expired),
             "released" => Ok(SessionCheck::Released),
+            "completed" => Ok(SessionCheck::Completed),
             other => Err(StoreError::Reply(other.to_owned())),
         }
     }

@@ -16,7 +16,7 @@ use common::{
     TestApp, event_id, eventually, room, settings, settings_with, spawn_app, spawn_app_with,
 };
 use onsale_proto::queue::v1::{
-    GetStatsRequest, ReleaseAccessRequest, ReleaseReason, VerifyAccessRequest,
+    GetStatsRequest, ReleaseAccessRequest, ReleaseReason, VerifyAccessRequest, VerifyAccessResponse,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -30,22 +30,38 @@ fn token(body: &Value) -> String {
 }
 
 async fn verify(app: &TestApp, event: &str, access_token: &str) -> Result<String, tonic::Status> {
+    verify_accepting_completed(app, event, access_token, false)
+        .await
+        .map(|r| r.user_id)
+}
+
+async fn verify_accepting_completed(
+    app: &TestApp,
+    event: &str,
+    access_token: &str,
+    accept_completed: bool,
+) -> Result<VerifyAccessResponse, tonic::Status> {
     let request = VerifyAccessRequest {
         event_id: event.to_owned(),
         access_token: access_token.to_owned(),
+        accept_completed,
     };
     app.grpc()
         .await
         .verify_access(request)
         .await
-        .map(|r| r.into_inner().user_id)
+        .map(tonic::Response::into_inner)
 }
 
 async fn release(app: &TestApp, event: &str, user: &str) -> bool {
+    release_for(app, event, user, ReleaseReason::Completed).await
+}
+
+async fn release_for(app: &TestApp, event: &str, user: &str, reason: ReleaseReason) -> bool {
     let request = ReleaseAccessRequest {
         event_id: event.to_owned(),
         user_id: user.to_owned(),
-        reason: ReleaseReason::Completed as i32,
+        reason: reason as i32,
     };
     app.grpc()
         .await
@@ -368,6 +384,41 @@ async fn a_silent_fan_is_abandoned_stops_counting_ahead_and_is_never_admitted() 
 }
 
 #[tokio::test]
+async fn a_completed_session_verifies_only_for_callers_accepting_it_and_a_left_one_never() {
+    let app = spawn_app().await;
+    let event = event_id();
+    app.open_room(&event, room(5, 100.0)).await;
+    let mut access = BTreeMap::new();
+    for fan in ["buyer", "leaver"] {
+        let queue_token = token(&app.enter(&event, fan).await.body);
+        let active = app.until_active(&event, &queue_token).await;
+        access.insert(fan, active["access_token"].as_str().unwrap().to_owned());
+    }
+    let live = verify_accepting_completed(&app, &event, &access["buyer"], true)
+        .await
+        .unwrap();
+    assert!(!live.completed, "an active session is not completed");
+
+    assert!(release(&app, &event, "buyer").await);
+    assert_eq!(
+        verify(&app, &event, &access["buyer"]).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let replay = verify_accepting_completed(&app, &event, &access["buyer"], true)
+        .await
+        .unwrap();
+    assert_eq!((replay.user_id.as_str(), replay.completed), ("buyer", true));
+
+    assert!(release_for(&app, &event, "leaver", ReleaseReason::Left).await);
+    let left = verify_accepting_completed(&app, &event, &access["leaver"], true)
+        .await
+        .unwrap_err();
+    assert_eq!(left.code(), Code::PermissionDenied);
+    // The buyer's slot is free for the next fan all the same.
+    assert_eq!(app.stats(&event).await["active"], 0);
+}
+
+#[tokio::test]
 async fn a_released_session_is_refused_even_while_its_jwt_is_valid() {
     let app = spawn_app().await;
     let event = event_id();
@@ -587,6 +638,7 @@ async fn bad_inputs_get_problem_json_with_a_stable_code() {
         .verify_access(VerifyAccessRequest {
             event_id: "no spaces".into(),
             access_token: "x".into(),
+            accept_completed: false,
         })
         .await
         .unwrap_err();

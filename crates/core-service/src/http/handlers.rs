@@ -283,7 +283,7 @@ pub async fn delete_reservation(
         (status = 400, description = "Malformed body or Idempotency-Key"),
         (status = 401, description = "Missing or invalid access token"),
         (status = 402, description = "Insufficient balance; nothing changed"),
-        (status = 403, description = "Another user's reservation"),
+        (status = 403, description = "Another user's reservation, or `access_completed`: a new key from a session whose purchase already completed"),
         (status = 404, description = "Unknown reservation"),
         (status = 409, description = "Same key in flight (Retry-After), already paid, or cancelled"),
         (status = 410, description = "Hold expired; nothing charged"),
@@ -331,18 +331,20 @@ async fn pay(
         .and_then(|raw| IdempotencyKey::parse(raw).map_err(|e| ApiError::BadRequest(e.0)))?;
     let header = holds::header(&state.db, body.reservation_id).await?;
     let performance = positive(PerformanceId::new, header.performance_id)?;
-    let user = state.queue.verify(performance, token).await?;
-    tracing::Span::current().record("user_id", user.as_str());
-    let outcome = payments::pay(
-        &state.db,
-        PaymentRequest {
-            user: &user,
-            key: &key,
-            reservation_id: body.reservation_id,
-            lease_seconds: state.core.idempotency_lease_seconds,
-        },
-    )
-    .await?;
+    let access = state.queue.verify_for_replay(performance, token).await?;
+    tracing::Span::current().record("user_id", access.user.as_str());
+    let request = PaymentRequest {
+        user: &access.user,
+        key: &key,
+        reservation_id: body.reservation_id,
+        lease_seconds: state.core.idempotency_lease_seconds,
+    };
+    if access.completed {
+        // The slot is gone because this fan's purchase completed: answer a
+        // retry of a key already used, never start a new payment.
+        return payments::replay(&state.db, &request).await;
+    }
+    let outcome = payments::pay(&state.db, request).await?;
     if matches!(outcome, PaymentOutcome::Completed(_)) {
         state.seats.invalidate(performance);
     }

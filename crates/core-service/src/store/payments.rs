@@ -117,7 +117,11 @@ pub async fn pay(db: &Db, request: PaymentRequest<'_>) -> Result<PaymentOutcome,
         .await?
         .is_some();
     if !claimed {
-        return existing_key(db, &request, &fingerprint).await;
+        // None: freed between our claim and this read, because the other
+        // attempt failed; the client may retry.
+        return existing_key(db, &request, &fingerprint)
+            .await?
+            .ok_or(ApiError::PaymentInProgress);
     }
     match pay_claimed(db, &request).await {
         Ok(body) => Ok(PaymentOutcome::Completed(body)),
@@ -135,20 +139,40 @@ pub async fn pay(db: &Db, request: PaymentRequest<'_>) -> Result<PaymentOutcome,
     }
 }
 
+/// Answers a payment retry for a fan whose access session completed (the
+/// slot was released by `payment.completed`): the stored response of an
+/// `Idempotency-Key` already used for this reservation, and nothing else.
+/// No money moves and no key is claimed.
+///
+/// # Errors
+/// - 403 `access_completed`: the key was never used by this fan (a new
+///   payment needs a new admission);
+/// - 422 `idempotency_key_reused`; [`ApiError::PaymentInProgress`];
+/// - database errors.
+pub async fn replay(db: &Db, request: &PaymentRequest<'_>) -> Result<PaymentOutcome, ApiError> {
+    let fingerprint = request.reservation_id.to_string();
+    existing_key(db, request, &fingerprint)
+        .await?
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "access_completed",
+                "this access session already completed a purchase; only a retry of its Idempotency-Key is answered",
+            )
+        })
+}
+
 async fn existing_key(
     db: &Db,
     request: &PaymentRequest<'_>,
     fingerprint: &str,
-) -> Result<PaymentOutcome, ApiError> {
+) -> Result<Option<PaymentOutcome>, ApiError> {
     let row = sqlx::query("SELECT fingerprint, state, response_body FROM idempotency_keys WHERE user_id = $1 AND key = $2")
         .bind(request.user.as_str())
         .bind(request.key.as_str())
         .fetch_optional(db.pool())
         .await?;
-    // Freed between our claim and this read: the other attempt failed, and
-    // the client may retry.
     let Some(row) = row else {
-        return Err(ApiError::PaymentInProgress);
+        return Ok(None);
     };
     if row.try_get::<String, _>("fingerprint")? != fingerprint {
         return Err(ApiError::unprocessable(
@@ -160,7 +184,7 @@ async fn existing_key(
         row.try_get::<String, _>("state")?.as_str(),
         row.try_get::<Option<serde_json::Value>, _>("response_body")?,
     ) {
-        ("completed", Some(body)) => Ok(PaymentOutcome::Replayed(body)),
+        ("completed", Some(body)) => Ok(Some(PaymentOutcome::Replayed(body))),
         _ => Err(ApiError::PaymentInProgress),
     }
 }

@@ -11,12 +11,16 @@
 --   6 seq      STRING per-event arrival counter (INCR)
 --   7 seen     key prefix of the presence bitmaps, `<seen>:<grain>:<window>`
 --   8 rates    HASH  per-second ring buffers of entries and admissions
+--   9 done     ZSET  session id -> access expiry (ms) of sessions whose
+--                    purchase completed; lets core-service replay a payment
+--                    under its Idempotency-Key until the token expires
 --
 -- Time always comes from the Redis server (TIME), never from the caller:
 -- all instances then agree on one clock per event, because an event lives on
 -- one shard. Every reply is an array of strings, so Rust parses one shape.
 local K_CFG, K_WAITING, K_ACTIVE, K_SESSIONS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_STATS, K_SEQ, K_SEEN, K_RATES = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_DONE = KEYS[9]
 
 -- Width of the entry/exit rate window, in seconds.
 local RATE_WINDOW = 30

@@ -1,14 +1,31 @@
 -- Frees an active slot (purchase completed, fan left, session revoked).
 -- ARGV[1] = user id, ARGV[2] = reason: completed | left | revoked.
 -- Replies: {'released'} | {'expired'} (the slot had lapsed) | {'none'}.
+--
+-- A completed purchase leaves its session id in K_DONE until the access
+-- token expires, so that a payment retried under the same Idempotency-Key
+-- still verifies (for a replay only; core-service enforces that). Lapsed
+-- markers are pruned here in bounded batches, never by a scan.
+local DONE_PRUNE = 20
 local user, reason = ARGV[1], ARGV[2]
 local expiry = redis.call('ZSCORE', K_ACTIVE, user)
 if not expiry then
   return {'none'}
 end
-if tonumber(expiry) <= now_ms() then
+local now = now_ms()
+if tonumber(expiry) <= now then
   expire_active(user)
   return {'expired'}
+end
+if reason == 'completed' then
+  local sid = redis.call('HGET', K_SESSIONS, user)
+  if sid then
+    redis.call('ZADD', K_DONE, expiry, sid)
+  end
+  local lapsed = redis.call('ZRANGEBYSCORE', K_DONE, '-inf', now, 'LIMIT', 0, DONE_PRUNE)
+  if #lapsed > 0 then
+    redis.call('ZREM', K_DONE, unpack(lapsed))
+  end
 end
 redis.call('ZREM', K_ACTIVE, user)
 redis.call('HDEL', K_SESSIONS, user)
