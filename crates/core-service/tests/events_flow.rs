@@ -164,7 +164,8 @@ async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_on
     assert_eq!(stats["active"], 0);
     assert_eq!(app.scalar("SELECT count(*) FROM payments").await, 500);
     assert_eq!(
-        app.scalar("SELECT count(*) FROM ledger_entries WHERE kind = 'spend'").await,
+        app.scalar("SELECT count(*) FROM ledger_entries WHERE kind = 'spend'")
+            .await,
         500,
         "the replay and the refused new key charged nothing"
     );

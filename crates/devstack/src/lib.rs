@@ -23,6 +23,7 @@
 //! - [`testing`]: endpoints for tests, isolated databases, key prefixes and
 //!   topics.
 
+pub mod bench;
 pub mod install;
 pub mod kafka;
 pub mod onsale;

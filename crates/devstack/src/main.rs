@@ -45,6 +45,9 @@ enum Cmd {
     Env,
     /// The on-sale simulation: stack, services, seed, many fans, report.
     Onsale(devstack::onsale::OnsaleArgs),
+    /// Service load against raw baselines (redis-benchmark, pgbench) in one
+    /// run; writes the generated section of docs/benchmarks.md.
+    Bench(devstack::bench::BenchArgs),
     /// Bring the stack up and run `cargo test --workspace` against it.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -127,6 +130,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Bench(args) => {
+            let endpoints = up(&config).await?;
+            devstack::bench::run(&config, &endpoints, args).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Test { args } => {
             let endpoints = up(&config).await?;

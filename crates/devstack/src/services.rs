@@ -176,6 +176,14 @@ pub async fn status(config: &StackConfig) -> Vec<ComponentStatus> {
     all
 }
 
+/// PIDs of the running services by name (for CPU accounting).
+pub fn pids(config: &StackConfig) -> std::collections::HashMap<&'static str, i32> {
+    SERVICES
+        .iter()
+        .filter_map(|s| Some((s.name, process::running_pid(&pid_file(config, s), s.name)?)))
+        .collect()
+}
+
 /// Stops the services devstack started (SIGTERM: they drain first).
 pub fn down(config: &StackConfig) -> usize {
     let mut stopped = 0;

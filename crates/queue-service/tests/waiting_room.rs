@@ -401,7 +401,10 @@ async fn a_completed_session_verifies_only_for_callers_accepting_it_and_a_left_o
 
     assert!(release(&app, &event, "buyer").await);
     assert_eq!(
-        verify(&app, &event, &access["buyer"]).await.unwrap_err().code(),
+        verify(&app, &event, &access["buyer"])
+            .await
+            .unwrap_err()
+            .code(),
         Code::PermissionDenied
     );
     let replay = verify_accepting_completed(&app, &event, &access["buyer"], true)

@@ -25,44 +25,11 @@ use crate::{
     outbox::{OutboxRow, ReservationExpiration},
 };
 
-const CLAIM: &str = r#"
-WITH candidates AS (
-  SELECT id, reservation_id AS previous
-  FROM seats
-  WHERE id = ANY($1) AND performance_id = $2
-    AND (status = 'free' OR (status = 'held' AND held_until < now()))
-  ORDER BY id
-  FOR UPDATE SKIP LOCKED
-)
-UPDATE seats s
-SET status = 'held', reservation_id = $3, held_until = now() + make_interval(secs => $4)
-FROM candidates c
-WHERE s.id = c.id
-RETURNING s.id, s.section, s.row_label, s.number, s.grade, s.price_krw, s.held_until, c.previous
-"#;
+const CLAIM: &str = include_str!("sql/hold_claim.sql");
 
-const RELEASE_EXPIRED_CLAIMS: &str = r#"
-WITH released AS (
-  UPDATE reservation_seats SET active = false
-  WHERE seat_id = ANY($1) AND active
-  RETURNING reservation_id
-)
-UPDATE reservations SET status = 'expired', updated_at = now()
-WHERE id IN (SELECT reservation_id FROM released) AND status = 'held'
-"#;
+const RELEASE_EXPIRED_CLAIMS: &str = include_str!("sql/hold_release_expired_claims.sql");
 
-const INSERT_RESERVATION: &str = r#"
-WITH r AS (
-  INSERT INTO reservations (id, user_id, performance_id, status, amount_krw, held_until)
-  VALUES ($1, $2, $3, 'held', $4, $5)
-  RETURNING id
-), o AS (
-  INSERT INTO outbox (event_id, topic, aggregate_key, payload, headers)
-  VALUES ($8, $9, $10, $11, $12)
-)
-INSERT INTO reservation_seats (reservation_id, seat_id, price_krw)
-SELECT (SELECT id FROM r), seat, price FROM unnest($6::bigint[], $7::bigint[]) AS t(seat, price)
-"#;
+const INSERT_RESERVATION: &str = include_str!("sql/hold_insert_reservation.sql");
 
 /// Outcome of a hold attempt that did not fail.
 #[derive(Debug, Clone)]
@@ -227,7 +194,7 @@ pub struct ReservationHeader {
 /// # Errors
 /// [`ApiError::NotFound`]; database errors.
 pub async fn header(db: &Db, id: Uuid) -> Result<ReservationHeader, ApiError> {
-    let row = sqlx::query("SELECT user_id, performance_id FROM reservations WHERE id = $1")
+    let row = sqlx::query(include_str!("sql/reservation_header.sql"))
         .bind(id)
         .fetch_optional(db.pool())
         .await?

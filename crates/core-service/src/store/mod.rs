@@ -1,5 +1,9 @@
 //! Database access, one module per aggregate. Every function is one
 //! transaction (or one statement) and leaves no partial state on error.
+//!
+//! The hot-path statements of holds and payments live in `sql/*.sql`, so
+//! that `devstack bench` can run the very same text under pgbench as the
+//! raw baseline (`$n` parameters become pgbench variables there).
 
 pub mod admin;
 pub mod balance;

@@ -36,51 +36,15 @@ pub enum PaymentOutcome {
     Replayed(serde_json::Value),
 }
 
-const CLAIM_KEY: &str = r#"
-INSERT INTO idempotency_keys (user_id, key, fingerprint, state, locked_until)
-VALUES ($1, $2, $3, 'in_flight', now() + make_interval(secs => $4))
-ON CONFLICT (user_id, key) DO UPDATE
-  SET fingerprint = EXCLUDED.fingerprint, locked_until = EXCLUDED.locked_until
-  WHERE idempotency_keys.state = 'in_flight' AND idempotency_keys.locked_until < now()
-RETURNING 1
-"#;
+const CLAIM_KEY: &str = include_str!("sql/pay_claim_key.sql");
 
-const LOCK_RESERVATION: &str = r#"
-SELECT r.user_id, r.performance_id, r.status, r.amount_krw, r.held_until < now() AS lapsed, now() AS now,
-       (SELECT count(*) FROM reservation_seats rs WHERE rs.reservation_id = r.id) AS seat_count
-FROM reservations r WHERE r.id = $1
-FOR UPDATE OF r NOWAIT
-"#;
+const LOCK_RESERVATION: &str = include_str!("sql/pay_lock_reservation.sql");
 
-const SELL_SEATS: &str = r#"
-UPDATE seats SET status = 'sold', held_until = NULL
-WHERE id IN (
-  SELECT id FROM seats WHERE reservation_id = $1 AND status = 'held' ORDER BY id FOR UPDATE SKIP LOCKED
-)
-RETURNING id
-"#;
+const SELL_SEATS: &str = include_str!("sql/pay_sell_seats.sql");
 
-const DEBIT: &str = r#"
-UPDATE users SET balance_krw = balance_krw - $2, updated_at = now()
-WHERE id = $1 AND balance_krw >= $2
-RETURNING balance_krw
-"#;
+const DEBIT: &str = include_str!("sql/pay_debit.sql");
 
-const RECORD: &str = r#"
-WITH ledger AS (
-  INSERT INTO ledger_entries (user_id, kind, amount_krw, balance_after_krw, payment_id, created_at)
-  VALUES ($1, 'spend', $2, $3, $4, $5)
-), confirmed AS (
-  UPDATE reservations SET status = 'confirmed', updated_at = $5 WHERE id = $6
-), payment AS (
-  INSERT INTO payments (id, user_id, reservation_id, idempotency_key, amount_krw, status, paid_at)
-  VALUES ($4, $1, $6, $7, $2, 'completed', $5)
-), event AS (
-  INSERT INTO outbox (event_id, topic, aggregate_key, payload, headers) VALUES ($8, $9, $10, $11, $12)
-)
-UPDATE idempotency_keys SET state = 'completed', response_status = 201, response_body = $13
-WHERE user_id = $1 AND key = $7
-"#;
+const RECORD: &str = include_str!("sql/pay_record.sql");
 
 /// What the payment needs besides the database.
 #[derive(Debug, Clone)]
