@@ -349,7 +349,25 @@ async fn core_phases(
     let id_of =
         |kind: &str| format!("md5('{kind}{run_id}-' || :client_id::text || '-' || :n::text)");
     let rid = &id_of("r");
-    let payload = representative_payload();
+    // Real envelopes, built from the row's own values, so the consumers
+    // handle these events exactly as the service's own (a hold's expiry is
+    // deferred; a payment releases nobody) instead of dead-lettering them.
+    let hold_event = format!(
+        "jsonb_build_object('event_id', {eid}::uuid, 'type', 'reservation.expiration', 'version', 1, \
+         'occurred_at', now(), 'key', {rid}::uuid::text, 'data', jsonb_build_object('reservation_id', {rid}::uuid, \
+         'performance_id', {perf}, 'user_id', {user}, 'seat_ids', jsonb_build_array(:id::bigint), \
+         'held_until', :held_until::timestamptz))",
+        eid = id_of("e"),
+        perf = pg_show.performance,
+    );
+    let pay_event = format!(
+        "jsonb_build_object('event_id', {eid}::uuid, 'type', 'payment.completed', 'version', 1, \
+         'occurred_at', :now::timestamptz, 'key', {rid}::uuid::text, 'data', jsonb_build_object('payment_id', {pid}::uuid, \
+         'reservation_id', {rid}::uuid, 'user_id', {user}, 'performance_id', :performance_id::bigint, \
+         'amount_krw', :amount_krw::bigint, 'seat_ids', jsonb_build_array(:id::bigint), 'paid_at', :now::timestamptz))",
+        eid = id_of("f"),
+        pid = id_of("p"),
+    );
     let hold_script = format!(
         "\\set n :n + 1\n\\set seat {lo} + :client_id * {per_client} + :n - 1\nBEGIN;\n{claim}\n\\gset\n{insert};\nEND;\n",
         lo = pg_show.first_seat,
@@ -374,8 +392,8 @@ async fn core_phases(
                 "ARRAY[:price_krw::bigint]",
                 &format!("{}::uuid", id_of("e")),
                 "'reservation.expiration'",
-                rid,
-                &format!("'{payload}'::jsonb"),
+                &format!("{rid}::uuid::text"),
+                &hold_event,
                 "'{}'::jsonb",
             ]
         ),
@@ -396,7 +414,7 @@ async fn core_phases(
     record(pg_hold);
 
     let pay_script = format!(
-        "\\set n :n + 1\n{header};\n{claim_key};\nBEGIN;\n{lock}\n\\gset\n{sell};\n{debit}\n\\gset\n{record};\nEND;\n",
+        "\\set n :n + 1\n{header};\n{claim_key};\nBEGIN;\n{lock}\n\\gset\n{sell}\n\\gset\n{debit}\n\\gset\n{record};\nEND;\n",
         header = bind(&sql("reservation_header")?, &[&format!("{rid}::uuid")]),
         claim_key = bind(
             &sql("pay_claim_key")?,
@@ -422,8 +440,8 @@ async fn core_phases(
                 "'k-' || :client_id::text || '-' || :n::text",
                 &format!("{}::uuid", id_of("f")),
                 "'payment.completed'",
-                rid,
-                &format!("'{payload}'::jsonb"),
+                &format!("{rid}::uuid::text"),
+                &pay_event,
                 "'{}'::jsonb",
                 &format!("'{}'::jsonb", representative_response()),
             ]
@@ -528,25 +546,6 @@ fn bind(sql: &str, values: &[&str]) -> String {
         out = out.replace(&format!("${}", i + 1), value);
     }
     out
-}
-
-/// An event envelope of the size the services write (about 330 bytes).
-fn representative_payload() -> String {
-    json!({
-        "event_id": "0b6f1c52-3a0e-4d43-9a55-5d7c1f9e2b10",
-        "type": "reservation.expiration",
-        "version": 1,
-        "occurred_at": "2026-11-22T06:00:00.000000Z",
-        "key": "6f0d8a4e-0d5c-4b1f-8f7a-2c9b3e1d4a55",
-        "data": {
-            "reservation_id": "6f0d8a4e-0d5c-4b1f-8f7a-2c9b3e1d4a55",
-            "performance_id": 1,
-            "user_id": "fan-000000",
-            "seat_ids": [1],
-            "held_until": "2026-11-22T07:00:00.000000Z"
-        }
-    })
-    .to_string()
 }
 
 fn representative_response() -> String {
