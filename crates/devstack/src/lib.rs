@@ -6,7 +6,7 @@
 //! `cargo install tansu`).
 //!
 //! The `devstack` binary drives it (`up`, `down`, `status`, `env`, `test`,
-//! `onsale`); integration tests use [`testing`].
+//! `onsale`, `bench`); integration tests use [`testing`].
 //!
 //! # Layout
 //! - [`StackConfig`]: ports and the state folder (`.devstack/` in the
@@ -18,6 +18,8 @@
 //!   started, by recorded PID.
 //! - [`stack`]: `up`, `down`, `status` and the `ONSALE__…` environment.
 //! - [`onsale`]: the on-sale simulation, the README's main job.
+//! - [`bench`]: the service load against raw baselines, written into
+//!   `docs/benchmarks.md`.
 //! - [`services`]: builds and starts queue-service and core-service against
 //!   the stack.
 //! - [`testing`]: endpoints for tests, isolated databases, key prefixes and
