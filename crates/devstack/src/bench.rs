@@ -670,10 +670,10 @@ async fn create_show(http: &Client, db: &mut PgConnection, seats: usize) -> Resu
     );
     let rows: Vec<String> = (1..=seats / PER_ROW).map(|r| format!("R{r}")).collect();
     let now = chrono::Utc::now();
-    let response = http
-        .post(format!("{CORE}/admin/v1/concerts"))
-        .header("X-Admin-Key", CORE_ADMIN_KEY)
-        .json(&json!({
+    let created = crate::onsale::create_concert(
+        http,
+        CORE,
+        &json!({
             "title": "devstack bench",
             "artist": "wrk",
             "venue": "Loopback Hall",
@@ -683,16 +683,9 @@ async fn create_show(http: &Client, db: &mut PgConnection, seats: usize) -> Resu
                 "max_seats_per_order": 4,
                 "sections": [{"section": "A", "grade": "R", "price": SEAT_PRICE, "rows": rows, "seats_per_row": PER_ROW}],
             }],
-        }))
-        .send()
-        .await
-        .context("core-service is unreachable")?;
-    let status = response.status();
-    let created: Value = response.json().await.unwrap_or_default();
-    ensure!(
-        status == StatusCode::CREATED,
-        "creating a show: {status} {created}"
-    );
+        }),
+    )
+    .await?;
     let performance = created["performances"][0]["id"]
         .as_i64()
         .context("no performance id")?;

@@ -378,10 +378,25 @@ async fn seed_show(http: &Client, core: &str, seats: u32) -> Result<(i64, u64)> 
             "sections": sections,
         }],
     });
+    let created = create_concert(http, core, &body).await?;
+    let performance = created["performances"][0]["id"]
+        .as_i64()
+        .context("no performance id in the reply")?;
+    let seat_count = created["performances"][0]["seat_ids"]
+        .as_array()
+        .map_or(0, Vec::len) as u64;
+    Ok((performance, seat_count))
+}
+
+/// `POST /admin/v1/concerts` with `body`; the 201 reply.
+///
+/// # Errors
+/// core-service unreachable, or any status but 201.
+pub(crate) async fn create_concert(http: &Client, core: &str, body: &Value) -> Result<Value> {
     let response = http
         .post(format!("{core}/admin/v1/concerts"))
         .header("X-Admin-Key", CORE_ADMIN_KEY)
-        .json(&body)
+        .json(body)
         .send()
         .await
         .context("core-service is unreachable")?;
@@ -391,13 +406,7 @@ async fn seed_show(http: &Client, core: &str, seats: u32) -> Result<(i64, u64)> 
         status == StatusCode::CREATED,
         "creating the concert failed: {status} {created}"
     );
-    let performance = created["performances"][0]["id"]
-        .as_i64()
-        .context("no performance id in the reply")?;
-    let seat_count = created["performances"][0]["seat_ids"]
-        .as_array()
-        .map_or(0, Vec::len) as u64;
-    Ok((performance, seat_count))
+    Ok(created)
 }
 
 /// A distinct client address per fan, carried only in `X-Forwarded-For`.
