@@ -93,6 +93,22 @@ impl Db {
         self.pool.begin().await
     }
 
+    /// Starts a transaction with `begin`, a simple-protocol `BEGIN; …`
+    /// text sent in the same round trip as a plain `BEGIN` (for `SET LOCAL`
+    /// settings that only this transaction needs). Counts the wait like
+    /// [`Db::begin`].
+    ///
+    /// # Errors
+    /// As [`Db::begin`]; `sqlx::Error::BeginFailed` when `begin` did not
+    /// leave the session in a transaction.
+    pub async fn begin_with(
+        &self,
+        begin: &'static str,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let _waiting = WaitGuard::new(&self.waiting);
+        self.pool.begin_with(begin).await
+    }
+
     /// Takes a connection for autocommit statements, counting the wait.
     ///
     /// # Errors

@@ -1295,7 +1295,10 @@ fn render(phases: &[Phase], args: &BenchArgs, load_before: &str) -> String {
          script) with `EVALSHA`, status for fans already in line; hold and \
          payment run core-service's own SQL files under `pgbench -M prepared`, \
          every statement the service sends on the success path, each client \
-         as its own user on its own seats. Service: one seat per hold, each \
+         as its own user on its own seats (pgbench's hold opens with a plain \
+         `BEGIN`: its `ARRAY[:seat]` claim already runs on a generic plan, \
+         which the service's `hold_begin.sql` has to ask for). Service: one \
+         seat per hold, each \
          hold by a different admitted fan, each payment of one of those holds \
          with its own Idempotency-Key; every request verified its access \
          token with queue-service over gRPC."
