@@ -28,8 +28,7 @@ enum Command {
     Dlq(events::dlq::DlqCommand),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load() {
         Ok(settings) => settings,
@@ -38,6 +37,18 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Built from the settings, so `[runtime]` can size it.
+    let runtime = match settings.runtime.build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("core-service: starting the Tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(cli, settings))
+}
+
+async fn serve(cli: Cli, settings: Settings) -> ExitCode {
     let _telemetry = match telemetry::init("core-service", &settings.telemetry) {
         Ok(guard) => guard,
         Err(error) => {

@@ -4,7 +4,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use platform::settings::{
-    DatabaseSettings, Environment, ExposeSecret, KafkaSettings, Layers, Secret, SettingsError,
+    DatabaseSettings, Environment, ExposeSecret, KafkaSettings, Layers, RuntimeSettings, Secret,
+    SettingsError,
 };
 use serde::Deserialize;
 use telemetry::TelemetrySettings;
@@ -29,6 +30,9 @@ pub struct Settings {
     /// Logs, metrics and traces.
     #[serde(default)]
     pub telemetry: TelemetrySettings,
+    /// The Tokio runtime (`[runtime]`).
+    #[serde(default)]
+    pub runtime: RuntimeSettings,
     /// The `[core]` section.
     pub core: CoreSettings,
 }
@@ -213,6 +217,30 @@ mod tests {
             )],
         );
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn the_local_stack_runs_one_worker_and_production_one_per_cpu() {
+        let local = load(Environment::Local, &[]).unwrap();
+        assert_eq!(local.runtime.worker_threads, 1);
+        let production = load(
+            Environment::Production,
+            &[(
+                "ONSALE__CORE__ADMIN_KEY",
+                "0123456789abcdef0123456789abcdef",
+            )],
+        )
+        .unwrap();
+        assert_eq!(production.runtime.worker_threads, 0);
+        let overridden = load(
+            Environment::Local,
+            &[("ONSALE__RUNTIME__WORKER_THREADS", "3")],
+        )
+        .unwrap();
+        assert_eq!(
+            overridden.runtime.build().unwrap().metrics().num_workers(),
+            3
+        );
     }
 
     #[test]

@@ -24,10 +24,18 @@ enum Command {
     Dlq(events::dlq::DlqCommand),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load().context("loading settings")?;
+    // Built from the settings, so `[runtime]` can size it.
+    let runtime = settings
+        .runtime
+        .build()
+        .context("starting the Tokio runtime")?;
+    runtime.block_on(serve(cli, settings))
+}
+
+async fn serve(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     let _telemetry =
         telemetry::init("queue-service", &settings.telemetry).context("setting up telemetry")?;
     if let Some(Command::Dlq(dlq)) = &cli.command {

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use platform::settings::{
-    Environment, ExposeSecret, KafkaSettings, Layers, RedisSettings, Secret, SettingsError,
+    Environment, ExposeSecret, KafkaSettings, Layers, RedisSettings, RuntimeSettings, Secret,
+    SettingsError,
 };
 use serde::Deserialize;
 use telemetry::TelemetrySettings;
@@ -32,6 +33,9 @@ pub struct Settings {
     /// Logs, metrics and traces (`[telemetry]`).
     #[serde(default)]
     pub telemetry: TelemetrySettings,
+    /// The Tokio runtime (`[runtime]`).
+    #[serde(default)]
+    pub runtime: RuntimeSettings,
     /// The waiting room itself (`[queue]`).
     pub queue: QueueSettings,
 }
