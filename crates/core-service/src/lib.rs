@@ -134,31 +134,54 @@ pub async fn migrate(db: &db::Db) -> Result<(), sea_orm::DbErr> {
     migration::Migrator::up(db.orm(), None).await
 }
 
-/// Every minute, forgets idempotency keys older than `retention`, in
-/// batches, until `shutdown`.
-async fn purge_idempotency_keys(db: db::Db, retention: Duration, shutdown: CancellationToken) {
+/// Every minute, until `shutdown`, forgets idempotency keys older than
+/// `keys` and deletes outbox rows published more than `outbox` ago, each in
+/// batches of 1,000 until a batch comes back short.
+async fn purge_retained(db: db::Db, keys: Duration, outbox: Duration, shutdown: CancellationToken) {
+    const BATCH: u64 = 1_000;
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {
-                loop {
-                    match store::payments::purge_idempotency_keys(&db, retention, 1_000).await {
-                        Ok(1_000) => continue,
-                        Ok(deleted) => {
-                            if deleted > 0 {
-                                tracing::info!(deleted, "purged expired idempotency keys");
-                            }
-                            break;
-                        }
-                        Err(error) => {
-                            tracing::debug!(%error, "purging idempotency keys failed; retrying next minute");
-                            break;
-                        }
-                    }
+                let purged_keys = purge_in_batches(BATCH, || {
+                    store::payments::purge_idempotency_keys(&db, keys, BATCH as i64)
+                })
+                .await;
+                let purged_rows = purge_in_batches(BATCH, || async {
+                    Ok(events::outbox::purge_published(db.pool(), outbox, BATCH as i64).await?)
+                })
+                .await;
+                match (purged_keys, purged_rows) {
+                    (Ok(0), Ok(0)) => {}
+                    (Ok(keys), Ok(rows)) => tracing::info!(
+                        idempotency_keys = keys,
+                        outbox_rows = rows,
+                        "purged data past its retention"
+                    ),
+                    (Err(error), _) | (_, Err(error)) => tracing::warn!(
+                        error = %platform::problem::ErrorChain(&error),
+                        "purging data past its retention failed; retrying next minute"
+                    ),
                 }
             }
+        }
+    }
+}
+
+/// Runs `purge` until it deletes fewer than `batch` rows; returns the total.
+async fn purge_in_batches<F, Fut>(batch: u64, mut purge: F) -> Result<u64, error::ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, error::ApiError>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = purge().await?;
+        total += deleted;
+        if deleted < batch {
+            return Ok(total);
         }
     }
 }
@@ -239,9 +262,10 @@ pub async fn run(
         Duration::from_secs(5),
         shutdown.clone(),
     ));
-    let purger = tokio::spawn(purge_idempotency_keys(
+    let purger = tokio::spawn(purge_retained(
         state.db.clone(),
         Duration::from_secs(state.core.idempotency_retention_hours * 3_600),
+        Duration::from_secs(state.core.outbox_retention_hours * 3_600),
         shutdown.clone(),
     ));
     let workers = spawn_workers(&state, &kafka, producer, &shutdown);

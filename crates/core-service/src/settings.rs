@@ -61,6 +61,10 @@ pub struct CoreSettings {
     /// How long a completed `Idempotency-Key` is remembered (and replayed),
     /// in hours. Older keys are purged in the background.
     pub idempotency_retention_hours: u64,
+    /// How long a published outbox row is kept (to trace an event back to
+    /// its transaction), in hours; older published rows are purged in the
+    /// background. Unpublished rows are never purged.
+    pub outbox_retention_hours: u64,
     /// How long shutdown waits for in-flight requests, in seconds.
     pub shutdown_deadline_seconds: u64,
     /// Ledger entries returned with a balance.
@@ -149,6 +153,9 @@ impl Settings {
         }
         if core.idempotency_retention_hours == 0 || core.idempotency_retention_hours > 24 * 365 {
             return invalid("core.idempotency_retention_hours must be between 1 and 8760");
+        }
+        if core.outbox_retention_hours == 0 || core.outbox_retention_hours > 24 * 365 {
+            return invalid("core.outbox_retention_hours must be between 1 and 8760");
         }
         if core.recent_ledger_entries == 0 || core.recent_ledger_entries > 1_000 {
             return invalid("core.recent_ledger_entries must be between 1 and 1000");
@@ -241,6 +248,16 @@ mod tests {
             overridden.runtime.build().unwrap().metrics().num_workers(),
             3
         );
+    }
+
+    #[test]
+    fn an_outbox_retention_of_zero_hours_is_rejected() {
+        let error = load(
+            Environment::Local,
+            &[("ONSALE__CORE__OUTBOX_RETENTION_HOURS", "0")],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("outbox_retention_hours"));
     }
 
     #[test]

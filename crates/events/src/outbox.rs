@@ -22,6 +22,10 @@
 //! Delivery is at least once: a relay that dies after Kafka acknowledged but
 //! before its commit leaves the rows unpublished, and they are sent again.
 //! Consumers deduplicate by `event_id`.
+//!
+//! Published rows are kept for a retention period (to trace an event back to
+//! its transaction) and then deleted by [`purge_published`]; unpublished rows
+//! are never deleted.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -277,6 +281,34 @@ pub async fn backlog(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
     let oldest = row.try_get::<f64, _>("oldest")?.max(0.0);
     metrics::outbox_backlog(pending, oldest);
     Ok((pending, oldest))
+}
+
+/// Deletes up to `batch` rows published more than `retention` ago, oldest
+/// first, and returns how many it deleted. Unpublished rows are never
+/// touched, however old. Without this the outbox grows by one row per hold
+/// and payment forever.
+///
+/// # Errors
+/// Database errors.
+pub async fn purge_published(
+    pool: &PgPool,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    // Walks the primary key from the oldest id and stops after `batch`
+    // matches: rows are published roughly in id order, so the old ones come
+    // first and no sequential scan is needed.
+    let deleted = sqlx::query(
+        "DELETE FROM outbox WHERE id IN (\
+           SELECT id FROM outbox \
+           WHERE published_at < now() - make_interval(secs => $1) \
+           ORDER BY id LIMIT $2)",
+    )
+    .bind(retention.as_secs_f64())
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    Ok(deleted.rows_affected())
 }
 
 fn next_delay(backoff: &mut Option<backon::ExponentialBackoff>) -> Duration {

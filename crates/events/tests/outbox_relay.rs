@@ -1,12 +1,13 @@
 //! The outbox relay against real Postgres and Kafka: concurrent relays
 //! publish each row once, and a broker outage only grows the backlog, which
-//! drains by itself afterwards.
+//! drains by itself afterwards; published rows are purged after their
+//! retention, unpublished ones never.
 
 use std::{collections::HashMap, time::Duration};
 
 use events::{
     Envelope, PaymentCompleted,
-    outbox::{OutboxRelay, RelaySettings, SCHEMA_SQL},
+    outbox::{OutboxRelay, RelaySettings, SCHEMA_SQL, purge_published},
     producer::Producer,
 };
 use platform::{settings::KafkaSettings, shutdown::CancellationToken};
@@ -197,4 +198,36 @@ async fn a_broker_outage_grows_the_backlog_and_it_drains_when_the_broker_returns
         ids.iter().all(|id| seen.contains_key(id)),
         "every event is delivered at least once"
     );
+}
+
+#[tokio::test]
+async fn only_rows_published_longer_ago_than_the_retention_are_purged() {
+    let pool = database().await;
+    insert_payments(&pool, 30).await;
+    // Ids 1-10: published two hours ago; 11-20: published just now;
+    // 21-30: never published, and older than anything else.
+    sqlx::query("UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id <= 10")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE id BETWEEN 11 AND 20")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE outbox SET created_at = now() - interval '3 days' WHERE id > 20")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let retention = Duration::from_secs(3_600);
+
+    assert_eq!(purge_published(&pool, retention, 4).await.unwrap(), 4);
+    assert_eq!(purge_published(&pool, retention, 100).await.unwrap(), 6);
+    assert_eq!(purge_published(&pool, retention, 100).await.unwrap(), 0);
+
+    let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, (11..=30).collect::<Vec<i64>>());
+    assert_eq!(pending(&pool).await, 10);
 }
