@@ -270,8 +270,8 @@ pub async fn run(
     ));
     let workers = spawn_workers(&state, &kafka, producer, &shutdown);
     let router = http::router(state.clone());
-    let server =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = axum::serve(platform::listener::no_delay(listener), router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let (tx, rx) = tokio::sync::oneshot::channel();
     let serving = async move {
         let _ = tx.send(server.await);

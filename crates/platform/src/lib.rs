@@ -8,7 +8,9 @@
 //! - [`problem`]: RFC 9457 `application/problem+json` responses and axum
 //!   extractors that turn every rejection into one.
 //! - [`shutdown`]: one `shutdown_signal()` and a deadline-bounded drain.
+//! - [`listener`]: HTTP listeners with `TCP_NODELAY` on every connection.
 
+pub mod listener;
 pub mod problem;
 pub mod settings;
 pub mod shutdown;

@@ -216,7 +216,7 @@ pub async fn run(
     let http_stop = stop.clone();
     let http_task = tokio::spawn(async move {
         let result = axum::serve(
-            listeners.http,
+            platform::listener::no_delay(listeners.http),
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(http_stop.clone().cancelled_owned())
@@ -247,7 +247,11 @@ pub async fn run(
         };
         let result = router
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listeners.grpc),
+                // A listener handed to tonic does not get its default
+                // TCP_NODELAY; without it, replies to concurrent calls on one
+                // HTTP/2 connection wait for ACKs of earlier ones.
+                tonic::transport::server::TcpIncoming::from(listeners.grpc)
+                    .with_nodelay(Some(true)),
                 grpc_stop.clone().cancelled_owned(),
             )
             .await
