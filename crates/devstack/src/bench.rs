@@ -343,6 +343,11 @@ async fn core_phases(
         Ok(text.trim_end().trim_end_matches(';').to_owned())
     };
     let per_client = seats / clients;
+    // Client c's n-th hold takes seat lo + (n - 1) * clients + c: the clients
+    // claim neighbouring seats at the same moment, as wrk's connections do
+    // (they share one counter over the seat list). Giving each client its
+    // own block of seats instead spared pgbench the contention on shared
+    // heap and index pages that the service meets.
     let user = format!("'pgb-{run_id}-' || :client_id::text");
     // Ids derived from (run, client, n): the payment script finds the
     // reservation the hold script made at the same n, with no lookup.
@@ -369,7 +374,7 @@ async fn core_phases(
         pid = id_of("p"),
     );
     let hold_script = format!(
-        "\\set n :n + 1\n\\set seat {lo} + :client_id * {per_client} + :n - 1\nBEGIN;\n{claim}\n\\gset\n{insert};\nEND;\n",
+        "\\set n :n + 1\n\\set seat {lo} + (:n - 1) * {clients} + :client_id\nBEGIN;\n{claim}\n\\gset\n{insert};\nEND;\n",
         lo = pg_show.first_seat,
         claim = bind(
             &sql("hold_claim")?,
@@ -1242,7 +1247,8 @@ fn render(phases: &[Phase], args: &BenchArgs, load_before: &str) -> String {
          - Waiting room: {} connections; redis-benchmark {} requests per script on the \
          master owning the event's slot; wrk {} s per phase, one thread.\n\
          - Booking core: {} connections (pgbench clients) on both sides; wrk {} s; \
-         each pgbench client holds its own {} seats, then pays those reservations.\n\
+         each pgbench client holds {} seats interleaved with the other clients' \
+         (as wrk's connections), then pays those reservations.\n\
          - CPU/request: machine CPU minus the load generator's, per request \
          (µs); for the service phases also the service process alone.\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M"),
@@ -1295,7 +1301,8 @@ fn render(phases: &[Phase], args: &BenchArgs, load_before: &str) -> String {
          script) with `EVALSHA`, status for fans already in line; hold and \
          payment run core-service's own SQL files under `pgbench -M prepared`, \
          every statement the service sends on the success path, each client \
-         as its own user on its own seats (pgbench's hold opens with a plain \
+         as its own user, the clients on neighbouring seats like wrk's \
+         connections (pgbench's hold opens with a plain \
          `BEGIN`: its `ARRAY[:seat]` claim already runs on a generic plan, \
          which the service's `hold_begin.sql` has to ask for). Service: one \
          seat per hold, each \
