@@ -136,9 +136,9 @@ pub fn load_from<T: DeserializeOwned>(
 pub struct RuntimeSettings {
     /// Tokio worker threads. 0 (the default) means one per CPU the process
     /// may use, which suits a container sized for the service alone. On a
-    /// machine that runs the whole stack (`local`), one worker per service
-    /// spends less CPU on cross-core wake-ups; `docs/benchmarks.md` has the
-    /// measurement.
+    /// machine that runs the whole stack, a service that mostly waits on
+    /// others (core-service) does better with one; `docs/benchmarks.md` has
+    /// the measurement.
     #[serde(default)]
     pub worker_threads: usize,
 }
