@@ -40,14 +40,14 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use futures::StreamExt;
-use reqwest::{Client, StatusCode};
+use reqwest::Client;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::{
     Endpoints, StackConfig, install,
-    onsale::{CORE_ADMIN_KEY, QUEUE_ADMIN_KEY},
+    onsale::{self, CORE_ADMIN_KEY, QUEUE_ADMIN_KEY},
     services,
 };
 
@@ -335,7 +335,7 @@ async fn core_phases(
     let pg_show = create_show(http, &mut db, seats).await?;
     let http_show = create_show(http, &mut db, seats).await?;
     let pg_users: Vec<String> = (0..clients).map(|c| format!("pgb-{run_id}-{c}")).collect();
-    charge_all(http, &pg_users, 1_000_000_000).await?;
+    onsale::charge_all(http, CORE, pg_users, 1_000_000_000).await?;
 
     let sql = |name: &str| -> Result<String> {
         let text = std::fs::read_to_string(sql_dir.join(format!("{name}.sql")))
@@ -518,7 +518,7 @@ async fn core_phases(
         payers.push(user);
     }
     eprintln!("bench: charging {} payers", payers.len());
-    charge_all(http, &payers, 1_000_000).await?;
+    onsale::charge_all(http, CORE, payers, 1_000_000).await?;
     let pay_lua = rows_script(
         work,
         "payments",
@@ -566,26 +566,22 @@ fn representative_response() -> String {
     .to_string()
 }
 
+/// Opens `event`'s room with `capacity` and `rate` admissions per second;
+/// tokens and presence outlast any run.
 async fn configure_room(http: &Client, event: &str, capacity: u64, rate: f64) -> Result<()> {
-    let response = http
-        .put(format!("{QUEUE}/admin/v1/events/{event}/waiting-room"))
-        .header("X-Admin-Key", QUEUE_ADMIN_KEY)
-        .json(&json!({
+    onsale::configure_room(
+        http,
+        QUEUE,
+        event,
+        &json!({
             "capacity": capacity,
             "admit_per_second": rate,
             "access_ttl_seconds": 3600,
             "abandon_after_seconds": 3600,
             "state": "open",
-        }))
-        .send()
-        .await
-        .context("queue-service is unreachable")?;
-    ensure!(
-        response.status().is_success(),
-        "configuring room {event}: {}",
-        response.status()
-    );
-    Ok(())
+        }),
+    )
+    .await
 }
 
 /// Enters `count` fans named `<prefix>-<i>` and returns their queue tokens,
@@ -636,25 +632,6 @@ async fn enter_many(
                 .to_owned())
         })
         .buffered(64)
-        .collect()
-        .await;
-    results.into_iter().collect()
-}
-
-async fn charge_all(http: &Client, users: &[String], amount: i64) -> Result<()> {
-    let results: Vec<Result<()>> = futures::stream::iter(users)
-        .map(|user| async move {
-            let status = http
-                .post(format!("{CORE}/v1/users/{user}/balance/charges"))
-                .header("X-Admin-Key", CORE_ADMIN_KEY)
-                .json(&json!({"amount": amount}))
-                .send()
-                .await?
-                .status();
-            ensure!(status == StatusCode::CREATED, "charging {user}: {status}");
-            Ok(())
-        })
-        .buffer_unordered(64)
         .collect()
         .await;
     results.into_iter().collect()

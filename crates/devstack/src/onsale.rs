@@ -263,8 +263,20 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         args.seats, args.fans
     );
     let (performance, seat_total) = seed_show(&http, &core, args.seats).await?;
-    seed_balances(&http, &core, args.fans).await?;
-    configure_room(&http, &queue, performance, &args).await?;
+    charge_all(&http, &core, (0..args.fans).map(fan_id), 1_000_000).await?;
+    configure_room(
+        &http,
+        &queue,
+        &performance.to_string(),
+        &json!({
+            "capacity": args.capacity,
+            "admit_per_second": args.admit_per_second,
+            "access_ttl_seconds": 600,
+            "abandon_after_seconds": args.abandon_after,
+            "state": "open",
+        }),
+    )
+    .await?;
 
     let sim = Arc::new(Sim {
         http,
@@ -419,21 +431,31 @@ fn fan_id(n: u32) -> String {
     format!("sim-fan-{n}")
 }
 
-async fn seed_balances(http: &Client, core: &str, fans: u32) -> Result<()> {
+/// Charges each of `users` `amount` KRW through the admin API, 64 requests
+/// at a time.
+///
+/// # Errors
+/// core-service unreachable, or any status but 201 for any user.
+pub(crate) async fn charge_all(
+    http: &Client,
+    core: &str,
+    users: impl IntoIterator<Item = String>,
+    amount: i64,
+) -> Result<()> {
     use futures::StreamExt;
-    let results: Vec<Result<()>> = futures::stream::iter(0..fans)
-        .map(|n| async move {
-            let response = http
-                .post(format!("{core}/v1/users/{}/balance/charges", fan_id(n)))
+    let results: Vec<Result<()>> = futures::stream::iter(users)
+        .map(|user| async move {
+            let status = http
+                .post(format!("{core}/v1/users/{user}/balance/charges"))
                 .header("X-Admin-Key", CORE_ADMIN_KEY)
-                .json(&json!({"amount": 1_000_000}))
+                .json(&json!({ "amount": amount }))
                 .send()
-                .await?;
+                .await
+                .context("core-service is unreachable")?
+                .status();
             ensure!(
-                response.status().is_success(),
-                "charging {} failed: {}",
-                fan_id(n),
-                response.status()
+                status == StatusCode::CREATED,
+                "charging {user} failed: {status}"
             );
             Ok(())
         })
@@ -443,31 +465,28 @@ async fn seed_balances(http: &Client, core: &str, fans: u32) -> Result<()> {
     results.into_iter().collect()
 }
 
-async fn configure_room(
+/// `PUT /admin/v1/events/{event}/waiting-room` with `room` (capacity,
+/// admission rate, TTLs, state).
+///
+/// # Errors
+/// queue-service unreachable, or a status that is not 2xx.
+pub(crate) async fn configure_room(
     http: &Client,
     queue: &str,
-    performance: i64,
-    args: &OnsaleArgs,
+    event: &str,
+    room: &Value,
 ) -> Result<()> {
     let response = http
-        .put(format!(
-            "{queue}/admin/v1/events/{performance}/waiting-room"
-        ))
+        .put(format!("{queue}/admin/v1/events/{event}/waiting-room"))
         .header("X-Admin-Key", QUEUE_ADMIN_KEY)
-        .json(&json!({
-            "capacity": args.capacity,
-            "admit_per_second": args.admit_per_second,
-            "access_ttl_seconds": 600,
-            "abandon_after_seconds": args.abandon_after,
-            "state": "open",
-        }))
+        .json(room)
         .send()
         .await
         .context("queue-service is unreachable")?;
     let status = response.status();
     if !status.is_success() {
         bail!(
-            "configuring the waiting room failed: {status} {}",
+            "configuring the waiting room of event {event} failed: {status} {}",
             response.text().await.unwrap_or_default()
         );
     }
