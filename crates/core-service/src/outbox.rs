@@ -8,7 +8,6 @@
 //! `headers` holds the W3C trace context of the request.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// The shared event schemas (`events` crate), re-exported for the stores.
@@ -17,7 +16,8 @@ pub use events::{
     topics::{PAYMENT_COMPLETED, RESERVATION_EXPIRATION},
 };
 
-/// A row to insert into `outbox`.
+/// A row for `outbox`, bound into the statement that makes the business
+/// change (`store/sql/hold_insert_reservation.sql`, `store/sql/pay_record.sql`).
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
     /// `payload.event_id`.
@@ -49,25 +49,6 @@ impl OutboxRow {
             payload,
             headers,
         }
-    }
-
-    /// Inserts the row on `conn`, which must be inside the business
-    /// transaction.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn insert(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO outbox (event_id, topic, aggregate_key, payload, headers) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(self.event_id)
-        .bind(self.topic)
-        .bind(&self.aggregate_key)
-        .bind(&self.payload)
-        .bind(&self.headers)
-        .execute(conn)
-        .await?;
-        Ok(())
     }
 }
 
