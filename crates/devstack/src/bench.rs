@@ -179,11 +179,19 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -
         phases.push(phase);
     };
 
+    let run = Run {
+        http,
+        endpoints,
+        args: &args,
+        run_id,
+        work,
+        pids,
+    };
     if args.only != Some(Part::Core) {
-        queue_phases(&http, endpoints, &args, &run_id, &work, &pids, &mut record).await?;
+        queue_phases(&run, &mut record).await?;
     }
     if args.only != Some(Part::Queue) {
-        core_phases(&http, endpoints, &args, &run_id, &work, &pids, &mut record).await?;
+        core_phases(&run, &mut record).await?;
     }
     let report = render(&phases, &args, &load_before);
     println!("{report}");
@@ -205,16 +213,29 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -
     Ok(())
 }
 
+/// What the waiting-room and booking-core halves of a run share.
+struct Run<'a> {
+    http: Client,
+    endpoints: &'a Endpoints,
+    args: &'a BenchArgs,
+    /// Makes this run's events, users and ids unique.
+    run_id: String,
+    /// Scratch directory for scripts, row files and pgbench logs.
+    work: PathBuf,
+    /// Service name → PID, for per-process CPU.
+    pids: HashMap<&'static str, i32>,
+}
+
 /// Entry and status: redis-benchmark on the Lua scripts, then wrk on HTTP.
-async fn queue_phases(
-    http: &Client,
-    endpoints: &Endpoints,
-    args: &BenchArgs,
-    run_id: &str,
-    work: &Path,
-    pids: &HashMap<&'static str, i32>,
-    record: &mut impl FnMut(Phase),
-) -> Result<()> {
+async fn queue_phases(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()> {
+    let Run {
+        http,
+        endpoints,
+        args,
+        run_id,
+        work,
+        pids,
+    } = run;
     let lua_dir = crate::workspace_root().join("crates/queue-service/src/lua");
     let raw_event = format!("bench-raw-{run_id}");
     let http_event = format!("bench-http-{run_id}");
@@ -310,15 +331,15 @@ end
 }
 
 /// Holds and payments: pgbench on the SQL files, then wrk on HTTP.
-async fn core_phases(
-    http: &Client,
-    endpoints: &Endpoints,
-    args: &BenchArgs,
-    run_id: &str,
-    work: &Path,
-    pids: &HashMap<&'static str, i32>,
-    record: &mut impl FnMut(Phase),
-) -> Result<()> {
+async fn core_phases(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()> {
+    let Run {
+        http,
+        endpoints,
+        args,
+        run_id,
+        work,
+        pids,
+    } = run;
     let pgbench_bin = install::ensure_postgres()?.join("pgbench");
     ensure!(
         pgbench_bin.is_file(),
