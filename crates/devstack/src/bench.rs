@@ -2,7 +2,8 @@
 //! written into `docs/benchmarks.md`.
 //!
 //! Each service operation is measured next to the raw work it stands on,
-//! on the same machine, minutes apart:
+//! on the same machine, the service phase right after its baseline (the
+//! booking core's phases each start after a `CHECKPOINT`; see `settle`):
 //!
 //! | operation | service load | raw baseline |
 //! |---|---|---|
@@ -85,6 +86,12 @@ pub struct BenchArgs {
     /// needs at least holds/s × seconds; pgbench's clients split them.
     #[arg(long, default_value_t = 40_000, value_parser = clap::value_parser!(u32).range(1_000..=200_000))]
     pub seats: u32,
+    /// The hold phases run as this many rounds, each a pgbench round right
+    /// before a wrk round of `--seconds` / rounds (at least 3 s), so that
+    /// drift of the shared machine hits both sides alike. The report gives
+    /// the totals and each round's ratio.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10))]
+    pub rounds: u64,
     /// Run only the waiting-room or only the booking-core phases.
     #[arg(long, value_enum)]
     pub only: Option<Part>,
@@ -124,6 +131,45 @@ pub struct Phase {
     pub cpu_us_per_request: f64,
     /// The service process's own CPU per request, µs (service phases).
     pub service_cpu_us_per_request: Option<f64>,
+    /// Rate of each round, per second, when the phase ran in rounds.
+    pub round_rates: Vec<f64>,
+}
+
+impl Phase {
+    /// One phase from its rounds (in order): totals, the overall rate
+    /// (requests over the rounds' summed durations), the median round's
+    /// p50, the worst round's p99 (wrk reports percentiles, not samples),
+    /// and CPU per request weighted by requests.
+    fn from_rounds(rounds: &[Phase]) -> Option<Phase> {
+        let first = rounds.first()?;
+        let requests: u64 = rounds.iter().map(|r| r.requests).sum();
+        let seconds: f64 = rounds
+            .iter()
+            .map(|r| r.requests as f64 / r.rate.max(f64::MIN_POSITIVE))
+            .sum();
+        let weighted = |value: &dyn Fn(&Phase) -> f64| {
+            rounds
+                .iter()
+                .map(|r| value(r) * r.requests as f64)
+                .sum::<f64>()
+                / requests.max(1) as f64
+        };
+        let mut p50s: Vec<f64> = rounds.iter().map(|r| r.p50_ms).collect();
+        p50s.sort_by(f64::total_cmp);
+        Some(Phase {
+            name: first.name.clone(),
+            requests,
+            rate: requests as f64 / seconds.max(f64::MIN_POSITIVE),
+            p50_ms: p50s[p50s.len() / 2],
+            p99_ms: rounds.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
+            errors: rounds.iter().map(|r| r.errors).sum(),
+            cpu_us_per_request: weighted(&|r| r.cpu_us_per_request),
+            service_cpu_us_per_request: first
+                .service_cpu_us_per_request
+                .map(|_| weighted(&|r| r.service_cpu_us_per_request.unwrap_or(0.0))),
+            round_rates: rounds.iter().map(|r| r.rate).collect(),
+        })
+    }
 }
 
 /// Runs every phase against the local stack (already up) and writes the
@@ -424,20 +470,71 @@ async fn core_phases(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()
             ]
         ),
     );
-    sqlx::query("ANALYZE seats").execute(&mut db).await?;
-    settle(Some(&mut db)).await;
-    eprintln!("bench: pgbench, the hold transaction");
-    let (pg_hold, pg_holds_per_client) = pgbench(
-        &pgbench_bin,
+    // Fans are admitted before either side runs, so each pgbench phase is
+    // followed at once by its HTTP twin: pairs minutes apart drifted apart
+    // with the machine (other tenants, database growth).
+    eprintln!("bench: admitting {seats} fans for the hold phase");
+    let performance = http_show.performance.to_string();
+    configure_room(http, &performance, u64::try_from(seats)? + 10, 100_000.0).await?;
+    let access = enter_many(http, &performance, &format!("fan-{run_id}"), seats, true).await?;
+    let hold_rows: Vec<Vec<String>> = access
+        .iter()
+        .zip(http_show.first_seat..)
+        .map(|(token, seat)| vec![token.clone(), seat.to_string()])
+        .collect();
+    let holds_lua = rows_script(
         work,
-        "hold (pgbench, same SQL)",
-        &hold_script,
-        &endpoints.database_url,
-        clients,
-        u64::try_from(per_client)?,
-    )
-    .await?;
-    record(pg_hold);
+        "holds",
+        &hold_rows,
+        &format!(
+            r#"wrk.format("POST", nil, {{["Authorization"] = "Bearer " .. r[1], ["Content-Type"] = "application/json"}}, '{{"performance_id":{performance},"seat_ids":[' .. r[2] .. ']}}')"#
+        ),
+    )?;
+    sqlx::query("ANALYZE seats").execute(&mut db).await?;
+    let rounds = args.rounds;
+    let per_round = u64::try_from(per_client)? / rounds;
+    let wrk_seconds = args.seconds.div_ceil(rounds).max(3);
+    let (mut pg_rounds, mut http_rounds) = (Vec::new(), Vec::new());
+    // Holds each pgbench client made, over all rounds: its transaction
+    // counter `n` runs on from round to round, and the payment phase pays
+    // transactions 1..=n of each client.
+    let mut pg_holds_per_client = 0;
+    let mut rows_used = 0;
+    for round in 1..=rounds {
+        settle(Some(&mut db)).await;
+        eprintln!("bench: pgbench, the hold transaction (round {round}/{rounds})");
+        let (phase, done) = pgbench(
+            &pgbench_bin,
+            work,
+            "hold (pgbench, same SQL)",
+            &hold_script,
+            &endpoints.database_url,
+            clients,
+            (pg_holds_per_client, per_round),
+        )
+        .await?;
+        pg_holds_per_client += done;
+        pg_rounds.push(phase);
+
+        settle(Some(&mut db)).await;
+        eprintln!("bench: wrk, holds through core-service (round {round}/{rounds})");
+        let phase = wrk(
+            "hold (HTTP)",
+            &format!("{CORE}/v1/reservations"),
+            &holds_lua,
+            args.core_connections,
+            wrk_seconds,
+            pids.get("core-service").copied(),
+            Some((rows_used, hold_rows.len() as u64)),
+        )
+        .await?;
+        // Requests still in flight when wrk stopped (one per connection at
+        // most) took rows too without being counted: skip as many.
+        rows_used += phase.requests + u64::from(args.core_connections);
+        http_rounds.push(phase);
+    }
+    record(Phase::from_rounds(&pg_rounds).context("no hold round")?);
+    record(Phase::from_rounds(&http_rounds).context("no hold round")?);
 
     let pay_script = format!(
         "\\set n :n + 1\n{header};\n{claim_key};\nBEGIN;\n{lock}\n\\gset\n{sell}\n\\gset\n{debit}\n\\gset\n{record};\nEND;\n",
@@ -482,41 +579,10 @@ async fn core_phases(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()
         &pay_script,
         &endpoints.database_url,
         clients,
-        pg_holds_per_client,
+        (0, pg_holds_per_client),
     )
     .await?;
     record(pg_pay);
-
-    eprintln!("bench: admitting {seats} fans for the hold phase");
-    let performance = http_show.performance.to_string();
-    configure_room(http, &performance, u64::try_from(seats)? + 10, 100_000.0).await?;
-    let access = enter_many(http, &performance, &format!("fan-{run_id}"), seats, true).await?;
-    let hold_rows: Vec<Vec<String>> = access
-        .iter()
-        .zip(http_show.first_seat..)
-        .map(|(token, seat)| vec![token.clone(), seat.to_string()])
-        .collect();
-    let holds_lua = rows_script(
-        work,
-        "holds",
-        &hold_rows,
-        &format!(
-            r#"wrk.format("POST", nil, {{["Authorization"] = "Bearer " .. r[1], ["Content-Type"] = "application/json"}}, '{{"performance_id":{performance},"seat_ids":[' .. r[2] .. ']}}')"#
-        ),
-    )?;
-    settle(Some(&mut db)).await;
-    eprintln!("bench: wrk, holds through core-service");
-    let holds = wrk(
-        "hold (HTTP)",
-        &format!("{CORE}/v1/reservations"),
-        &holds_lua,
-        args.core_connections,
-        args.seconds,
-        pids.get("core-service").copied(),
-        Some(hold_rows.len() as u64),
-    )
-    .await?;
-    record(holds);
 
     let held = sqlx::query(
         "SELECT id::text AS id, user_id FROM reservations WHERE performance_id = $1 AND status = 'held'",
@@ -556,7 +622,7 @@ async fn core_phases(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()
             args.core_connections,
             args.seconds,
             pids.get("core-service").copied(),
-            Some(pay_rows.len() as u64),
+            Some((0, pay_rows.len() as u64)),
         )
         .await?,
     );
@@ -842,6 +908,7 @@ impl RedisTarget {
             errors,
             cpu_us_per_request: cpu.sut_us_per(args.redis_requests),
             service_cpu_us_per_request: None,
+            round_rates: Vec::new(),
         })
     }
 }
@@ -880,7 +947,8 @@ for line in io.lines("{data}") do
   for field in string.gmatch(line, "[^\t]+") do r[#r + 1] = field end
   rows[#rows + 1] = r
 end
-local i = 0
+-- Rows before BENCH_OFFSET were used by earlier rounds.
+local i = tonumber(os.getenv("BENCH_OFFSET") or "0")
 request = function()
   i = i + 1
   local r = rows[(i - 1) % #rows + 1]
@@ -902,9 +970,12 @@ async fn wrk(
     connections: u32,
     seconds: u64,
     service_pid: Option<i32>,
-    rows: Option<u64>,
+    rows: Option<(u64, u64)>,
 ) -> Result<Phase> {
     let mut command = tokio::process::Command::new("wrk");
+    if let Some((offset, _)) = rows {
+        command.env("BENCH_OFFSET", offset.to_string());
+    }
     command
         .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s")])
         .args(["--latency", "--timeout", "10s", "-s"])
@@ -915,11 +986,12 @@ async fn wrk(
     ensure!(output.status.success(), "wrk failed: {text}");
     let parsed =
         WrkOutput::parse(&text).with_context(|| format!("unexpected wrk output: {text}"))?;
-    if let Some(rows) = rows {
+    if let Some((offset, rows)) = rows {
         ensure!(
-            parsed.requests <= rows,
-            "{name}: wrk sent {} requests for {rows} prepared rows; raise --seats",
-            parsed.requests
+            offset + parsed.requests <= rows,
+            "{name}: wrk sent {} requests for the {} prepared rows left; raise --seats",
+            parsed.requests,
+            rows.saturating_sub(offset)
         );
     }
     Ok(Phase {
@@ -931,6 +1003,7 @@ async fn wrk(
         errors: parsed.errors,
         cpu_us_per_request: cpu.sut_us_per(parsed.requests),
         service_cpu_us_per_request: service_pid.map(|_| cpu.service_us_per(parsed.requests)),
+        round_rates: Vec::new(),
     })
 }
 
@@ -1001,9 +1074,10 @@ fn duration_ms(value: &str) -> Option<f64> {
     })
 }
 
-/// Runs `transactions` of a pgbench script per client, with `-M prepared`
-/// and per-transaction logs. Returns the phase and the transactions each
-/// client completed (the fewest).
+/// Runs a pgbench script with `-M prepared` and per-transaction logs:
+/// `(start, count)` transactions per client, its counter `n` running from
+/// `start + 1`. Returns the phase and the transactions each client
+/// completed (the fewest).
 async fn pgbench(
     binary: &Path,
     work: &Path,
@@ -1011,7 +1085,7 @@ async fn pgbench(
     script: &str,
     database_url: &str,
     clients: usize,
-    transactions: u64,
+    (start, transactions): (u64, u64),
 ) -> Result<(Phase, u64)> {
     let dir = work.join(format!(
         "pgbench-{}",
@@ -1024,7 +1098,7 @@ async fn pgbench(
     let mut command = tokio::process::Command::new(binary);
     command
         .current_dir(&dir)
-        .args(["-n", "-M", "prepared", "-l", "-D", "n=0"])
+        .args(["-n", "-M", "prepared", "-l", "-D", &format!("n={start}")])
         .args(["-c", &clients.to_string(), "-j", "2"])
         .arg("-f")
         .arg(&file);
@@ -1087,6 +1161,7 @@ async fn pgbench(
             errors: failed,
             cpu_us_per_request: cpu.sut_us_per(requests),
             service_cpu_us_per_request: None,
+            round_rates: Vec::new(),
         },
         fewest,
     ))
@@ -1117,6 +1192,15 @@ impl Cpu {
 /// Waits (at most 30 s) until the outbox relay has published every row
 /// (with `db`) and the machine has been nearly idle for half a second, so a
 /// phase does not pay for the previous one's background work.
+///
+/// With `db` it also runs a `CHECKPOINT`. A bench run writes about 500 MB
+/// of WAL, so Postgres started a WAL-triggered checkpoint in most runs, at
+/// whichever phase crossed the threshold; that was usually an HTTP phase,
+/// since they come after the pgbench ones. After a checkpoint starts, the
+/// first change to each page logs the whole page (full-page writes), so the
+/// phase it landed in paid for it alone. Starting every database phase
+/// right after a checkpoint gives each side the same full-page writes, and
+/// no checkpoint starts within a 10 s phase.
 async fn settle(db: Option<&mut PgConnection>) {
     if let Some(db) = db {
         for _ in 0..300 {
@@ -1129,6 +1213,9 @@ async fn settle(db: Option<&mut PgConnection>) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Err(error) = sqlx::query("CHECKPOINT").execute(&mut *db).await {
+            eprintln!("bench: CHECKPOINT failed ({error}); the phase may share one");
         }
     }
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
@@ -1244,9 +1331,12 @@ fn render(phases: &[Phase], args: &BenchArgs, load_before: &str) -> String {
          Postgres and the broker share it. Load average before the run: {}.\n\
          - Waiting room: {} connections; redis-benchmark {} requests per script on the \
          master owning the event's slot; wrk {} s per phase, one thread.\n\
-         - Booking core: {} connections (pgbench clients) on both sides; wrk {} s; \
-         each pgbench client holds {} seats interleaved with the other clients' \
-         (as wrk's connections), then pays those reservations.\n\
+         - Booking core: {} connections (pgbench clients) on both sides; holds in {} \
+         rounds, each a pgbench round right before a wrk round of {} s; payments in one \
+         round, wrk {} s. Each pgbench client holds {} seats interleaved with the other \
+         clients' (as wrk's connections), then pays those reservations. Every \
+         booking-core phase starts right after a `CHECKPOINT`. Over rounds, p50 is the \
+         median round's and p99 the worst round's.\n\
          - CPU/request: machine CPU minus the load generator's, per request \
          (µs); for the service phases also the service process alone.\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M"),
@@ -1260,6 +1350,8 @@ fn render(phases: &[Phase], args: &BenchArgs, load_before: &str) -> String {
         args.redis_requests,
         args.seconds,
         args.core_connections,
+        args.rounds,
+        args.seconds.div_ceil(args.rounds).max(3),
         args.seconds,
         args.seats / args.core_connections,
     );
@@ -1292,6 +1384,18 @@ fn render(phases: &[Phase], args: &BenchArgs, load_before: &str) -> String {
             s.errors,
             b.errors,
         );
+    }
+    if let (Some(s), Some(b)) = (find("hold (HTTP)"), find("hold (pgbench"))
+        && s.round_rates.len() > 1
+        && s.round_rates.len() == b.round_rates.len()
+    {
+        let ratios: Vec<String> = s
+            .round_rates
+            .iter()
+            .zip(&b.round_rates)
+            .map(|(s, b)| format!("{:.2}× ({s:.0} vs {b:.0}/s)", s / b))
+            .collect();
+        let _ = writeln!(out, "\nHold ratio by round: {}.", ratios.join(", "));
     }
     let _ = writeln!(
         out,
