@@ -2,7 +2,8 @@
 
 use onsale_proto::queue::v1::{
     GetStatsRequest, ReleaseAccessRequest, ReleaseAccessResponse, ReleaseReason,
-    VerifyAccessRequest, VerifyAccessResponse, WaitingRoomStats,
+    VerifyAccessBatchRequest, VerifyAccessBatchResponse, VerifyAccessError, VerifyAccessRequest,
+    VerifyAccessResponse, VerifyAccessResult, WaitingRoomStats, verify_access_result::Outcome,
     waiting_room_server::WaitingRoom as WaitingRoomApi,
 };
 use tonic::{Request, Response, Status};
@@ -11,8 +12,11 @@ use tracing::instrument;
 use crate::{
     domain::{EventId, ExitReason, UserId},
     error::ApiError,
-    service::WaitingRoom,
+    service::{Access, AccessCheck, WaitingRoom},
 };
+
+/// Most checks in one `VerifyAccessBatch` (the proto's documented limit).
+const MAX_VERIFY_BATCH: usize = 256;
 
 /// The gRPC service over the shared [`WaitingRoom`].
 #[derive(Debug, Clone)]
@@ -24,6 +28,42 @@ fn event_id(raw: &str) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(ApiError::InvalidEventId)
 }
 
+/// The event of a `VerifyAccessRequest`, once its fields are checked.
+fn checked_event(request: &VerifyAccessRequest) -> Result<EventId, ApiError> {
+    let event = event_id(&request.event_id)?;
+    if request.access_token.is_empty() {
+        return Err(ApiError::MissingToken);
+    }
+    Ok(event)
+}
+
+fn access_response(access: Access) -> VerifyAccessResponse {
+    let seconds = i64::try_from(access.expires_at).unwrap_or(i64::MAX);
+    VerifyAccessResponse {
+        user_id: access.user.to_string(),
+        session_id: access.session_id,
+        expires_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+        completed: access.completed,
+    }
+}
+
+/// One batch result, with the status `VerifyAccess` would have returned.
+fn batch_result(result: Result<Access, ApiError>) -> VerifyAccessResult {
+    let outcome = match result {
+        Ok(access) => Outcome::Access(access_response(access)),
+        Err(error) => {
+            let status = Status::from(error);
+            Outcome::Error(VerifyAccessError {
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+            })
+        }
+    };
+    VerifyAccessResult {
+        outcome: Some(outcome),
+    }
+}
+
 #[tonic::async_trait]
 impl WaitingRoomApi for GrpcApi {
     #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
@@ -32,21 +72,48 @@ impl WaitingRoomApi for GrpcApi {
         request: Request<VerifyAccessRequest>,
     ) -> Result<Response<VerifyAccessResponse>, Status> {
         let request = request.into_inner();
-        let event = event_id(&request.event_id)?;
-        if request.access_token.is_empty() {
-            return Err(ApiError::MissingToken.into());
-        }
+        let event = checked_event(&request)?;
         let access = self
             .room
             .verify_access(&event, &request.access_token, request.accept_completed)
             .await?;
-        let seconds = i64::try_from(access.expires_at).unwrap_or(i64::MAX);
-        Ok(Response::new(VerifyAccessResponse {
-            user_id: access.user.to_string(),
-            session_id: access.session_id,
-            expires_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
-            completed: access.completed,
-        }))
+        Ok(Response::new(access_response(access)))
+    }
+
+    #[instrument(skip_all, fields(checks = request.get_ref().requests.len()))]
+    async fn verify_access_batch(
+        &self,
+        request: Request<VerifyAccessBatchRequest>,
+    ) -> Result<Response<VerifyAccessBatchResponse>, Status> {
+        let requests = request.into_inner().requests;
+        if requests.is_empty() || requests.len() > MAX_VERIFY_BATCH {
+            return Err(ApiError::InvalidArgument("a batch holds 1 to 256 checks").into());
+        }
+        let events: Vec<Result<EventId, ApiError>> = requests.iter().map(checked_event).collect();
+        let checks: Vec<AccessCheck<'_>> = requests
+            .iter()
+            .zip(&events)
+            .filter_map(|(request, event)| {
+                Some(AccessCheck {
+                    event: event.as_ref().ok()?,
+                    access_token: &request.access_token,
+                    accept_completed: request.accept_completed,
+                })
+            })
+            .collect();
+        let mut verified = self.room.verify_access_many(&checks).await.into_iter();
+        let results = events
+            .into_iter()
+            .map(|event| match event {
+                Ok(_) => batch_result(
+                    verified
+                        .next()
+                        .unwrap_or(Err(ApiError::InvalidArgument("no answer for the check"))),
+                ),
+                Err(error) => batch_result(Err(error)),
+            })
+            .collect();
+        Ok(Response::new(VerifyAccessBatchResponse { results }))
     }
 
     #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]

@@ -1,6 +1,6 @@
 //! The waiting room's operations, shared by the HTTP and gRPC transports.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     metrics,
     settings::Settings,
-    store::{Lookup, Place, RoomSnapshot, SessionCheck, Store},
+    store::{Lookup, Place, RoomSnapshot, SessionCheck, Store, StoreError},
     tokens::{TokenKind, Tokens, Verified},
 };
 
@@ -68,6 +68,41 @@ pub struct Access {
     /// The session's purchase completed and its slot was released; only
     /// reported to a caller that accepts completed sessions.
     pub completed: bool,
+}
+
+/// One access-token check of [`WaitingRoom::verify_access_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct AccessCheck<'a> {
+    /// The event the token must be for.
+    pub event: &'a EventId,
+    /// The compact JWS.
+    pub access_token: &'a str,
+    /// Also accept a session released by a completed purchase.
+    pub accept_completed: bool,
+}
+
+/// A check whose token's signature, expiry and event passed, waiting for
+/// its revocation check.
+struct SignedCheck {
+    /// Position among the checks.
+    index: usize,
+    verified: Verified,
+    accept_completed: bool,
+}
+
+/// The access a verified token grants, given its session's state.
+fn access(verified: Verified, check: SessionCheck) -> Result<Access, ApiError> {
+    let Verified { user, sid, exp } = verified;
+    match check {
+        SessionCheck::Valid | SessionCheck::Completed => Ok(Access {
+            user,
+            session_id: sid,
+            expires_at: exp,
+            completed: check == SessionCheck::Completed,
+        }),
+        SessionCheck::Expired => Err(ApiError::Token(crate::tokens::TokenError::Expired)),
+        SessionCheck::Released => Err(ApiError::SessionReleased),
+    }
 }
 
 impl WaitingRoom {
@@ -204,22 +239,87 @@ impl WaitingRoom {
         access_token: &str,
         accept_completed: bool,
     ) -> Result<Access, ApiError> {
-        let Verified { user, sid, exp } =
-            self.tokens.verify(access_token, TokenKind::Access, event)?;
-        let check = self
-            .store
-            .verify(event, &user, &sid, accept_completed)
-            .await?;
-        match check {
-            SessionCheck::Valid | SessionCheck::Completed => Ok(Access {
-                user,
-                session_id: sid,
-                expires_at: exp,
-                completed: check == SessionCheck::Completed,
-            }),
-            SessionCheck::Expired => Err(ApiError::Token(crate::tokens::TokenError::Expired)),
-            SessionCheck::Released => Err(ApiError::SessionReleased),
+        self.verify_access_many(&[AccessCheck {
+            event,
+            access_token,
+            accept_completed,
+        }])
+        .await
+        .pop()
+        .unwrap_or(Err(ApiError::Store(StoreError::Reply(
+            "no answer for the check".into(),
+        ))))
+    }
+
+    /// [`verify_access`](Self::verify_access) for several checks, with one
+    /// revocation script per event instead of one per check. One result
+    /// per check, in order. When an event's script fails, each of its
+    /// checks fails with `Store` (the first carries the cause).
+    pub async fn verify_access_many(
+        &self,
+        checks: &[AccessCheck<'_>],
+    ) -> Vec<Result<Access, ApiError>> {
+        let mut results: Vec<Option<Result<Access, ApiError>>> = Vec::with_capacity(checks.len());
+        // Signed checks by event: one revocation script per event.
+        let mut by_event: BTreeMap<&str, (&EventId, Vec<SignedCheck>)> = BTreeMap::new();
+        for (index, check) in checks.iter().enumerate() {
+            match self
+                .tokens
+                .verify(check.access_token, TokenKind::Access, check.event)
+            {
+                Ok(verified) => {
+                    by_event
+                        .entry(check.event.as_str())
+                        .or_insert_with(|| (check.event, Vec::new()))
+                        .1
+                        .push(SignedCheck {
+                            index,
+                            verified,
+                            accept_completed: check.accept_completed,
+                        });
+                    results.push(None);
+                }
+                Err(error) => results.push(Some(Err(error.into()))),
+            }
         }
+        let answers = futures::future::join_all(by_event.values().map(|(event, members)| {
+            let sessions: Vec<(&UserId, &str, bool)> = members
+                .iter()
+                .map(|c| {
+                    (
+                        &c.verified.user,
+                        c.verified.sid.as_str(),
+                        c.accept_completed,
+                    )
+                })
+                .collect();
+            async move { self.store.verify_many(event, &sessions).await }
+        }))
+        .await;
+        for ((_, members), answer) in by_event.into_values().zip(answers) {
+            match answer {
+                Ok(found) => {
+                    for (member, check) in members.into_iter().zip(found) {
+                        results[member.index] = Some(access(member.verified, check));
+                    }
+                }
+                Err(error) => {
+                    let mut error = Some(error);
+                    for member in members {
+                        let cause = error.take().unwrap_or(StoreError::SharedCallFailed);
+                        results[member.index] = Some(Err(ApiError::Store(cause)));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or(Err(ApiError::Store(StoreError::Reply(
+                    "no answer for the check".into(),
+                ))))
+            })
+            .collect()
     }
 
     /// Frees a fan's active slot. Returns false when there was none.

@@ -58,6 +58,10 @@ pub enum StoreError {
     /// A script reply of an unexpected shape.
     #[error("unexpected script reply: {0}")]
     Reply(String),
+    /// The script call shared by several checks failed; the first check
+    /// of the call carries the cause.
+    #[error("the redis call shared with other checks failed")]
+    SharedCallFailed,
 }
 
 struct Scripts {
@@ -420,34 +424,49 @@ impl Store {
         }
     }
 
-    /// Whether session `sid` of `user` still holds an active slot. With
-    /// `accept_completed`, a session released because its purchase completed
-    /// answers [`SessionCheck::Completed`] instead of `Released`.
+    /// Whether each session `(user, sid, accept_completed)` of `event` still
+    /// holds an active slot, in one script. With `accept_completed`, a
+    /// session released because its purchase completed answers
+    /// [`SessionCheck::Completed`] instead of `Released`. One answer per
+    /// session, in order.
     ///
     /// # Errors
-    /// [`StoreError`] when Redis fails.
-    pub(crate) async fn verify(
+    /// [`StoreError`] when Redis fails or answers out of shape.
+    pub(crate) async fn verify_many(
         &self,
         event: &EventId,
-        user: &UserId,
-        sid: &str,
-        accept_completed: bool,
-    ) -> Result<SessionCheck, StoreError> {
+        sessions: &[(&UserId, &str, bool)],
+    ) -> Result<Vec<SessionCheck>, StoreError> {
+        let args: Vec<&str> = sessions
+            .iter()
+            .flat_map(|(user, sid, accept_completed)| {
+                [
+                    user.as_str(),
+                    sid,
+                    if *accept_completed { "1" } else { "0" },
+                ]
+            })
+            .collect();
         let reply = self
-            .run(
-                "verify",
-                &self.inner.scripts.verify,
-                event,
-                &[user.as_str(), sid, if accept_completed { "1" } else { "0" }],
-            )
+            .run("verify", &self.inner.scripts.verify, event, &args)
             .await?;
-        match first(&reply)? {
-            "ok" => Ok(SessionCheck::Valid),
-            "expired" => Ok(SessionCheck::Expired),
-            "released" => Ok(SessionCheck::Released),
-            "completed" => Ok(SessionCheck::Completed),
-            other => Err(StoreError::Reply(other.to_owned())),
+        if reply.len() != sessions.len() {
+            return Err(StoreError::Reply(format!(
+                "{} answers for {} sessions",
+                reply.len(),
+                sessions.len()
+            )));
         }
+        reply
+            .iter()
+            .map(|status| match status.as_str() {
+                "ok" => Ok(SessionCheck::Valid),
+                "expired" => Ok(SessionCheck::Expired),
+                "released" => Ok(SessionCheck::Released),
+                "completed" => Ok(SessionCheck::Completed),
+                other => Err(StoreError::Reply(other.to_owned())),
+            })
+            .collect()
     }
 
     /// Creates or updates a room and keeps the registry of rooms the

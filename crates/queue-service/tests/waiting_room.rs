@@ -16,7 +16,8 @@ use common::{
     TestApp, event_id, eventually, room, settings, settings_with, spawn_app, spawn_app_with,
 };
 use onsale_proto::queue::v1::{
-    GetStatsRequest, ReleaseAccessRequest, ReleaseReason, VerifyAccessRequest, VerifyAccessResponse,
+    GetStatsRequest, ReleaseAccessRequest, ReleaseReason, VerifyAccessBatchRequest,
+    VerifyAccessRequest, VerifyAccessResponse, verify_access_result::Outcome,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -460,6 +461,102 @@ async fn a_released_session_is_refused_even_while_its_jwt_is_valid() {
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn a_verify_batch_answers_each_check_in_order_as_verify_access_would() {
+    let app = spawn_app().await;
+    let (event, other_event) = (event_id(), event_id());
+    app.open_room(&event, room(10, 100.0)).await;
+    app.open_room(&other_event, room(10, 100.0)).await;
+    let mut access = BTreeMap::new();
+    for (room_event, fan) in [
+        (&event, "fan-a"),
+        (&event, "fan-b"),
+        (&event, "fan-gone"),
+        (&other_event, "fan-elsewhere"),
+    ] {
+        let queue_token = token(&app.enter(room_event, fan).await.body);
+        let active = app.until_active(room_event, &queue_token).await;
+        access.insert(fan, active["access_token"].as_str().unwrap().to_owned());
+    }
+    assert!(release(&app, &event, "fan-gone").await);
+
+    let check = |event: &str, token: &str| VerifyAccessRequest {
+        event_id: event.to_owned(),
+        access_token: token.to_owned(),
+        accept_completed: false,
+    };
+    let mut replay = check(&event, &access["fan-gone"]);
+    replay.accept_completed = true;
+    let requests = vec![
+        check(&event, &access["fan-a"]),
+        check(&event, "not-a-jwt"),
+        check(&event, &access["fan-gone"]),
+        check(&other_event, &access["fan-elsewhere"]),
+        check(&event, &access["fan-elsewhere"]),
+        check("bad event!", &access["fan-a"]),
+        check(&event, ""),
+        replay,
+        check(&event, &access["fan-b"]),
+    ];
+    let mut expected = Vec::new();
+    for request in &requests {
+        expected.push(
+            app.grpc()
+                .await
+                .verify_access(request.clone())
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| status.code()),
+        );
+    }
+    let results = app
+        .grpc()
+        .await
+        .verify_access_batch(VerifyAccessBatchRequest { requests })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let got: Vec<_> = results
+        .into_iter()
+        .map(|result| match result.outcome.expect("an outcome") {
+            Outcome::Access(access) => Ok(access),
+            Outcome::Error(error) => Err(Code::from_i32(error.code)),
+        })
+        .collect();
+    assert_eq!(got, expected);
+    // The checks cover every kind of answer, not the same one nine times.
+    let codes: HashSet<_> = got.iter().map(|r| r.as_ref().err().copied()).collect();
+    for code in [
+        None,
+        Some(Code::Unauthenticated),
+        Some(Code::PermissionDenied),
+        Some(Code::InvalidArgument),
+    ] {
+        assert!(codes.contains(&code), "no {code:?} in {got:?}");
+    }
+    assert_eq!(got[0].as_ref().unwrap().user_id, "fan-a");
+    assert_eq!(got[3].as_ref().unwrap().user_id, "fan-elsewhere");
+    let replayed = got[7].as_ref().unwrap();
+    assert_eq!(
+        (replayed.user_id.as_str(), replayed.completed),
+        ("fan-gone", true)
+    );
+
+    for size in [0, 257] {
+        let oversized = VerifyAccessBatchRequest {
+            requests: vec![check(&event, &access["fan-a"]); size],
+        };
+        let refused = app
+            .grpc()
+            .await
+            .verify_access_batch(oversized)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{size} checks");
+    }
 }
 
 fn forge(claims: Value, key: &str) -> String {
