@@ -12,6 +12,9 @@
 //! - `holds_expired_total{source,result}` and
 //!   `hold_expiry_lateness_seconds{source}`: eager expiry of lapsed holds by
 //!   the `reservation.expiration` consumer (`source="event"`) or a sweeper;
+//! - `access_checks_per_verify_call`: how many token checks each
+//!   `VerifyAccessBatch` call to queue-service carried (the coalescing in
+//!   [`crate::queue`]);
 //! - HTTP request durations come from [`telemetry::http::track_metrics`].
 
 use std::time::Duration;
@@ -23,6 +26,11 @@ use crate::db::Db;
 /// Counts one `POST /v1/reservations` outcome.
 pub fn reservation(result: &'static str) {
     metrics::counter!("reservations_total", "result" => result).increment(1);
+}
+
+/// Records the size of one `VerifyAccessBatch` call, in checks.
+pub fn verify_call(checks: usize) {
+    metrics::histogram!("access_checks_per_verify_call").record(checks as f64);
 }
 
 /// Counts one `POST /v1/payments` outcome.

@@ -1,5 +1,5 @@
 //! The waiting room (queue-service) over gRPC: access tokens are verified
-//! with `VerifyAccess` on every reservation, release and payment.
+//! on every reservation, release and payment.
 //!
 //! core-service does not call `ReleaseAccess` after a payment: the
 //! `payment.completed` event releases the slot (issue 5). Once it has, a
@@ -7,18 +7,36 @@
 //! [`WaitingRoom::verify_for_replay`], which accepts a completed session
 //! and tells the payment path to replay and never to charge again.
 //!
+//! Concurrent checks are coalesced: one task sends them to
+//! `VerifyAccessBatch`, one call at a time, with every check that arrived
+//! while the previous call was in flight (up to [`MAX_BATCH`]). An idle
+//! service sends each check alone at once; under an on-sale spike one call
+//! and one Redis script serve many holds, where each used to cost its own
+//! (measured in `docs/benchmarks.md`). The answer to each check is the one
+//! `VerifyAccess` would give.
+//!
 //! Fail closed: when queue-service cannot answer within the deadline, the
 //! request is refused with 503, never let through.
 
 use std::time::Duration;
 
-use onsale_proto::queue::v1::{VerifyAccessRequest, waiting_room_client::WaitingRoomClient};
-use tonic::{Code, transport::Channel};
+use onsale_proto::queue::v1::{
+    VerifyAccessBatchRequest, VerifyAccessRequest, VerifyAccessResponse,
+    verify_access_result::Outcome, waiting_room_client::WaitingRoomClient,
+};
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Code, Status, transport::Channel};
 
 use crate::{
     domain::{PerformanceId, UserId},
     error::ApiError,
+    metrics,
 };
+
+/// Most checks in one `VerifyAccessBatch` call (queue-service's limit).
+pub const MAX_BATCH: usize = 256;
+/// Checks waiting for the coalescing task before callers wait to enqueue.
+const QUEUE_DEPTH: usize = 4 * MAX_BATCH;
 
 /// A verified access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +48,21 @@ pub struct Access {
     pub completed: bool,
 }
 
-/// A client of the waiting room. Cheap to clone (one multiplexed HTTP/2
-/// channel).
+/// A client of the waiting room. Cheap to clone: every clone feeds the same
+/// coalescing task, which owns one multiplexed HTTP/2 channel.
 #[derive(Debug, Clone)]
 pub struct WaitingRoom {
-    client: WaitingRoomClient<Channel>,
+    checks: mpsc::Sender<Check>,
+    /// A check waits at most this long in all: the call in flight, then
+    /// its own.
+    deadline: Duration,
+}
+
+/// One check waiting for its answer.
+#[derive(Debug)]
+struct Check {
+    request: VerifyAccessRequest,
+    answer: oneshot::Sender<Result<VerifyAccessResponse, Status>>,
 }
 
 /// The queue-service URL is malformed.
@@ -45,6 +73,8 @@ pub struct QueueConfigError(#[source] Box<dyn std::error::Error + Send + Sync>);
 impl WaitingRoom {
     /// A lazily connecting client: start-up does not need queue-service, and
     /// the channel reconnects by itself. Every call is bounded by `timeout`.
+    /// Spawns the coalescing task on the current Tokio runtime; it ends
+    /// when the last clone is dropped.
     ///
     /// # Errors
     /// [`QueueConfigError`] when `url` is not a valid URI.
@@ -56,8 +86,11 @@ impl WaitingRoom {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .connect_lazy();
+        let (checks, queue) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(coalesce(WaitingRoomClient::new(channel), queue));
         Ok(Self {
-            client: WaitingRoomClient::new(channel),
+            checks,
+            deadline: timeout * 2,
         })
     }
 
@@ -106,10 +139,22 @@ impl WaitingRoom {
             access_token: access_token.to_owned(),
             accept_completed,
         };
-        let mut client = self.client.clone();
-        match client.verify_access(request).await {
+        let (answer, answered) = oneshot::channel();
+        let unavailable = |why: &str| ApiError::QueueUnavailable(why.to_owned().into());
+        let exchange = async {
+            self.checks
+                .send(Check { request, answer })
+                .await
+                .map_err(|_| unavailable("the access-check task has stopped"))?;
+            answered
+                .await
+                .map_err(|_| unavailable("the access-check task dropped the check"))
+        };
+        let reply = tokio::time::timeout(self.deadline, exchange)
+            .await
+            .map_err(|_| unavailable("queue-service did not answer in time"))??;
+        match reply {
             Ok(response) => {
-                let response = response.into_inner();
                 let user = UserId::parse(&response.user_id).map_err(|error| {
                     ApiError::QueueUnavailable(
                         format!("queue-service returned an invalid user id: {error}").into(),
@@ -134,6 +179,47 @@ impl WaitingRoom {
                 }
                 _ => ApiError::QueueUnavailable(Box::new(status)),
             }),
+        }
+    }
+}
+
+/// Sends queued checks to `VerifyAccessBatch`, one call at a time, each
+/// with everything queued meanwhile, and answers every check. Ends when
+/// every [`WaitingRoom`] clone is gone.
+async fn coalesce(mut client: WaitingRoomClient<Channel>, mut queue: mpsc::Receiver<Check>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        metrics::verify_call(batch.len());
+        let (requests, answers): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|check| (check.request, check.answer))
+            .unzip();
+        let checks = answers.len();
+        match client
+            .verify_access_batch(VerifyAccessBatchRequest { requests })
+            .await
+        {
+            Ok(response) => {
+                let mut results = response.into_inner().results.into_iter();
+                for answer in answers {
+                    let result = match results.next().and_then(|r| r.outcome) {
+                        Some(Outcome::Access(access)) => Ok(access),
+                        Some(Outcome::Error(error)) => {
+                            Err(Status::new(Code::from_i32(error.code), error.message))
+                        }
+                        None => Err(Status::internal(format!(
+                            "queue-service answered fewer than {checks} checks"
+                        ))),
+                    };
+                    // A caller that gave up has dropped its receiver.
+                    let _ = answer.send(result);
+                }
+            }
+            Err(status) => {
+                for answer in answers {
+                    let _ = answer.send(Err(status.clone()));
+                }
+            }
         }
     }
 }

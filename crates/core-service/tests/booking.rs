@@ -17,6 +17,57 @@ async fn tokens(app: &TestApp, performance: i64, users: &[String]) -> Vec<String
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_holds_with_good_forged_and_foreign_tokens_each_get_their_own_answer() {
+    // Token checks of concurrent requests share VerifyAccessBatch calls;
+    // no answer may reach the wrong request.
+    let app = spawn_app().await;
+    let show = app.create_show(10, 20, 10_000, 4).await;
+    let elsewhere = app.create_show(1, 1, 10_000, 4).await;
+    let fans: Vec<String> = (0..200).map(|i| format!("fan-{i}")).collect();
+    let good = tokens(&app, show.performance_id, &fans[..100]).await;
+    let forged: Vec<String> = tokens(&app, show.performance_id, &fans[100..150])
+        .await
+        .into_iter()
+        .map(|token| {
+            // Another signature byte: the token no longer verifies.
+            let mut bytes = token.into_bytes();
+            let last = bytes.len() - 2;
+            bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(bytes).unwrap()
+        })
+        .collect();
+    let foreign = tokens(&app, elsewhere.performance_id, &fans[150..]).await;
+    let expected = std::iter::repeat_n(StatusCode::CREATED, 100)
+        .chain(std::iter::repeat_n(StatusCode::UNAUTHORIZED, 50))
+        .chain(std::iter::repeat_n(StatusCode::FORBIDDEN, 50));
+
+    let attempts = good.iter().chain(&forged).chain(&foreign).enumerate();
+    let replies = join_all(attempts.map(|(i, token)| {
+        let app = &app;
+        let seat = show.seat_ids[i];
+        async move { app.hold(token, show.performance_id, &[seat]).await }
+    }))
+    .await;
+
+    for (i, (reply, status)) in replies.iter().zip(expected).enumerate() {
+        assert_eq!(reply.status, status, "fan-{i}: {}", reply.body);
+        if status == StatusCode::CREATED {
+            assert_eq!(reply.body["user_id"], fans[i], "the hold is the fan's own");
+            assert_eq!(reply.body["seats"][0]["id"], show.seat_ids[i]);
+        }
+    }
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) FROM reservations WHERE performance_id = {}",
+            show.performance_id
+        ))
+        .await,
+        100,
+        "refused tokens hold nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_hundred_buyers_racing_for_one_hundred_seats_get_exactly_one_hundred_holds() {
     let app = spawn_app().await;
     let show = app.create_show(5, 20, 50_000, 4).await;
