@@ -16,7 +16,7 @@
 //!    but a success is ever remembered (409/429/503 are never cached).
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::{
@@ -72,28 +72,33 @@ pub struct PaymentRequest<'a> {
 /// - database errors.
 pub async fn pay(db: &Db, request: PaymentRequest<'_>) -> Result<PaymentOutcome, ApiError> {
     let fingerprint = request.reservation_id.to_string();
+    // One checkout for the claim and the transaction: sqlx pings every
+    // connection it takes back (a round trip each), and a second checkout
+    // also rotates requests over more of the pool's backends.
+    let mut conn = db.acquire().await?;
     let claimed = sqlx::query(CLAIM_KEY)
         .bind(request.user.as_str())
         .bind(request.key.as_str())
         .bind(&fingerprint)
         .bind(request.lease_seconds as f64)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *conn)
         .await?
         .is_some();
     if !claimed {
         // None: freed between our claim and this read, because the other
         // attempt failed; the client may retry.
-        return existing_key(db, &request, &fingerprint)
+        return existing_key(&mut conn, &request, &fingerprint)
             .await?
             .ok_or(ApiError::PaymentInProgress);
     }
-    match pay_claimed(db, &request).await {
+    match pay_claimed(&mut conn, &request).await {
         Ok(body) => Ok(PaymentOutcome::Completed(body)),
         Err(error) => {
+            // The failed transaction's ROLLBACK goes out first.
             let freed = sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND state = 'in_flight'")
                 .bind(request.user.as_str())
                 .bind(request.key.as_str())
-                .execute(db.pool())
+                .execute(&mut *conn)
                 .await;
             if let Err(free_error) = freed {
                 tracing::warn!(error = %free_error, "freeing an idempotency key failed; its lease will expire");
@@ -115,7 +120,8 @@ pub async fn pay(db: &Db, request: PaymentRequest<'_>) -> Result<PaymentOutcome,
 /// - database errors.
 pub async fn replay(db: &Db, request: &PaymentRequest<'_>) -> Result<PaymentOutcome, ApiError> {
     let fingerprint = request.reservation_id.to_string();
-    existing_key(db, request, &fingerprint)
+    let mut conn = db.acquire().await?;
+    existing_key(&mut conn, request, &fingerprint)
         .await?
         .ok_or_else(|| {
             ApiError::forbidden(
@@ -126,14 +132,14 @@ pub async fn replay(db: &Db, request: &PaymentRequest<'_>) -> Result<PaymentOutc
 }
 
 async fn existing_key(
-    db: &Db,
+    conn: &mut PgConnection,
     request: &PaymentRequest<'_>,
     fingerprint: &str,
 ) -> Result<Option<PaymentOutcome>, ApiError> {
     let row = sqlx::query("SELECT fingerprint, state, response_body FROM idempotency_keys WHERE user_id = $1 AND key = $2")
         .bind(request.user.as_str())
         .bind(request.key.as_str())
-        .fetch_optional(db.pool())
+        .fetch_optional(conn)
         .await?;
     let Some(row) = row else {
         return Ok(None);
@@ -153,8 +159,11 @@ async fn existing_key(
     }
 }
 
-async fn pay_claimed(db: &Db, request: &PaymentRequest<'_>) -> Result<serde_json::Value, ApiError> {
-    let mut tx = db.begin().await?;
+async fn pay_claimed(
+    conn: &mut PgConnection,
+    request: &PaymentRequest<'_>,
+) -> Result<serde_json::Value, ApiError> {
+    let mut tx = conn.begin().await?;
     let row = super::lock_own_reservation(
         &mut tx,
         LOCK_RESERVATION,
