@@ -23,7 +23,8 @@
 //! - [`entities`]: sea-orm entities for the catalog and balances.
 //! - [`store`]: the transactions: holds, payments, balances, catalog, admin.
 //! - [`outbox`]: event envelopes written with the business change.
-//! - [`queue`]: the waiting room's gRPC client (token verification).
+//! - [`queue`]: the waiting room's gRPC client (token verification, with
+//!   concurrent checks coalesced into `VerifyAccessBatch` calls).
 //! - [`http`]: routes, handlers, caches, OpenAPI.
 //! - [`metrics`]: business, outbox and pool metrics.
 //! - [`seed`]: dev-only demo data.

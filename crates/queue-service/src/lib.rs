@@ -65,6 +65,8 @@
 //!   tokens carry the session id (the arrival number); `VerifyAccess` also
 //!   checks the session is still the fan's active one (one script), so a
 //!   released or expired session is refused even if its JWT is still valid.
+//!   `VerifyAccessBatch` answers many checks with one script per event: the
+//!   script takes the sessions as argument triples.
 //! - **Redis client.** redis-rs's async cluster connection directly rather
 //!   than a deadpool pool: it is multiplexed (one pipelined connection per
 //!   node shared by all requests, so a pool adds only checkout overhead), it
