@@ -12,8 +12,8 @@
 //! - `holds_expired_total{source,result}` and
 //!   `hold_expiry_lateness_seconds{source}`: eager expiry of lapsed holds by
 //!   the `reservation.expiration` consumer (`source="event"`) or a sweeper;
-//! - `access_checks_per_verify_call`: how many token checks each
-//!   `VerifyAccessBatch` call to queue-service carried (the coalescing in
+//! - `verify_access_batch_checks`: token checks carried by each
+//!   `VerifyAccessBatch` call to queue-service (the coalescing in
 //!   [`crate::queue`]);
 //! - HTTP request durations come from [`telemetry::http::track_metrics`].
 
@@ -30,7 +30,7 @@ pub fn reservation(result: &'static str) {
 
 /// Records the size of one `VerifyAccessBatch` call, in checks.
 pub fn verify_call(checks: usize) {
-    metrics::histogram!("access_checks_per_verify_call").record(checks as f64);
+    metrics::histogram!("verify_access_batch_checks").record(checks as f64);
 }
 
 /// Counts one `POST /v1/payments` outcome.

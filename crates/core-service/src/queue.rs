@@ -9,7 +9,8 @@
 //!
 //! Concurrent checks are coalesced: one task sends them to
 //! `VerifyAccessBatch`, one call at a time, with every check that arrived
-//! while the previous call was in flight (up to [`MAX_BATCH`]). An idle
+//! while the previous call was in flight (up to
+//! [`onsale_proto::MAX_VERIFY_BATCH`]). An idle
 //! service sends each check alone at once; under an on-sale spike one call
 //! and one Redis script serve many holds, where each used to cost its own
 //! (measured in `docs/benchmarks.md`). The answer to each check is the one
@@ -20,9 +21,12 @@
 
 use std::time::Duration;
 
-use onsale_proto::queue::v1::{
-    VerifyAccessBatchRequest, VerifyAccessRequest, VerifyAccessResponse,
-    verify_access_result::Outcome, waiting_room_client::WaitingRoomClient,
+use onsale_proto::{
+    MAX_VERIFY_BATCH as MAX_BATCH,
+    queue::v1::{
+        VerifyAccessBatchRequest, VerifyAccessRequest, VerifyAccessResponse,
+        verify_access_result::Outcome, waiting_room_client::WaitingRoomClient,
+    },
 };
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Code, Status, transport::Channel};
@@ -33,10 +37,10 @@ use crate::{
     metrics,
 };
 
-/// Most checks in one `VerifyAccessBatch` call (queue-service's limit).
-pub const MAX_BATCH: usize = 256;
-/// Checks waiting for the coalescing task before callers wait to enqueue.
-const QUEUE_DEPTH: usize = 4 * MAX_BATCH;
+/// Checks waiting for the coalescing task before callers wait to enqueue:
+/// one call's worth, so a queued check goes out in the call after the one
+/// in flight, inside its deadline.
+const QUEUE_DEPTH: usize = MAX_BATCH;
 
 /// A verified access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +91,7 @@ impl WaitingRoom {
             .http2_keep_alive_interval(Duration::from_secs(20))
             .connect_lazy();
         let (checks, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(coalesce(WaitingRoomClient::new(channel), queue));
+        tokio::spawn(coalesce(WaitingRoomClient::new(channel), queue, timeout));
         Ok(Self {
             checks,
             deadline: timeout * 2,
@@ -184,9 +188,14 @@ impl WaitingRoom {
 }
 
 /// Sends queued checks to `VerifyAccessBatch`, one call at a time, each
-/// with everything queued meanwhile, and answers every check. Ends when
-/// every [`WaitingRoom`] clone is gone.
-async fn coalesce(mut client: WaitingRoomClient<Channel>, mut queue: mpsc::Receiver<Check>) {
+/// with everything queued meanwhile, and answers every check. Each call is
+/// bounded by `timeout` as a whole (the channel's own timeout stops at the
+/// response headers). Ends when every [`WaitingRoom`] clone is gone.
+async fn coalesce(
+    mut client: WaitingRoomClient<Channel>,
+    mut queue: mpsc::Receiver<Check>,
+    timeout: Duration,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // Callers that gave up (deadline, client gone) need no answer.
@@ -200,10 +209,11 @@ async fn coalesce(mut client: WaitingRoomClient<Channel>, mut queue: mpsc::Recei
             .map(|check| (check.request, check.answer))
             .unzip();
         let checks = answers.len();
-        match client
-            .verify_access_batch(VerifyAccessBatchRequest { requests })
+        let call = client.verify_access_batch(VerifyAccessBatchRequest { requests });
+        let reply = tokio::time::timeout(timeout, call)
             .await
-        {
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("VerifyAccessBatch timed out")));
+        match reply {
             Ok(response) => {
                 let mut results = response.into_inner().results.into_iter();
                 for answer in answers {
@@ -221,8 +231,13 @@ async fn coalesce(mut client: WaitingRoomClient<Channel>, mut queue: mpsc::Recei
                 }
             }
             Err(status) => {
+                // A failed call says nothing about any token (an
+                // INVALID_ARGUMENT here is about the batch, not a check):
+                // every check fails closed with 503.
+                let unavailable =
+                    Status::unavailable(format!("VerifyAccessBatch failed: {status}"));
                 for answer in answers {
-                    let _ = answer.send(Err(status.clone()));
+                    let _ = answer.send(Err(unavailable.clone()));
                 }
             }
         }

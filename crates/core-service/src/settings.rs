@@ -44,8 +44,9 @@ pub struct CoreSettings {
     pub http_addr: SocketAddr,
     /// queue-service gRPC endpoint, e.g. `http://127.0.0.1:50051`.
     pub queue_grpc_url: String,
-    /// Deadline of every gRPC call to queue-service, in ms. Past it the
-    /// request fails closed with 503.
+    /// Deadline of every gRPC call to queue-service, in ms. A token check
+    /// waits at most twice this (the call in flight, then its own); past
+    /// it the request fails closed with 503.
     pub queue_timeout_ms: u64,
     /// Value of the `X-Admin-Key` header that unlocks the admin API and
     /// balance charges.

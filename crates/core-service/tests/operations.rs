@@ -456,11 +456,47 @@ async fn bad_input_gets_the_right_status_and_problem_code() {
 
 #[tokio::test]
 async fn an_unreachable_queue_service_fails_closed_with_503() {
-    let url = devstack::testing::fresh_database().await;
     // Nothing listens on port 1.
+    let reply = hold_with_queue_service_at("http://127.0.0.1:1").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.code(), "unavailable");
+    assert!(reply.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn a_queue_service_that_accepts_but_never_answers_fails_closed_with_503() {
+    // Accepts connections and reads nothing back: every token check stalls.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let reply = hold_with_queue_service_at(&format!("http://{address}")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.code(), "unavailable");
+    held.abort();
+}
+
+/// Starts core-service with queue-service at `queue_url` (500 ms timeout)
+/// and sends one hold.
+async fn hold_with_queue_service_at(queue_url: &str) -> Reply {
+    let url = devstack::testing::fresh_database().await;
     let settings = common::core_settings(
         &url,
-        "http://127.0.0.1:1",
+        queue_url,
         &[("ONSALE__CORE__QUEUE_TIMEOUT_MS", "500")],
     );
     let app = core_service::build(settings).await.unwrap();
@@ -480,16 +516,9 @@ async fn an_unreachable_queue_service_fails_closed_with_503() {
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        reply.body
-    );
-    assert_eq!(reply.code(), "unavailable");
-    assert!(reply.headers.contains_key("retry-after"));
     shutdown.cancel();
     server.await.unwrap().unwrap();
+    reply
 }
 
 /// A TCP proxy in front of Postgres that the test can cut.

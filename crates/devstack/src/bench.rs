@@ -493,6 +493,10 @@ async fn core_phases(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()
     sqlx::query("ANALYZE seats").execute(&mut db).await?;
     let rounds = args.rounds;
     let per_round = u64::try_from(per_client)? / rounds;
+    ensure!(
+        per_round > 0,
+        "{seats} seats over {clients} pgbench clients leave none for each of {rounds} rounds; raise --seats"
+    );
     let wrk_seconds = args.seconds.div_ceil(rounds).max(3);
     let (mut pg_rounds, mut http_rounds) = (Vec::new(), Vec::new());
     // Holds each pgbench client made, over all rounds: its transaction
@@ -513,7 +517,11 @@ async fn core_phases(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()
             (pg_holds_per_client, per_round),
         )
         .await?;
-        pg_holds_per_client += done;
+        ensure!(
+            done == per_round,
+            "a pgbench client made {done} of its {per_round} holds"
+        );
+        pg_holds_per_client += per_round;
         pg_rounds.push(phase);
 
         settle(Some(&mut db)).await;
@@ -529,7 +537,8 @@ async fn core_phases(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()
         )
         .await?;
         // Requests still in flight when wrk stopped (one per connection at
-        // most) took rows too without being counted: skip as many.
+        // most) took rows too without being counted: skip as many. (One wrk
+        // thread, `-t1`, so one Lua counter walks the rows.)
         rows_used += phase.requests + u64::from(args.core_connections);
         http_rounds.push(phase);
     }

@@ -5,6 +5,7 @@
 //! - [`queue::v1`]: the waiting room's gRPC service (`onsale.queue.v1`),
 //!   served by queue-service and called by core-service.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+//! - [`MAX_VERIFY_BATCH`]: the limit both sides of `VerifyAccessBatch` use.
 
 /// `onsale.queue.*` packages.
 pub mod queue {
@@ -14,6 +15,10 @@ pub mod queue {
         tonic::include_proto!("onsale.queue.v1");
     }
 }
+
+/// Most checks in one `VerifyAccessBatch` request (the limit documented in
+/// `queue.proto`): queue-service refuses more, core-service never sends more.
+pub const MAX_VERIFY_BATCH: usize = 256;
 
 /// Encoded `FileDescriptorSet` of every compiled proto, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("onsale_descriptor");

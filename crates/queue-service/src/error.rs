@@ -168,7 +168,10 @@ impl From<ApiError> for tonic::Status {
             ApiError::Closed => Status::failed_precondition(error.to_string()),
             ApiError::Paused | ApiError::RateLimited(_) => Status::unavailable(error.to_string()),
             ApiError::Store(cause) => {
-                tracing::error!(error = %ErrorChain(cause), "dependency failed");
+                // The first check of a shared call carries and logs the cause.
+                if !matches!(cause, StoreError::SharedCallFailed) {
+                    tracing::error!(error = %ErrorChain(cause), "dependency failed");
+                }
                 Status::unavailable("waiting room storage is unavailable; try again shortly")
             }
             ApiError::Signing(cause) => {

@@ -9,14 +9,13 @@ use onsale_proto::queue::v1::{
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use onsale_proto::MAX_VERIFY_BATCH;
+
 use crate::{
     domain::{EventId, ExitReason, UserId},
     error::ApiError,
-    service::{Access, AccessCheck, WaitingRoom},
+    service::{Access, AccessCheck, WaitingRoom, no_answer},
 };
-
-/// Most checks in one `VerifyAccessBatch` (the proto's documented limit).
-const MAX_VERIFY_BATCH: usize = 256;
 
 /// The gRPC service over the shared [`WaitingRoom`].
 #[derive(Debug, Clone)]
@@ -37,6 +36,7 @@ fn checked_event(request: &VerifyAccessRequest) -> Result<EventId, ApiError> {
     Ok(event)
 }
 
+/// The wire form of a granted access (`expires_at` in whole seconds).
 fn access_response(access: Access) -> VerifyAccessResponse {
     let seconds = i64::try_from(access.expires_at).unwrap_or(i64::MAX);
     VerifyAccessResponse {
@@ -87,7 +87,10 @@ impl WaitingRoomApi for GrpcApi {
     ) -> Result<Response<VerifyAccessBatchResponse>, Status> {
         let requests = request.into_inner().requests;
         if requests.is_empty() || requests.len() > MAX_VERIFY_BATCH {
-            return Err(ApiError::InvalidArgument("a batch holds 1 to 256 checks").into());
+            return Err(ApiError::InvalidArgument(
+                "a VerifyAccessBatch request holds 1 to MAX_VERIFY_BATCH (256) checks",
+            )
+            .into());
         }
         let events: Vec<Result<EventId, ApiError>> = requests.iter().map(checked_event).collect();
         let checks: Vec<AccessCheck<'_>> = requests
@@ -105,11 +108,7 @@ impl WaitingRoomApi for GrpcApi {
         let results = events
             .into_iter()
             .map(|event| match event {
-                Ok(_) => batch_result(
-                    verified
-                        .next()
-                        .unwrap_or(Err(ApiError::InvalidArgument("no answer for the check"))),
-                ),
+                Ok(_) => batch_result(verified.next().unwrap_or_else(|| Err(no_answer()))),
                 Err(error) => batch_result(Err(error)),
             })
             .collect();

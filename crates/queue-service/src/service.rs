@@ -90,6 +90,12 @@ struct SignedCheck {
     accept_completed: bool,
 }
 
+/// The error for a check left without an answer: a broken invariant of
+/// ours, so 503 like any storage fault, never a verdict on the token.
+pub(crate) fn no_answer() -> ApiError {
+    ApiError::Store(StoreError::Reply("no answer for the check".into()))
+}
+
 /// The access a verified token grants, given its session's state.
 fn access(verified: Verified, check: SessionCheck) -> Result<Access, ApiError> {
     let Verified { user, sid, exp } = verified;
@@ -246,9 +252,7 @@ impl WaitingRoom {
         }])
         .await
         .pop()
-        .unwrap_or(Err(ApiError::Store(StoreError::Reply(
-            "no answer for the check".into(),
-        ))))
+        .unwrap_or_else(|| Err(no_answer()))
     }
 
     /// [`verify_access`](Self::verify_access) for several checks, with one
@@ -314,11 +318,7 @@ impl WaitingRoom {
         }
         results
             .into_iter()
-            .map(|result| {
-                result.unwrap_or(Err(ApiError::Store(StoreError::Reply(
-                    "no answer for the check".into(),
-                ))))
-            })
+            .map(|result| result.unwrap_or_else(|| Err(no_answer())))
             .collect()
     }
 

@@ -545,7 +545,7 @@ async fn a_verify_batch_answers_each_check_in_order_as_verify_access_would() {
         ("fan-gone", true)
     );
 
-    for size in [0, 257] {
+    for size in [0, onsale_proto::MAX_VERIFY_BATCH + 1] {
         let oversized = VerifyAccessBatchRequest {
             requests: vec![check(&event, &access["fan-a"]); size],
         };
