@@ -458,13 +458,6 @@ async fn bad_input_gets_the_right_status_and_problem_code() {
 async fn an_unreachable_queue_service_fails_closed_with_503() {
     // Nothing listens on port 1.
     let reply = hold_with_queue_service_at("http://127.0.0.1:1").await;
-    assert_eq!(
-        reply.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        reply.body
-    );
-    assert_eq!(reply.code(), "unavailable");
     assert!(reply.headers.contains_key("retry-after"));
 }
 
@@ -479,19 +472,12 @@ async fn a_queue_service_that_accepts_but_never_answers_fails_closed_with_503() 
             open.push(socket);
         }
     });
-    let reply = hold_with_queue_service_at(&format!("http://{address}")).await;
-    assert_eq!(
-        reply.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        reply.body
-    );
-    assert_eq!(reply.code(), "unavailable");
+    hold_with_queue_service_at(&format!("http://{address}")).await;
     held.abort();
 }
 
-/// Starts core-service with queue-service at `queue_url` (500 ms timeout)
-/// and sends one hold.
+/// Starts core-service with queue-service at `queue_url` (500 ms timeout),
+/// sends one hold and checks it was refused with 503 `unavailable`.
 async fn hold_with_queue_service_at(queue_url: &str) -> Reply {
     let url = devstack::testing::fresh_database().await;
     let settings = common::core_settings(
@@ -518,6 +504,13 @@ async fn hold_with_queue_service_at(queue_url: &str) -> Reply {
     .await;
     shutdown.cancel();
     server.await.unwrap().unwrap();
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.code(), "unavailable");
     reply
 }
 
