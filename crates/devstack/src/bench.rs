@@ -103,6 +103,14 @@ pub struct BenchArgs {
     pub no_write: bool,
 }
 
+impl BenchArgs {
+    /// Seconds of each wrk hold round: `--seconds` split over `--rounds`,
+    /// at least 3.
+    fn hold_round_seconds(&self) -> u64 {
+        self.seconds.div_ceil(self.rounds).max(3)
+    }
+}
+
 /// A half of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Part {
@@ -497,7 +505,6 @@ async fn core_phases(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()
         per_round > 0,
         "{seats} seats over {clients} pgbench clients leave none for each of {rounds} rounds; raise --seats"
     );
-    let wrk_seconds = args.seconds.div_ceil(rounds).max(3);
     let (mut pg_rounds, mut http_rounds) = (Vec::new(), Vec::new());
     // Holds each pgbench client made, over all rounds: its transaction
     // counter `n` runs on from round to round, and the payment phase pays
@@ -531,7 +538,7 @@ async fn core_phases(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()
             &format!("{CORE}/v1/reservations"),
             &holds_lua,
             args.core_connections,
-            wrk_seconds,
+            args.hold_round_seconds(),
             pids.get("core-service").copied(),
             Some((rows_used, hold_rows.len() as u64)),
         )
@@ -1360,7 +1367,7 @@ fn render(phases: &[Phase], args: &BenchArgs, load_before: &str) -> String {
         args.seconds,
         args.core_connections,
         args.rounds,
-        args.seconds.div_ceil(args.rounds).max(3),
+        args.hold_round_seconds(),
         args.seconds,
         args.seats / args.core_connections,
     );

@@ -1,15 +1,16 @@
 //! gRPC transport: `onsale.queue.v1.WaitingRoom`.
 
-use onsale_proto::queue::v1::{
-    GetStatsRequest, ReleaseAccessRequest, ReleaseAccessResponse, ReleaseReason,
-    VerifyAccessBatchRequest, VerifyAccessBatchResponse, VerifyAccessError, VerifyAccessRequest,
-    VerifyAccessResponse, VerifyAccessResult, WaitingRoomStats, verify_access_result::Outcome,
-    waiting_room_server::WaitingRoom as WaitingRoomApi,
+use onsale_proto::{
+    MAX_VERIFY_BATCH,
+    queue::v1::{
+        GetStatsRequest, ReleaseAccessRequest, ReleaseAccessResponse, ReleaseReason,
+        VerifyAccessBatchRequest, VerifyAccessBatchResponse, VerifyAccessError,
+        VerifyAccessRequest, VerifyAccessResponse, VerifyAccessResult, WaitingRoomStats,
+        verify_access_result::Outcome, waiting_room_server::WaitingRoom as WaitingRoomApi,
+    },
 };
 use tonic::{Request, Response, Status};
 use tracing::instrument;
-
-use onsale_proto::MAX_VERIFY_BATCH;
 
 use crate::{
     domain::{EventId, ExitReason, UserId},

@@ -265,28 +265,24 @@ impl WaitingRoom {
     ) -> Vec<Result<Access, ApiError>> {
         let mut results: Vec<Option<Result<Access, ApiError>>> = Vec::with_capacity(checks.len());
         // Signed checks by event: one revocation script per event.
-        let mut by_event: BTreeMap<&str, (&EventId, Vec<SignedCheck>)> = BTreeMap::new();
+        let mut by_event: BTreeMap<&EventId, Vec<SignedCheck>> = BTreeMap::new();
         for (index, check) in checks.iter().enumerate() {
             match self
                 .tokens
                 .verify(check.access_token, TokenKind::Access, check.event)
             {
                 Ok(verified) => {
-                    by_event
-                        .entry(check.event.as_str())
-                        .or_insert_with(|| (check.event, Vec::new()))
-                        .1
-                        .push(SignedCheck {
-                            index,
-                            verified,
-                            accept_completed: check.accept_completed,
-                        });
+                    by_event.entry(check.event).or_default().push(SignedCheck {
+                        index,
+                        verified,
+                        accept_completed: check.accept_completed,
+                    });
                     results.push(None);
                 }
                 Err(error) => results.push(Some(Err(error.into()))),
             }
         }
-        let answers = futures::future::join_all(by_event.values().map(|(event, members)| {
+        let answers = futures::future::join_all(by_event.iter().map(|(event, members)| {
             let sessions: Vec<(&UserId, &str, bool)> = members
                 .iter()
                 .map(|c| {
@@ -300,7 +296,7 @@ impl WaitingRoom {
             async move { self.store.verify_many(event, &sessions).await }
         }))
         .await;
-        for ((_, members), answer) in by_event.into_values().zip(answers) {
+        for (members, answer) in by_event.into_values().zip(answers) {
             match answer {
                 Ok(found) => {
                     for (member, check) in members.into_iter().zip(found) {
