@@ -9,8 +9,19 @@
 //!   extractors that turn every rejection into one.
 //! - [`shutdown`]: one `shutdown_signal()` and a deadline-bounded drain.
 //! - [`listener`]: HTTP listeners with `TCP_NODELAY` on every connection.
+//! - [`auth`]: bearer tokens, constant-time comparison and the admin-key
+//!   route layer.
+//! - [`id`]: [`id::UserId`], the fan id both services parse.
+//! - [`identity`]: verification of fans' OIDC identity tokens (JWTs signed
+//!   by the provider, keys from its JWK Set) into [`identity::Identity`].
+//! - [`router`]: the standard layers of every HTTP router (404/405
+//!   fallbacks, metrics, panic → problem+json, tracing).
 
+pub mod auth;
+pub mod id;
+pub mod identity;
 pub mod listener;
 pub mod problem;
+pub mod router;
 pub mod settings;
 pub mod shutdown;

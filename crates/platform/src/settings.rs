@@ -211,8 +211,10 @@ impl RedisSettings {
 
 /// Postgres settings (`[database]`).
 ///
-/// The pool is sized explicitly, never left at a library default (failure B-3
-/// of the seed incident manual): measured peak concurrency × 1.2–1.3.
+/// The pool is sized explicitly, never left at a library default: a
+/// default-sized pool ran dry under a concert on-sale in a published
+/// incident review, whose rule we follow: measured peak concurrency ×
+/// 1.2–1.3.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseSettings {
     /// `postgres://user:password@host:port/database`.
@@ -228,7 +230,8 @@ pub struct DatabaseSettings {
     /// `statement_timeout` of every session, in ms.
     pub statement_timeout_ms: u64,
     /// `lock_timeout` of every session, in ms: no request waits long on
-    /// another buyer's row lock (failure A-1 of the seed incident manual).
+    /// another buyer's row lock, so a lock wait cannot hold a pooled
+    /// connection until the pool runs dry.
     pub lock_timeout_ms: u64,
 }
 
