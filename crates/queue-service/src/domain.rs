@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use platform::id::UserIdError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -53,36 +54,18 @@ impl fmt::Display for EventId {
     }
 }
 
-/// A fan, as authenticated by the API gateway: 1–64 bytes of UTF-8 with no
-/// whitespace or control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UserId(String);
+/// A fan, as authenticated by the API gateway: the id both services parse
+/// (1–64 bytes of UTF-8, no whitespace or control characters).
+pub use platform::id::UserId;
 
-impl UserId {
-    /// Parses a user id.
-    ///
-    /// # Errors
-    /// [`IdError`] when the id is empty, longer than 64 bytes, or contains
-    /// whitespace or a control character.
-    pub fn parse(raw: &str) -> Result<Self, IdError> {
-        if raw.is_empty() || raw.len() > 64 {
-            return Err(IdError::Length);
+/// The shared id type's refusals, as this service reports every id refusal
+/// (the same messages as for event ids).
+impl From<UserIdError> for IdError {
+    fn from(error: UserIdError) -> Self {
+        match error {
+            UserIdError::Length => Self::Length,
+            UserIdError::Character => Self::Character,
         }
-        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(IdError::Character);
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -269,7 +252,9 @@ mod tests {
         assert_eq!(EventId::parse(&"a".repeat(65)), Err(IdError::Length));
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse(&"é".repeat(32)).is_ok());
-        assert_eq!(UserId::parse(&"é".repeat(33)), Err(IdError::Length));
+        assert_eq!(UserId::parse(&"é".repeat(33)), Err(UserIdError::Length));
+        assert_eq!(IdError::from(UserIdError::Length), IdError::Length);
+        assert_eq!(IdError::from(UserIdError::Character), IdError::Character);
     }
 
     #[test]

@@ -34,9 +34,6 @@ pub enum ApiError {
     /// A valid access token whose session was released or replaced.
     #[error("the access session was released")]
     SessionReleased,
-    /// Missing or wrong `X-Admin-Key`.
-    #[error("missing or wrong admin key")]
-    AdminKey,
     /// No waiting room for the event.
     #[error("no waiting room for this event")]
     NoRoom,
@@ -106,11 +103,6 @@ impl IntoResponse for ApiError {
                 "session_released",
                 "Access session released",
             ),
-            Self::AdminKey => Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_admin_key",
-                "Missing or wrong admin key",
-            ),
             Self::NoRoom => Problem::new(
                 StatusCode::NOT_FOUND,
                 "waiting_room_not_found",
@@ -161,7 +153,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::Token(TokenError::OtherEvent) | ApiError::SessionReleased => {
                 Status::permission_denied(error.to_string())
             }
-            ApiError::MissingToken | ApiError::Token(_) | ApiError::AdminKey => {
+            ApiError::MissingToken | ApiError::Token(_) => {
                 Status::unauthenticated(error.to_string())
             }
             ApiError::NoRoom | ApiError::NotInLine => Status::not_found(error.to_string()),
@@ -200,7 +192,8 @@ mod tests {
 
     #[test]
     fn storage_failures_are_503_with_retry_after_and_hide_the_cause() {
-        let response = ApiError::Store(StoreError::Disconnected).into_response();
+        let timeout = StoreError::Timeout(std::time::Duration::from_millis(500));
+        let response = ApiError::Store(timeout).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(response.headers().contains_key("retry-after"));
         let status = tonic::Status::from(ApiError::Store(StoreError::Reply("secret".into())));

@@ -1,7 +1,8 @@
 //! Event-driven admission: queue-service consumes `payment.completed` and
 //! releases the buyer's active slot at once, so the next admission tick
 //! refills it. No polling lag between a purchase and the next fan's
-//! admission (failure A-3 of the seed incident manual was a 5-second poll).
+//! admission: a 5-second poll for completed purchases would delay every
+//! refill by up to 5 seconds.
 //!
 //! The handler is idempotent without an inbox: releasing a fan who is no
 //! longer active changes nothing and reports `released = false`, so a

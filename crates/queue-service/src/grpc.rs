@@ -123,7 +123,8 @@ impl WaitingRoomApi for GrpcApi {
     ) -> Result<Response<ReleaseAccessResponse>, Status> {
         let request = request.into_inner();
         let event = event_id(&request.event_id)?;
-        let user = UserId::parse(&request.user_id).map_err(ApiError::InvalidUserId)?;
+        let user =
+            UserId::parse(&request.user_id).map_err(|e| ApiError::InvalidUserId(e.into()))?;
         let reason = match ReleaseReason::try_from(request.reason) {
             Ok(ReleaseReason::Completed) => ExitReason::Completed,
             Ok(ReleaseReason::Left) => ExitReason::Left,

@@ -10,7 +10,7 @@ use std::{
 use axum::{
     Router,
     extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post, put},
@@ -21,19 +21,18 @@ use governor::{
     state::keyed::DefaultKeyedStateStore,
 };
 use platform::{
-    problem::{ApiJson, ApiPath, not_found_fallback},
-    settings::ExposeSecret,
+    auth::{AdminKey, require_admin_key},
+    problem::{ApiJson, ApiPath},
 };
-use serde::{Deserialize, Serialize};
 use tracing::instrument;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 
 use crate::{
+    api::{EnterRequest, ExitCounts, Readiness, RoomRequest, RoomStats},
     domain::{EventId, RoomConfig, RoomState, UserId},
     error::ApiError,
     service::{FanStatus, Ticket, WaitingRoom},
     settings::RateLimitSettings,
-    store::RoomSnapshot,
 };
 
 /// Keyed GCRA limiter: one bucket per client address.
@@ -50,105 +49,6 @@ pub(crate) fn limiter(settings: &RateLimitSettings) -> Limiter {
 struct HttpState {
     room: WaitingRoom,
     limiter: Arc<Limiter>,
-}
-
-/// Body of `POST /v1/events/{event_id}/queue`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EnterRequest {
-    /// The fan, as authenticated by the API gateway (1–64 bytes, no
-    /// whitespace).
-    pub user_id: String,
-}
-
-/// Body of `PUT /admin/v1/events/{event_id}/waiting-room`; omitted fields
-/// take the configured defaults.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RoomRequest {
-    /// Active set size.
-    pub capacity: Option<u64>,
-    /// Admissions per second.
-    pub admit_per_second: Option<f64>,
-    /// Admission lifetime in seconds.
-    pub access_ttl_seconds: Option<u64>,
-    /// Silence in seconds after which a waiting fan loses the place.
-    pub abandon_after_seconds: Option<u64>,
-    /// `open`, `paused` or `closed`.
-    pub state: RoomState,
-}
-
-/// A room's numbers (`GET …/waiting-room/stats`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RoomStats {
-    /// Event id.
-    pub event_id: String,
-    /// `open`, `paused` or `closed`.
-    pub state: RoomState,
-    /// Active set size limit.
-    pub capacity: u64,
-    /// Fans in line.
-    pub waiting: u64,
-    /// Fans in the active set.
-    pub active: u64,
-    /// Entries ever made.
-    pub entered_total: u64,
-    /// Admissions ever made.
-    pub admitted_total: u64,
-    /// Fans who left the line before admission.
-    pub left_waiting_total: u64,
-    /// Exits from the active set by reason.
-    pub exited: ExitCounts,
-    /// Waiting fans dropped for silence.
-    pub abandoned_total: u64,
-    /// Entries per second over the last 30 s.
-    pub entry_rate_per_second: f64,
-    /// Admissions (exits from the line) per second over the last 30 s.
-    pub exit_rate_per_second: f64,
-}
-
-/// Exits from the active set.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ExitCounts {
-    /// The fan left.
-    pub left: u64,
-    /// The admission lapsed.
-    pub expired: u64,
-    /// The fan bought tickets.
-    pub completed: u64,
-    /// Revoked by an operator or service.
-    pub revoked: u64,
-}
-
-impl RoomStats {
-    fn new(event: &EventId, s: &RoomSnapshot) -> Self {
-        Self {
-            event_id: event.to_string(),
-            state: s.config.state,
-            capacity: s.config.capacity,
-            waiting: s.waiting,
-            active: s.active,
-            entered_total: s.entered,
-            admitted_total: s.admitted,
-            left_waiting_total: s.left_waiting,
-            exited: ExitCounts {
-                left: s.exited_left,
-                expired: s.exited_expired,
-                completed: s.exited_completed,
-                revoked: s.exited_revoked,
-            },
-            abandoned_total: s.abandoned,
-            entry_rate_per_second: s.entry_rate,
-            exit_rate_per_second: s.exit_rate,
-        }
-    }
-}
-
-/// `/readyz` body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
-    /// Whether every Redis master answered.
-    pub ready: bool,
 }
 
 #[derive(OpenApi)]
@@ -177,8 +77,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The whole HTTP router.
+/// Problem code of the 401 for a missing or wrong `X-Admin-Key`.
+const ADMIN_KEY_REFUSED: &str = "invalid_admin_key";
+
+/// The whole HTTP router, with the standard layers of every onsale service
+/// (404/405 problems, request metrics, panic → 500 problem, tracing).
 pub(crate) fn router(room: WaitingRoom, limiter: Arc<Limiter>) -> Router {
+    let admin_key = AdminKey::new(room.settings.queue.admin_key.clone(), ADMIN_KEY_REFUSED);
     let state = HttpState { room, limiter };
     let fan = Router::new()
         .route("/v1/events/{event_id}/queue", post(enter).delete(leave))
@@ -193,17 +98,15 @@ pub(crate) fn router(room: WaitingRoom, limiter: Arc<Limiter>) -> Router {
             "/admin/v1/events/{event_id}/waiting-room/stats",
             get(room_stats),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), admin_key));
-    Router::new()
+        .route_layer(middleware::from_fn_with_state(admin_key, require_admin_key));
+    let router = Router::new()
         .merge(fan)
         .merge(admin)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi_json))
-        .fallback(not_found_fallback)
-        .layer(middleware::from_fn(telemetry::http::track_metrics))
-        .with_state(state)
+        .route("/openapi.json", get(openapi_json));
+    platform::router::standard_layers(router.with_state(state))
 }
 
 fn client_ip(state: &HttpState, request: &Request) -> IpAddr {
@@ -241,50 +144,14 @@ async fn rate_limit(State(state): State<HttpState>, request: Request, next: Next
     }
 }
 
-async fn admin_key(State(state): State<HttpState>, request: Request, next: Next) -> Response {
-    let expected = state
-        .room
-        .settings
-        .queue
-        .admin_key
-        .expose_secret()
-        .as_bytes();
-    let given = request
-        .headers()
-        .get("x-admin-key")
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    if constant_time_eq(expected, given) {
-        next.run(request).await
-    } else {
-        ApiError::AdminKey.into_response()
-    }
-}
-
-/// Compares without an early exit on the first differing byte, so response
-/// time does not reveal how much of the key was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn event_id(raw: &str) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(ApiError::InvalidEventId)
 }
 
+/// The `Authorization: Bearer` token; [`ApiError::MissingToken`] when
+/// there is none (see [`platform::auth::bearer`]).
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or(ApiError::MissingToken)?;
-    let value = value.to_str().map_err(|_| ApiError::MissingToken)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or(ApiError::MissingToken)?
-        .trim();
-    if token.is_empty() {
-        return Err(ApiError::MissingToken);
-    }
-    Ok(token)
+    platform::auth::bearer(headers).ok_or(ApiError::MissingToken)
 }
 
 /// Enter the waiting room.
@@ -306,7 +173,7 @@ async fn enter(
     ApiJson(body): ApiJson<EnterRequest>,
 ) -> Result<(StatusCode, ApiJson<Ticket>), ApiError> {
     let event = event_id(&raw_event)?;
-    let user = UserId::parse(&body.user_id).map_err(ApiError::InvalidUserId)?;
+    let user = UserId::parse(&body.user_id).map_err(|e| ApiError::InvalidUserId(e.into()))?;
     let (ticket, created) = state.room.enter(&event, &user).await?;
     let code = if created {
         StatusCode::CREATED
@@ -461,6 +328,8 @@ async fn openapi_json() -> Response {
 mod tests {
     use super::*;
 
+    use axum::http::header;
+
     #[test]
     fn bearer_tokens_are_read_from_the_authorization_header() {
         let mut headers = HeaderMap::new();
@@ -472,10 +341,23 @@ mod tests {
     }
 
     #[test]
-    fn admin_keys_compare_whole() {
-        assert!(constant_time_eq(b"key", b"key"));
-        assert!(!constant_time_eq(b"key", b"ke"));
-        assert!(!constant_time_eq(b"key", b"kez"));
+    fn the_admin_key_is_refused_with_this_services_problem_code() {
+        let key = AdminKey::new(
+            platform::settings::Secret::from("key".to_owned()),
+            ADMIN_KEY_REFUSED,
+        );
+        let mut headers = HeaderMap::new();
+        for wrong in ["ke", "kez"] {
+            headers.insert("x-admin-key", wrong.parse().unwrap());
+            assert!(!key.admits(&headers), "{wrong}");
+        }
+        headers.insert("x-admin-key", "key".parse().unwrap());
+        assert!(key.admits(&headers));
+        let refusal = key.refusal();
+        assert_eq!(
+            (refusal.status(), refusal.code()),
+            (StatusCode::UNAUTHORIZED, "invalid_admin_key")
+        );
     }
 
     #[test]

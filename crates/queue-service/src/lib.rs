@@ -9,15 +9,23 @@
 //!
 //! # Layout
 //! - [`settings`]: `[queue]` settings and validation.
+//! - [`api`]: request and response bodies of the HTTP API.
 //! - [`domain`]: [`domain::EventId`], [`domain::UserId`], room settings and
 //!   the position/ETA arithmetic ([`domain::estimate`]).
-//! - `store` (private): Redis key layout and the Lua scripts in `src/lua/`.
+//! - [`layout`]: the Redis key layout and the Lua sources in `src/lua/`.
+//! - `store` (private): Redis access. `store/pool.rs` is the connection
+//!   pool and the time limits of a call; `store/line.rs` (entry, status,
+//!   leave), `store/sessions.rs` (verify, release) and `store/rooms.rs`
+//!   (settings, registry, admission ticks) make one script call each;
+//!   `store/reply.rs` parses the scripts' replies.
 //! - [`tokens`]: queue and access JWTs.
 //! - [`service`]: the operations, shared by both transports.
 //! - [`error`]: [`error::ApiError`], mapped once to problem+json and once to
 //!   `tonic::Status`.
-//! - [`http`]: the HTTP API and its OpenAPI document; `grpc` and
-//!   `admission` (private): the gRPC API and the admission loop.
+//! - [`http`]: the HTTP API and its OpenAPI document, behind
+//!   `platform::router::standard_layers`, with `platform::auth` for bearer
+//!   tokens and the admin key; `grpc` and `admission` (private): the gRPC API
+//!   and the admission loop.
 //! - [`metrics`]: metric names.
 //! - [`build`] and [`run`]: the library entry points `main.rs` and
 //!   core-service's tests use.
@@ -67,16 +75,31 @@
 //!   released or expired session is refused even if its JWT is still valid.
 //!   `VerifyAccessBatch` answers many checks with one script per event: the
 //!   script takes the sessions as argument triples.
-//! - **Redis client.** redis-rs's async cluster connection directly rather
-//!   than a deadpool pool: it is multiplexed (one pipelined connection per
-//!   node shared by all requests, so a pool adds only checkout overhead), it
-//!   follows MOVED/ASK itself, and it is cheap to clone (so
-//!   `redis.pool_size` is not used). The store replaces it after connection
-//!   failures, so the service heals when Redis returns.
+//! - **Redis client.** A deadpool-redis cluster pool of up to
+//!   `redis.pool_size` multiplexed redis-rs cluster connections (each
+//!   follows MOVED/ASK itself). The pool owns the connections' lifecycle, so
+//!   the service has no reconnect code of its own: it connects on first use
+//!   (the service starts, and answers 503, while Redis is down), checks a
+//!   connection with `PING` each time it hands it out and replaces one that
+//!   fails, so the service heals by itself when Redis returns. A call clones
+//!   the handle and gives the pooled connection back at once: calls pipeline
+//!   on the shared connections, spread over several connections (and the
+//!   Tokio workers driving them) rather than one, and the pool bounds only
+//!   checkouts in flight.
+//!   deadpool-redis builds the cluster client without a response timeout,
+//!   so the store bounds every checkout by `redis.connect_timeout_ms` and
+//!   every reply by `redis.response_timeout_ms`: a slow or dead shard fails
+//!   fast with 503. The price is the check: its `PING` goes to every
+//!   master, one more round trip per call
+//!   (`queue_redis_checkout_duration_seconds`), and a master that does not
+//!   answer fails every check, so while it is down calls to the other
+//!   masters wait for the check and a new connection too.
 
+pub mod api;
 pub mod domain;
 pub mod error;
 pub mod events_consumer;
+pub mod layout;
 pub mod metrics;
 pub mod service;
 pub mod settings;
@@ -128,8 +151,8 @@ pub enum StartupError {
     /// Settings break a rule.
     #[error("invalid settings")]
     Settings(#[from] SettingsError),
-    /// The Redis client could not be created (bad URLs).
-    #[error("creating the redis client failed")]
+    /// The Redis connection pool could not be created (bad URLs).
+    #[error("creating the redis connection pool failed")]
     Redis(#[from] store::StoreError),
     /// The Kafka client could not be created (bad settings).
     #[error("creating the kafka client failed")]
@@ -150,10 +173,11 @@ pub enum ServeError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Validates settings and creates the Redis client. Does not listen.
+/// Validates settings and creates the Redis connection pool. Does not
+/// listen.
 ///
 /// Redis being down at this point is not fatal: the first requests get 503,
-/// `/readyz` reports false, and the connection is retried on use.
+/// `/readyz` reports false, and the pool connects again on use.
 ///
 /// # Errors
 /// [`StartupError`] for invalid settings or unusable Redis URLs.

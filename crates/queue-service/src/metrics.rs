@@ -9,6 +9,8 @@
 //!   `revoked`, `abandoned`;
 //! - `queue_redis_script_duration_seconds{script}` (histogram): one script
 //!   round trip, as the client sees it;
+//! - `queue_redis_checkout_duration_seconds` (histogram): getting a pooled
+//!   connection, including the pool's `PING` check or a new connection;
 //! - `queue_admission_tick_failures_total`: ticks that failed on Redis;
 //! - `queue_event_releases_total{released}` and
 //!   `queue_payment_to_release_seconds` (histogram): slots released from
@@ -20,6 +22,11 @@ use std::time::Duration;
 pub fn script_duration(script: &'static str, elapsed: Duration) {
     metrics::histogram!("queue_redis_script_duration_seconds", "script" => script)
         .record(elapsed.as_secs_f64());
+}
+
+/// Records one checkout of a pooled Redis connection.
+pub fn checkout_duration(elapsed: Duration) {
+    metrics::histogram!("queue_redis_checkout_duration_seconds").record(elapsed.as_secs_f64());
 }
 
 /// A new entry.

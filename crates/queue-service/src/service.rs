@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{
@@ -24,7 +24,7 @@ pub struct WaitingRoom {
 }
 
 /// Where a fan stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FanStatus {
     /// In line.
@@ -34,7 +34,7 @@ pub enum FanStatus {
 }
 
 /// The fan's view of the waiting room, returned by entry and status.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Ticket {
     /// Bearer token for status polls and leaving (JWT, `typ` = `queue`).
     pub queue_token: String,
@@ -49,10 +49,10 @@ pub struct Ticket {
     /// When to poll next, in ms; grows with the distance from the front.
     pub poll_after_ms: u64,
     /// Only when active: JWT (`typ` = `access`) for core-service.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
     /// Only when active: end of the admission (RFC 3339).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_expires_at: Option<DateTime<Utc>>,
 }
 

@@ -1,10 +1,17 @@
 //! Test harness: `spawn_app()` starts queue-service in-process on port 0
 //! against the devstack Redis Cluster, with a key prefix nobody else uses.
+//! Requests are built by `onsale_client`; the helpers that return a
+//! [`Reply`] hand back the raw response for assertions on status, headers
+//! and body.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::{future::Future, time::Duration};
 
+use onsale_client::{
+    Client, RoomConfig,
+    queue_api::{EnterRequest, RoomRequest},
+};
 use onsale_proto::queue::v1::waiting_room_client::WaitingRoomClient;
 use queue_service::{CancellationToken, Listeners, Settings};
 use reqwest::StatusCode;
@@ -17,6 +24,8 @@ pub struct TestApp {
     pub base: String,
     pub grpc_addr: String,
     pub http: reqwest::Client,
+    /// The typed client of this instance, with its admin key.
+    pub client: Client,
     pub prefix: String,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -84,10 +93,17 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
             .await
             .expect("serve");
     });
+    let http_client = reqwest::Client::new();
+    let client = Client::builder()
+        .queue_url(&base)
+        .http(http_client.clone())
+        .queue_admin_key(ADMIN_KEY)
+        .build();
     TestApp {
         base,
         grpc_addr,
-        http: reqwest::Client::new(),
+        http: http_client,
+        client,
         prefix,
         shutdown,
         task: Some(task),
@@ -127,86 +143,39 @@ impl TestApp {
         }
     }
 
-    pub async fn open_room(&self, event: &str, body: Value) -> Reply {
-        let response = self
-            .http
-            .put(format!(
-                "{}/admin/v1/events/{event}/waiting-room",
-                self.base
-            ))
-            .header("x-admin-key", ADMIN_KEY)
-            .json(&body)
-            .send()
+    /// Configures `event`'s room with `body` (a [`RoomRequest`] as JSON,
+    /// see [`room`]); panics unless the service accepts it.
+    pub async fn open_room(&self, event: &str, body: Value) -> RoomConfig {
+        let room: RoomRequest = serde_json::from_value(body).expect("a room body");
+        self.client
+            .configure_room(event, &room)
             .await
-            .unwrap();
-        let reply = Reply::from(response).await;
-        assert!(
-            reply.status.is_success(),
-            "opening the room failed: {} {}",
-            reply.status,
-            reply.body
-        );
-        reply
+            .unwrap_or_else(|error| panic!("opening the room failed: {error}"))
     }
 
     pub async fn enter(&self, event: &str, user: &str) -> Reply {
-        let response = self
-            .http
-            .post(format!("{}/v1/events/{event}/queue", self.base))
-            .json(&json!({ "user_id": user }))
-            .send()
-            .await
-            .unwrap();
-        Reply::from(response).await
+        let body = EnterRequest {
+            user_id: user.to_owned(),
+        };
+        Reply::send(self.client.enter_request(event, &body)).await
     }
 
     pub async fn status(&self, event: &str, token: &str) -> Reply {
-        let response = self
-            .http
-            .get(format!("{}/v1/events/{event}/queue/status", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        Reply::from(response).await
+        Reply::send(self.client.poll_request(event, token)).await
     }
 
     pub async fn leave(&self, event: &str, token: &str) -> Reply {
-        let response = self
-            .http
-            .delete(format!("{}/v1/events/{event}/queue", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        Reply::from(response).await
+        Reply::send(self.client.leave_request(event, token)).await
     }
 
     pub async fn stats(&self, event: &str) -> Value {
-        let response = self
-            .http
-            .get(format!(
-                "{}/admin/v1/events/{event}/waiting-room/stats",
-                self.base
-            ))
-            .header("x-admin-key", ADMIN_KEY)
-            .send()
-            .await
-            .unwrap();
-        let reply = Reply::from(response).await;
+        let reply = Reply::send(self.client.room_stats_request(event)).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         reply.body
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        Reply::from(
-            self.http
-                .get(format!("{}{path}", self.base))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        Reply::send(self.http.get(format!("{}{path}", self.base))).await
     }
 
     pub async fn grpc(&self) -> WaitingRoomClient<Channel> {

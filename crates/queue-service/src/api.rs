@@ -1,0 +1,112 @@
+//! Request and response bodies of the HTTP API (JSON). The fan's status
+//! and ticket bodies are the service layer's own types
+//! ([`FanStatus`], [`Ticket`]), re-exported here so that clients find every
+//! body in one module.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use crate::service::{FanStatus, Ticket};
+use crate::{
+    domain::{EventId, RoomState},
+    store::RoomSnapshot,
+};
+
+/// Body of `POST /v1/events/{event_id}/queue`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnterRequest {
+    /// The fan, as authenticated by the API gateway (1–64 bytes, no
+    /// whitespace).
+    pub user_id: String,
+}
+
+/// Body of `PUT /admin/v1/events/{event_id}/waiting-room`; omitted fields
+/// take the configured defaults.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoomRequest {
+    /// Active set size.
+    pub capacity: Option<u64>,
+    /// Admissions per second.
+    pub admit_per_second: Option<f64>,
+    /// Admission lifetime in seconds.
+    pub access_ttl_seconds: Option<u64>,
+    /// Silence in seconds after which a waiting fan loses the place.
+    pub abandon_after_seconds: Option<u64>,
+    /// `open`, `paused` or `closed`.
+    pub state: RoomState,
+}
+
+/// A room's numbers (`GET …/waiting-room/stats`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RoomStats {
+    /// Event id.
+    pub event_id: String,
+    /// `open`, `paused` or `closed`.
+    pub state: RoomState,
+    /// Active set size limit.
+    pub capacity: u64,
+    /// Fans in line.
+    pub waiting: u64,
+    /// Fans in the active set.
+    pub active: u64,
+    /// Entries ever made.
+    pub entered_total: u64,
+    /// Admissions ever made.
+    pub admitted_total: u64,
+    /// Fans who left the line before admission.
+    pub left_waiting_total: u64,
+    /// Exits from the active set by reason.
+    pub exited: ExitCounts,
+    /// Waiting fans dropped for silence.
+    pub abandoned_total: u64,
+    /// Entries per second over the last 30 s.
+    pub entry_rate_per_second: f64,
+    /// Admissions (exits from the line) per second over the last 30 s.
+    pub exit_rate_per_second: f64,
+}
+
+/// Exits from the active set.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExitCounts {
+    /// The fan left.
+    pub left: u64,
+    /// The admission lapsed.
+    pub expired: u64,
+    /// The fan bought tickets.
+    pub completed: u64,
+    /// Revoked by an operator or service.
+    pub revoked: u64,
+}
+
+impl RoomStats {
+    pub(crate) fn new(event: &EventId, s: &RoomSnapshot) -> Self {
+        Self {
+            event_id: event.to_string(),
+            state: s.config.state,
+            capacity: s.config.capacity,
+            waiting: s.waiting,
+            active: s.active,
+            entered_total: s.entered,
+            admitted_total: s.admitted,
+            left_waiting_total: s.left_waiting,
+            exited: ExitCounts {
+                left: s.exited_left,
+                expired: s.exited_expired,
+                completed: s.exited_completed,
+                revoked: s.exited_revoked,
+            },
+            abandoned_total: s.abandoned,
+            entry_rate_per_second: s.entry_rate,
+            exit_rate_per_second: s.exit_rate,
+        }
+    }
+}
+
+/// `/readyz` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// Whether every Redis master answered.
+    pub ready: bool,
+}

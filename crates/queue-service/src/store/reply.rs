@@ -1,0 +1,315 @@
+//! What the scripts answer: every script replies with a flat array of
+//! strings (see `src/lua/`), parsed here into typed results. A reply of any
+//! other shape is a [`StoreError::Reply`].
+
+use super::StoreError;
+use crate::domain::{RoomConfig, RoomState};
+
+/// What an entry or status call found.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Place {
+    /// In line.
+    Waiting {
+        /// Arrival number.
+        seq: u64,
+        /// Fans ahead.
+        ahead: u64,
+        /// Measured admission rate, fans per second.
+        exit_rate: f64,
+        /// The room's configured admission rate, fans per second.
+        admit_per_second: f64,
+        /// The room's abandonment window, seconds.
+        abandon_after_seconds: u64,
+    },
+    /// Admitted.
+    Active {
+        /// Session id.
+        sid: String,
+        /// Expiry of the admission, ms since the epoch.
+        expires_at_ms: u64,
+    },
+}
+
+/// Outcome of an entry or status script.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Lookup {
+    /// No room configured for the event.
+    NoRoom,
+    /// The room is closed.
+    Closed,
+    /// The room is paused.
+    Paused,
+    /// The fan is not in line nor active (left, abandoned, expired).
+    Gone,
+    /// The fan's place; `created` is true for a new entry.
+    Found {
+        /// Where the fan is.
+        place: Place,
+        /// A new entry was made.
+        created: bool,
+    },
+}
+
+/// Result of a revocation check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionCheck {
+    /// The session holds an active slot.
+    Valid,
+    /// The slot lapsed.
+    Expired,
+    /// Released, revoked, or replaced by a newer admission.
+    Released,
+    /// Released because the purchase completed, and the token has not
+    /// expired yet. Only reported when the caller accepts it.
+    Completed,
+}
+
+/// A room's settings with its live numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomSnapshot {
+    /// Settings.
+    pub config: RoomConfig,
+    /// Fans in line.
+    pub waiting: u64,
+    /// Fans in the active set.
+    pub active: u64,
+    /// Entries ever made.
+    pub entered: u64,
+    /// Admissions ever made.
+    pub admitted: u64,
+    /// Fans who left the line before admission.
+    pub left_waiting: u64,
+    /// Active fans who left.
+    pub exited_left: u64,
+    /// Admissions that lapsed.
+    pub exited_expired: u64,
+    /// Admissions that ended in a purchase.
+    pub exited_completed: u64,
+    /// Admissions revoked by an operator or service.
+    pub exited_revoked: u64,
+    /// Waiting fans dropped for silence.
+    pub abandoned: u64,
+    /// Entries per second over the last 30 s.
+    pub entry_rate: f64,
+    /// Admissions per second over the last 30 s.
+    pub exit_rate: f64,
+}
+
+/// Result of one admission tick.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TickReport {
+    /// Room state at the tick; `None` when the room no longer exists.
+    pub state: Option<RoomState>,
+    /// Fans admitted.
+    pub admitted: u64,
+    /// Admissions expired.
+    pub expired: u64,
+    /// Waiting fans dropped as abandoned.
+    pub abandoned: u64,
+    /// Fans in line after the tick.
+    pub waiting: u64,
+    /// Active set size after the tick.
+    pub active: u64,
+    /// The call stopped at its budget with work left; call again.
+    pub more: bool,
+}
+
+/// The first field, which names the outcome.
+pub(super) fn first(reply: &[String]) -> Result<&str, StoreError> {
+    reply
+        .first()
+        .map(String::as_str)
+        .ok_or_else(|| StoreError::Reply("empty reply".into()))
+}
+
+fn num(raw: &str) -> Result<u64, StoreError> {
+    raw.parse()
+        .map_err(|_| StoreError::Reply(format!("not a count: {raw:?}")))
+}
+
+fn float(raw: &str) -> Result<f64, StoreError> {
+    raw.parse()
+        .map_err(|_| StoreError::Reply(format!("not a number: {raw:?}")))
+}
+
+/// An entry or status reply: an outcome, or `active, created, sid,
+/// expires_at_ms` or `waiting, created, seq, ahead, exit_rate,
+/// admit_per_second, abandon_after_seconds`.
+pub(super) fn lookup(reply: &[String]) -> Result<Lookup, StoreError> {
+    let bad = || StoreError::Reply(reply.join(","));
+    match first(reply)? {
+        "no_room" => Ok(Lookup::NoRoom),
+        "closed" => Ok(Lookup::Closed),
+        "paused" => Ok(Lookup::Paused),
+        "gone" => Ok(Lookup::Gone),
+        "active" if reply.len() == 4 => Ok(Lookup::Found {
+            created: reply[1] == "1",
+            place: Place::Active {
+                sid: reply[2].clone(),
+                expires_at_ms: num(&reply[3])?,
+            },
+        }),
+        "waiting" if reply.len() == 7 => Ok(Lookup::Found {
+            created: reply[1] == "1",
+            place: Place::Waiting {
+                seq: num(&reply[2])?,
+                ahead: num(&reply[3])?,
+                exit_rate: float(&reply[4])?,
+                admit_per_second: float(&reply[5])?,
+                abandon_after_seconds: num(&reply[6])?,
+            },
+        }),
+        _ => Err(bad()),
+    }
+}
+
+/// A leave reply: `Some(false)` the fan left the line, `Some(true)` an
+/// active slot, `None` nothing.
+pub(super) fn left(reply: &[String]) -> Result<Option<bool>, StoreError> {
+    match first(reply)? {
+        "waiting" => Ok(Some(false)),
+        "active" => Ok(Some(true)),
+        "none" => Ok(None),
+        other => Err(StoreError::Reply(other.to_owned())),
+    }
+}
+
+/// A release reply: whether a live slot was freed.
+pub(super) fn released(reply: &[String]) -> Result<bool, StoreError> {
+    match first(reply)? {
+        "released" => Ok(true),
+        "expired" | "none" => Ok(false),
+        other => Err(StoreError::Reply(other.to_owned())),
+    }
+}
+
+/// A verify reply: one status per session, exactly `sessions` of them.
+pub(super) fn session_checks(
+    reply: &[String],
+    sessions: usize,
+) -> Result<Vec<SessionCheck>, StoreError> {
+    if reply.len() != sessions {
+        return Err(StoreError::Reply(format!(
+            "{} answers for {sessions} sessions",
+            reply.len()
+        )));
+    }
+    reply
+        .iter()
+        .map(|status| match status.as_str() {
+            "ok" => Ok(SessionCheck::Valid),
+            "expired" => Ok(SessionCheck::Expired),
+            "released" => Ok(SessionCheck::Released),
+            "completed" => Ok(SessionCheck::Completed),
+            other => Err(StoreError::Reply(other.to_owned())),
+        })
+        .collect()
+}
+
+/// A room reply: `no_room`, or 18 fields (`room`, state, four settings,
+/// the sizes of the line and the active set, eight counters, two rates).
+pub(super) fn room(reply: &[String]) -> Result<Option<RoomSnapshot>, StoreError> {
+    if first(reply)? == "no_room" {
+        return Ok(None);
+    }
+    if reply.len() != 18 {
+        return Err(StoreError::Reply(format!(
+            "room reply has {} fields",
+            reply.len()
+        )));
+    }
+    let n = |i: usize| num(&reply[i]);
+    let state =
+        RoomState::from_stored(&reply[1]).ok_or_else(|| StoreError::Reply(reply[1].clone()))?;
+    Ok(Some(RoomSnapshot {
+        config: RoomConfig {
+            capacity: n(2)?,
+            admit_per_second: float(&reply[3])?,
+            access_ttl_seconds: n(4)?,
+            abandon_after_seconds: n(5)?,
+            state,
+        },
+        waiting: n(6)?,
+        active: n(7)?,
+        entered: n(8)?,
+        admitted: n(9)?,
+        left_waiting: n(10)?,
+        exited_left: n(11)?,
+        exited_expired: n(12)?,
+        exited_completed: n(13)?,
+        exited_revoked: n(14)?,
+        abandoned: n(15)?,
+        entry_rate: float(&reply[16])?,
+        exit_rate: float(&reply[17])?,
+    }))
+}
+
+/// An admission reply: `no_room`, or 8 fields (state, admitted, expired,
+/// abandoned, waiting, active, exit rate (not needed here), more).
+pub(super) fn tick(reply: &[String]) -> Result<TickReport, StoreError> {
+    if first(reply)? == "no_room" {
+        return Ok(TickReport {
+            state: None,
+            admitted: 0,
+            expired: 0,
+            abandoned: 0,
+            waiting: 0,
+            active: 0,
+            more: false,
+        });
+    }
+    if reply.len() != 8 {
+        return Err(StoreError::Reply(format!(
+            "admit reply has {} fields",
+            reply.len()
+        )));
+    }
+    Ok(TickReport {
+        state: RoomState::from_stored(&reply[0]),
+        admitted: num(&reply[1])?,
+        expired: num(&reply[2])?,
+        abandoned: num(&reply[3])?,
+        waiting: num(&reply[4])?,
+        active: num(&reply[5])?,
+        more: reply[7] == "1",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    #[test]
+    fn script_replies_parse_into_places() {
+        assert_eq!(
+            lookup(&strings(&["waiting", "1", "7", "6", "2.5", "50", "300"])).unwrap(),
+            Lookup::Found {
+                created: true,
+                place: Place::Waiting {
+                    seq: 7,
+                    ahead: 6,
+                    exit_rate: 2.5,
+                    admit_per_second: 50.0,
+                    abandon_after_seconds: 300
+                }
+            }
+        );
+        assert_eq!(
+            lookup(&strings(&["active", "0", "7", "1700000000000"])).unwrap(),
+            Lookup::Found {
+                created: false,
+                place: Place::Active {
+                    sid: "7".into(),
+                    expires_at_ms: 1_700_000_000_000
+                }
+            }
+        );
+        assert_eq!(lookup(&strings(&["paused"])).unwrap(), Lookup::Paused);
+        assert!(lookup(&strings(&["waiting", "1"])).is_err());
+        assert!(lookup(&[]).is_err());
+    }
+}
