@@ -83,7 +83,7 @@ pub struct SeatMap {
 }
 
 /// `POST /v1/reservations` body. The user comes from the access token.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateReservation {
     /// The performance.
@@ -131,7 +131,7 @@ pub struct Reservation {
 }
 
 /// `POST /v1/payments` body.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePayment {
     /// The held reservation to pay.
@@ -159,7 +159,7 @@ pub struct Payment {
 }
 
 /// `POST /v1/users/{id}/balance/charges` body.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeRequest {
     /// Amount to add in KRW (positive; the balance may not exceed
@@ -196,7 +196,7 @@ pub struct Balance {
 }
 
 /// Admin: a concert with its performances and seat maps, created at once.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewConcert {
     /// Title (1–200 chars).
@@ -210,7 +210,7 @@ pub struct NewConcert {
 }
 
 /// Admin: one performance and its seat map.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPerformance {
     /// Show start.
@@ -225,7 +225,7 @@ pub struct NewPerformance {
 
 /// Admin: a block of identical seats: every row in `rows` gets seats
 /// numbered `1..=seats_per_row`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSection {
     /// Section name (1–32 chars).

@@ -13,51 +13,16 @@ use uuid::Uuid;
 #[error("{0}")]
 pub struct ParseError(pub String);
 
-/// A fan's id: 1–64 bytes of UTF-8 with no whitespace or control characters.
-/// The same id the API gateway passes to queue-service, so it arrives inside
-/// verified access tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, ToSchema)]
-#[serde(transparent)]
-#[schema(value_type = String, example = "fan-42")]
-pub struct UserId(String);
+/// A fan's id (1–64 bytes, no whitespace or control characters): the
+/// waiting room issues access tokens for the same id, so both services
+/// parse it with [`platform::id`]. Its [`UserIdError`] becomes a
+/// [`ParseError`] with the same message.
+pub use platform::id::UserId;
+use platform::id::UserIdError;
 
-impl UserId {
-    /// Longest accepted id, in bytes.
-    pub const MAX_BYTES: usize = 64;
-
-    /// Parses an id.
-    ///
-    /// # Errors
-    /// [`ParseError`] when empty, longer than 64 bytes, or containing
-    /// whitespace or control characters.
-    pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        if raw.is_empty() || raw.len() > Self::MAX_BYTES {
-            return Err(ParseError("user id must be 1-64 bytes".into()));
-        }
-        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ParseError(
-                "user id must not contain whitespace or control characters".into(),
-            ));
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for UserId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        Self::parse(&raw).map_err(de::Error::custom)
+impl From<UserIdError> for ParseError {
+    fn from(error: UserIdError) -> Self {
+        Self(error.to_string())
     }
 }
 
@@ -250,26 +215,6 @@ mod tests {
 
     proptest! {
         #[test]
-        fn user_ids_without_whitespace_or_controls_round_trip(raw in "[a-zA-Z0-9_.@:-]{1,64}") {
-            let id = UserId::parse(&raw).unwrap();
-            prop_assert_eq!(id.as_str(), raw.as_str());
-            let json = serde_json::to_string(&id).unwrap();
-            let back: UserId = serde_json::from_str(&json).unwrap();
-            prop_assert_eq!(back, id);
-        }
-
-        #[test]
-        fn user_ids_with_whitespace_are_rejected(prefix in "[a-z]{0,10}", ws in "[ \t\n\r\u{0}\u{7f}]", suffix in "[a-z]{0,10}") {
-            let raw = format!("{prefix}{ws}{suffix}");
-            prop_assert!(UserId::parse(&raw).is_err());
-        }
-
-        #[test]
-        fn user_ids_longer_than_64_bytes_are_rejected(raw in "[a-z]{65,200}") {
-            prop_assert!(UserId::parse(&raw).is_err());
-        }
-
-        #[test]
         fn only_positive_amounts_parse(won in any::<i64>()) {
             prop_assert_eq!(Krw::positive(won).is_ok(), won > 0);
             let parsed: Result<Krw, _> = serde_json::from_str(&won.to_string());
@@ -300,6 +245,16 @@ mod tests {
             let valid = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
             prop_assert_eq!(IdempotencyKey::parse(&raw).is_ok(), valid);
         }
+    }
+
+    #[test]
+    fn user_id_errors_keep_their_messages() {
+        let parse = |raw: &str| UserId::parse(raw).map_err(ParseError::from);
+        assert_eq!(parse("").unwrap_err().0, "user id must be 1-64 bytes");
+        assert_eq!(
+            parse("a b").unwrap_err().0,
+            "user id must not contain whitespace or control characters"
+        );
     }
 
     #[test]

@@ -1,12 +1,24 @@
-//! The API's error type. Every failure a handler can return is an
-//! [`ApiError`] variant, and [`ApiError::into_response`] is the one place
-//! that maps them to HTTP statuses and RFC 9457 problems.
+//! The HTTP API's error type. Every failure a handler can return is an
+//! [`ApiError`]: handlers make the input errors themselves (malformed ids,
+//! missing tokens), and the `From` impls here are the one place where the
+//! transport-free errors ([`BookingError`], [`StoreError`],
+//! [`QueueError`]) get their problem codes. [`ApiError::into_response`]
+//! then maps each variant to an HTTP status and an RFC 9457 problem.
+//!
+//! A 5xx tells the client only "internal" or "unavailable" and logs the
+//! cause chain.
 
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use platform::problem::{ErrorChain, Problem};
+
+use crate::{
+    booking::BookingError,
+    queue::QueueError,
+    store::{DatabaseError, StoreError},
+};
 
 /// Everything that can go wrong at the API boundary.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +41,8 @@ pub enum ApiError {
         /// The performance's limit.
         max: i32,
     },
-    /// No or malformed `Authorization` / `X-Admin-Key` header, or a token
-    /// queue-service rejects (401).
+    /// No or malformed `Authorization` header, or a token queue-service
+    /// rejects (401).
     #[error("{detail}")]
     Unauthorized {
         /// Stable problem code.
@@ -87,14 +99,14 @@ pub enum ApiError {
     QueueUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Postgres is unreachable or timed out (503).
     #[error("database unavailable")]
-    DatabaseUnavailable(#[source] sqlx::Error),
+    DatabaseUnavailable(#[source] DatabaseError),
     /// No pooled connection within the acquire timeout: load shedding (503
     /// `overloaded`, `Retry-After`).
     #[error("database pool exhausted")]
     Overloaded,
     /// A bug or an unexpected database answer (500, details only in logs).
     #[error("internal error")]
-    Internal(#[source] anyhow::Error),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -233,59 +245,73 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        classify_sqlx(error)
-    }
-}
-
-impl From<sea_orm::DbErr> for ApiError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        use sea_orm::{DbErr, RuntimeErr};
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        let detail = error.to_string();
         match error {
-            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout) => Self::Overloaded,
-            DbErr::Conn(RuntimeErr::SqlxError(inner))
-            | DbErr::Exec(RuntimeErr::SqlxError(inner))
-            | DbErr::Query(RuntimeErr::SqlxError(inner)) => match std::sync::Arc::try_unwrap(inner)
-            {
-                Ok(inner) => classify_sqlx(inner),
-                Err(shared) => Self::Internal(anyhow::anyhow!("database error: {shared}")),
-            },
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-                Self::DatabaseUnavailable(sqlx::Error::PoolClosed)
+            StoreError::PoolExhausted => Self::Overloaded,
+            StoreError::Unavailable(cause) => Self::DatabaseUnavailable(cause),
+            StoreError::Database(_) | StoreError::Invariant(_) | StoreError::Encode(_) => {
+                Self::Internal(Box::new(error))
             }
-            other => Self::Internal(anyhow::Error::new(other)),
+            StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::NotOwner => Self::forbidden("not_owner", detail),
+            StoreError::PaymentInProgress => Self::PaymentInProgress,
+            StoreError::UnknownSeats => Self::unprocessable("unknown_seats", detail),
+            StoreError::AmountOverflow => Self::unprocessable("amount_overflow", detail),
+            StoreError::BalanceOverflow => Self::unprocessable("balance_overflow", detail),
+            StoreError::AlreadyPaid => Self::conflict("already_paid", detail),
+            StoreError::ReservationCancelled => Self::conflict("reservation_cancelled", detail),
+            StoreError::HoldExpired => Self::HoldExpired,
+            StoreError::InsufficientBalance {
+                balance_krw,
+                required_krw,
+            } => Self::InsufficientBalance {
+                balance_krw,
+                required_krw,
+            },
+            StoreError::KeyReused | StoreError::KeyCollision => {
+                Self::unprocessable("idempotency_key_reused", detail)
+            }
         }
     }
 }
 
-/// SQLSTATE of a database error, if the error came from Postgres.
-pub fn sqlstate(error: &sqlx::Error) -> Option<String> {
-    match error {
-        sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
-        _ => None,
+impl From<QueueError> for ApiError {
+    fn from(error: QueueError) -> Self {
+        let detail = error.to_string();
+        match error {
+            QueueError::InvalidToken => Self::unauthorized("invalid_access_token", detail),
+            QueueError::AccessDenied => Self::forbidden("access_denied", detail),
+            QueueError::Malformed => Self::BadRequest(detail),
+            QueueError::Unavailable(cause) => Self::QueueUnavailable(cause),
+        }
     }
 }
 
-fn classify_sqlx(error: sqlx::Error) -> ApiError {
-    match &error {
-        sqlx::Error::PoolTimedOut => ApiError::Overloaded,
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => ApiError::DatabaseUnavailable(error),
-        sqlx::Error::Database(_) => match sqlstate(&error).as_deref() {
-            // query_canceled (statement_timeout), lock_not_available
-            // (lock_timeout), serialization/deadlock, admin shutdown, too many
-            // connections, cannot connect now: transient, retry.
-            Some("57014" | "55P03" | "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300") => {
-                ApiError::DatabaseUnavailable(error)
-            }
-            Some(code) if code.starts_with("08") => ApiError::DatabaseUnavailable(error),
-            _ => ApiError::Internal(anyhow::Error::new(error)),
-        },
-        _ => ApiError::Internal(anyhow::Error::new(error)),
+impl From<BookingError> for ApiError {
+    fn from(error: BookingError) -> Self {
+        let detail = error.to_string();
+        match error {
+            BookingError::NoSeats => Self::unprocessable("no_seats", detail),
+            BookingError::DuplicateSeats => Self::unprocessable("duplicate_seats", detail),
+            BookingError::TooManySeats { max } => Self::TooManySeats { max },
+            BookingError::SaleNotOpen => Self::forbidden("sale_not_open", detail),
+            BookingError::SeatTaken { seats_available } => Self::SeatTaken { seats_available },
+            BookingError::ReleasePaid => Self::conflict("already_paid", detail),
+            BookingError::AccessCompleted => Self::forbidden("access_completed", detail),
+            BookingError::InvalidConcert(detail) => Self::unprocessable("invalid_field", detail),
+            BookingError::Access(error) => error.into(),
+            BookingError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// A raw sqlx error, classified by the store's rules (for callers outside
+/// the store, such as tests checking that a timeout is a 503).
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::from(error).into()
     }
 }
 
@@ -339,7 +365,7 @@ mod tests {
 
     #[test]
     fn internal_errors_hide_their_cause() {
-        let response = ApiError::Internal(anyhow::anyhow!("secret detail")).into_response();
+        let response = ApiError::Internal("secret detail".into()).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -14,21 +14,38 @@
 //! ```
 //!
 //! # Layout
+//! Requests flow transport → booking layer → store → SQL:
+//! - [`http`]: routes (admin routes behind [`platform::auth::AdminKey`],
+//!   the standard layers of [`platform::router`]), handlers that parse HTTP
+//!   input and shape answers, and the OpenAPI document.
+//! - [`api`]: the JSON request and response bodies.
+//! - [`booking`]: the transport-free booking layer, [`booking::Booking`]:
+//!   the hold, release and payment rules, the access checks, concert
+//!   validation, and the seat-map and sale-rule caches. Fails with
+//!   [`booking::BookingError`].
+//! - [`store`]: the transactions (holds, payments, balances, catalog,
+//!   admin) and the SQL text of the hot paths ([`store::sql`]). Answers
+//!   with outcome types and [`store::StoreError`] (database faults
+//!   classified as shed / unavailable / internal, and the rules its
+//!   transactions enforce).
+//! - [`error`]: [`error::ApiError`], the one place where booking, store and
+//!   queue errors get their status and problem code.
+//! - [`domain`]: newtypes parsed once (`UserId`, `Krw`, ids, keys).
+//! - [`queue`]: the waiting room's gRPC client (token verification, with
+//!   concurrent checks coalesced into `VerifyAccessBatch` calls), failing
+//!   with [`queue::QueueError`].
 //! - [`settings`]: typed configuration (`[database]`, `[kafka]`,
 //!   `[telemetry]`, `[core]`) from embedded TOML and `ONSALE__…` variables.
-//! - [`domain`]: newtypes parsed once (`UserId`, `Krw`, ids, keys).
-//! - [`error`]: [`error::ApiError`], mapped to RFC 9457 problems in one place.
 //! - [`db`]: the explicitly sized pool with per-session timeouts.
 //! - [`migration`]: the schema (sea-orm-migration) and its invariants.
 //! - [`entities`]: sea-orm entities for the catalog and balances.
-//! - [`store`]: the transactions: holds, payments, balances, catalog, admin.
 //! - [`outbox`]: event envelopes written with the business change.
-//! - [`queue`]: the waiting room's gRPC client (token verification, with
-//!   concurrent checks coalesced into `VerifyAccessBatch` calls).
-//! - [`http`]: routes, handlers, caches, OpenAPI.
+//! - [`workers`]: outbox relay, expiry consumer, hold sweeper.
 //! - [`metrics`]: business, outbox and pool metrics.
 //! - [`seed`]: dev-only demo data.
 
+pub mod api;
+pub mod booking;
 pub mod db;
 pub mod domain;
 pub mod entities;
@@ -36,7 +53,6 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod migration;
-pub mod model;
 pub mod outbox;
 pub mod queue;
 pub mod seed;
@@ -63,7 +79,7 @@ pub struct App {
 impl App {
     /// The database handle (for tests and the `migrate`/`seed` commands).
     pub fn db(&self) -> &db::Db {
-        &self.state.db
+        self.state.booking.db()
     }
 }
 
@@ -101,19 +117,14 @@ pub enum ServeError {
 pub async fn build(settings: Settings) -> Result<App, StartupError> {
     settings.validate()?;
     let db = db::Db::connect_lazy(&settings.database)?;
-    let queue = queue::WaitingRoom::connect_lazy(
+    let queue = queue::QueueClient::connect_lazy(
         &settings.core.queue_grpc_url,
         Duration::from_millis(settings.core.queue_timeout_ms),
     )?;
     let state = http::AppState {
-        db,
-        queue,
-        seats: Arc::new(http::state::SeatCache::new(Duration::from_millis(
-            settings.core.seat_cache_ms,
-        ))),
-        rules: Arc::new(http::state::RulesCache::default()),
+        booking: booking::Booking::new(db, queue, Arc::new(settings.core.clone())),
+        admin_key: http::admin_key(&settings.core),
         metrics: telemetry::metrics_handle(),
-        core: Arc::new(settings.core.clone()),
     };
     let producer = events::producer::Producer::new(
         &settings.kafka,
@@ -172,10 +183,10 @@ async fn purge_retained(db: db::Db, keys: Duration, outbox: Duration, shutdown: 
 }
 
 /// Runs `purge` until it deletes fewer than `batch` rows; returns the total.
-async fn purge_in_batches<F, Fut>(batch: u64, mut purge: F) -> Result<u64, error::ApiError>
+async fn purge_in_batches<F, Fut>(batch: u64, mut purge: F) -> Result<u64, store::StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<u64, error::ApiError>>,
+    Fut: std::future::Future<Output = Result<u64, store::StoreError>>,
 {
     let mut total = 0;
     loop {
@@ -187,19 +198,20 @@ where
     }
 }
 
-/// Starts the event workers that `state.core` enables: outbox relay,
-/// expiry consumer and hold sweeper (see [`workers`]).
+/// Starts the event workers that the `[core]` settings enable: outbox
+/// relay, expiry consumer and hold sweeper (see [`workers`]).
 fn spawn_workers(
     state: &http::AppState,
     kafka: &platform::settings::KafkaSettings,
     producer: events::producer::Producer,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let core = &state.core;
+    let core = state.booking.settings();
+    let db = state.booking.db();
     let mut tasks = Vec::new();
     if core.outbox_relay {
         let relay = events::outbox::OutboxRelay::new(
-            state.db.pool().clone(),
+            db.pool().clone(),
             producer.clone(),
             events::outbox::RelaySettings {
                 batch_size: core.outbox_batch_size,
@@ -218,7 +230,7 @@ fn spawn_workers(
                 format!("{}-core-expiry", kafka.group_prefix),
                 kafka.topic(events::topics::RESERVATION_EXPIRATION),
             ),
-            workers::ExpiryHandler::new(state.db.clone()),
+            workers::ExpiryHandler::new(db.clone()),
             producer,
         );
         let token = shutdown.clone();
@@ -230,7 +242,7 @@ fn spawn_workers(
     }
     if core.sweeper {
         tasks.push(tokio::spawn(workers::run_sweeper(
-            state.db.clone(),
+            db.clone(),
             Duration::from_millis(core.sweep_interval_ms),
             500,
             shutdown.clone(),
@@ -258,15 +270,17 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "core-service listening");
     }
+    let db = state.booking.db().clone();
+    let core = state.booking.settings();
     let sampler = tokio::spawn(metrics::sample(
-        state.db.clone(),
+        db.clone(),
         Duration::from_secs(5),
         shutdown.clone(),
     ));
     let purger = tokio::spawn(purge_retained(
-        state.db.clone(),
-        Duration::from_secs(state.core.idempotency_retention_hours * 3_600),
-        Duration::from_secs(state.core.outbox_retention_hours * 3_600),
+        db.clone(),
+        Duration::from_secs(core.idempotency_retention_hours * 3_600),
+        Duration::from_secs(core.outbox_retention_hours * 3_600),
         shutdown.clone(),
     ));
     let workers = spawn_workers(&state, &kafka, producer, &shutdown);
@@ -286,7 +300,7 @@ pub async fn run(
     let finished = platform::shutdown::drain(&shutdown, shutdown_deadline, serving).await;
     sampler.abort();
     purger.abort();
-    state.db.pool().close().await;
+    db.pool().close().await;
     if !finished {
         return Ok(());
     }

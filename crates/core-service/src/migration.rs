@@ -14,7 +14,10 @@
 //!   deactivates the old row in the same transaction;
 //! - `payments` (one per reservation, unique per user and idempotency key)
 //!   and `idempotency_keys` (the claim and the stored response);
-//! - `outbox`, written in the same transaction as the business change.
+//! - `outbox`, written in the same transaction as the business change. Its
+//!   DDL is [`events::outbox::SCHEMA_SQL`], the one definition the relay
+//!   and its tests also use, run by the initial migration after the tables
+//!   above.
 
 use sea_orm_migration::prelude::*;
 
@@ -37,6 +40,7 @@ impl MigrationName for Initial {
     }
 }
 
+/// The booking tables; the initial migration adds the outbox after them.
 const INITIAL_UP: &str = r#"
 CREATE TABLE users (
   id          TEXT PRIMARY KEY CHECK (octet_length(id) BETWEEN 1 AND 64),
@@ -140,20 +144,6 @@ CREATE TABLE idempotency_keys (
   CHECK ((state = 'completed') = (response_body IS NOT NULL))
 );
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
-
-CREATE TABLE outbox (
-  id            BIGSERIAL PRIMARY KEY,
-  event_id      UUID NOT NULL UNIQUE,
-  topic         TEXT NOT NULL,
-  aggregate_key TEXT NOT NULL,
-  payload       JSONB NOT NULL,
-  headers       JSONB NOT NULL DEFAULT '{}'::jsonb,
-  created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
-  published_at  TIMESTAMPTZ,
-  attempts      INT NOT NULL DEFAULT 0,
-  last_error    TEXT
-);
-CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 "#;
 
 const INITIAL_DOWN: &str = r#"
@@ -172,10 +162,9 @@ DROP TABLE users;
 #[async_trait::async_trait]
 impl MigrationTrait for Initial {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(INITIAL_UP)
-            .await?;
+        let db = manager.get_connection();
+        db.execute_unprepared(INITIAL_UP).await?;
+        db.execute_unprepared(events::outbox::SCHEMA_SQL).await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The transactional outbox: events are rows written in the same
 //! transaction as the business change, published to Kafka later by the relay
-//! (issue 5). A Kafka outage therefore never fails a payment.
+//! ([`events::outbox::OutboxRelay`]). A Kafka outage therefore never fails a
+//! payment.
 //!
 //! Every row's `payload` is a version-1 [`events::Envelope`]:
 //! `{"event_id","type","version":1,"occurred_at","key","data"}` where `key`

@@ -2,9 +2,10 @@
 //! on every reservation, release and payment.
 //!
 //! core-service does not call `ReleaseAccess` after a payment: the
-//! `payment.completed` event releases the slot (issue 5). Once it has, a
+//! `payment.completed` event releases the slot, so a payment never waits
+//! on (or fails with) the waiting room after it committed. Once it has, a
 //! retry of the same `Idempotency-Key` still verifies through
-//! [`WaitingRoom::verify_for_replay`], which accepts a completed session
+//! [`QueueClient::verify_for_replay`], which accepts a completed session
 //! and tells the payment path to replay and never to charge again.
 //!
 //! Concurrent checks are coalesced: one task sends them to
@@ -17,7 +18,8 @@
 //! `VerifyAccess` would give.
 //!
 //! Fail closed: when queue-service cannot answer within the deadline, the
-//! request is refused with 503, never let through.
+//! check fails with [`QueueError::Unavailable`] (503 over HTTP), never
+//! lets the request through.
 
 use std::time::Duration;
 
@@ -33,7 +35,6 @@ use tonic::{Code, Status, transport::Channel};
 
 use crate::{
     domain::{PerformanceId, UserId},
-    error::ApiError,
     metrics,
 };
 
@@ -55,7 +56,7 @@ pub struct Access {
 /// A client of the waiting room. Cheap to clone: every clone feeds the same
 /// coalescing task, which owns one multiplexed HTTP/2 channel.
 #[derive(Debug, Clone)]
-pub struct WaitingRoom {
+pub struct QueueClient {
     checks: mpsc::Sender<Check>,
     /// A check waits at most this long in all: the call in flight, then
     /// its own.
@@ -69,12 +70,32 @@ struct Check {
     answer: oneshot::Sender<Result<VerifyAccessResponse, Status>>,
 }
 
+/// Why an access token did not admit its holder.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Malformed, forged or expired token (`UNAUTHENTICATED`).
+    #[error("the access token is invalid or expired")]
+    InvalidToken,
+    /// A token of another performance, or a released session
+    /// (`PERMISSION_DENIED`).
+    #[error("the access token does not admit this performance or was released")]
+    AccessDenied,
+    /// queue-service found the token or performance id malformed
+    /// (`INVALID_ARGUMENT`).
+    #[error("the access token or performance id is malformed")]
+    Malformed,
+    /// queue-service is unreachable, slow or failing, or answered nonsense:
+    /// fail closed.
+    #[error("queue-service unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// The queue-service URL is malformed.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid core.queue_grpc_url")]
 pub struct QueueConfigError(#[source] Box<dyn std::error::Error + Send + Sync>);
 
-impl WaitingRoom {
+impl QueueClient {
     /// A lazily connecting client: start-up does not need queue-service, and
     /// the channel reconnects by itself. Every call is bounded by `timeout`.
     /// Spawns the coalescing task on the current Tokio runtime; it ends
@@ -102,15 +123,13 @@ impl WaitingRoom {
     /// was issued to.
     ///
     /// # Errors
-    /// - 401 `invalid_access_token`: malformed, forged or expired token;
-    /// - 403 `access_denied`: a token of another performance, or a released
-    ///   session;
-    /// - 503: queue-service unreachable, slow or failing (fail closed).
+    /// [`QueueError`]: the token does not admit the performance, or
+    /// queue-service could not say (fail closed).
     pub async fn verify(
         &self,
         performance: PerformanceId,
         access_token: &str,
-    ) -> Result<UserId, ApiError> {
+    ) -> Result<UserId, QueueError> {
         self.call(performance, access_token, false)
             .await
             .map(|access| access.user)
@@ -128,7 +147,7 @@ impl WaitingRoom {
         &self,
         performance: PerformanceId,
         access_token: &str,
-    ) -> Result<Access, ApiError> {
+    ) -> Result<Access, QueueError> {
         self.call(performance, access_token, true).await
     }
 
@@ -137,14 +156,14 @@ impl WaitingRoom {
         performance: PerformanceId,
         access_token: &str,
         accept_completed: bool,
-    ) -> Result<Access, ApiError> {
+    ) -> Result<Access, QueueError> {
         let request = VerifyAccessRequest {
             event_id: performance.to_string(),
             access_token: access_token.to_owned(),
             accept_completed,
         };
         let (answer, answered) = oneshot::channel();
-        let unavailable = |why: &str| ApiError::QueueUnavailable(why.to_owned().into());
+        let unavailable = |why: &str| QueueError::Unavailable(why.to_owned().into());
         let exchange = async {
             self.checks
                 .send(Check { request, answer })
@@ -160,7 +179,7 @@ impl WaitingRoom {
         match reply {
             Ok(response) => {
                 let user = UserId::parse(&response.user_id).map_err(|error| {
-                    ApiError::QueueUnavailable(
+                    QueueError::Unavailable(
                         format!("queue-service returned an invalid user id: {error}").into(),
                     )
                 })?;
@@ -170,18 +189,10 @@ impl WaitingRoom {
                 })
             }
             Err(status) => Err(match status.code() {
-                Code::Unauthenticated => ApiError::unauthorized(
-                    "invalid_access_token",
-                    "the access token is invalid or expired",
-                ),
-                Code::PermissionDenied => ApiError::forbidden(
-                    "access_denied",
-                    "the access token does not admit this performance or was released",
-                ),
-                Code::InvalidArgument => {
-                    ApiError::BadRequest("the access token or performance id is malformed".into())
-                }
-                _ => ApiError::QueueUnavailable(Box::new(status)),
+                Code::Unauthenticated => QueueError::InvalidToken,
+                Code::PermissionDenied => QueueError::AccessDenied,
+                Code::InvalidArgument => QueueError::Malformed,
+                _ => QueueError::Unavailable(Box::new(status)),
             }),
         }
     }
@@ -190,7 +201,7 @@ impl WaitingRoom {
 /// Sends queued checks to `VerifyAccessBatch`, one call at a time, each
 /// with everything queued meanwhile, and answers every check. Each call is
 /// bounded by `timeout` as a whole (the channel's own timeout stops at the
-/// response headers). Ends when every [`WaitingRoom`] clone is gone.
+/// response headers). Ends when every [`QueueClient`] clone is gone.
 async fn coalesce(
     mut client: WaitingRoomClient<Channel>,
     mut queue: mpsc::Receiver<Check>,

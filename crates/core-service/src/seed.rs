@@ -5,10 +5,11 @@ use chrono::{Duration, Utc};
 use platform::settings::Environment;
 
 use crate::{
+    api::{ConcertCreated, NewConcert, NewPerformance, NewSection},
+    booking::concerts,
     db::Db,
     domain::{Krw, UserId},
-    model::{ConcertCreated, NewConcert, NewPerformance, NewSection},
-    store::{admin, balance},
+    store::balance,
 };
 
 /// Why seeding did not happen.
@@ -75,12 +76,13 @@ pub async fn seed(db: &Db, environment: Environment) -> Result<ConcertCreated, S
     if environment == Environment::Production {
         return Err(SeedError::Production);
     }
-    let created = admin::create_concert(db, &demo_concert())
+    let created = concerts::create(db, &demo_concert())
         .await
         .map_err(|e| SeedError::Write(e.to_string()))?;
     let amount = Krw::positive(1_000_000).map_err(|e| SeedError::Write(e.0))?;
     for n in 1..=5 {
-        let user = UserId::parse(&format!("fan-{n}")).map_err(|e| SeedError::Write(e.0))?;
+        let user =
+            UserId::parse(&format!("fan-{n}")).map_err(|e| SeedError::Write(e.to_string()))?;
         balance::charge(db, &user, amount)
             .await
             .map_err(|e| SeedError::Write(e.to_string()))?;
@@ -94,7 +96,7 @@ mod tests {
 
     #[test]
     fn the_demo_concert_is_valid() {
-        assert!(admin::validate(&demo_concert()).is_ok());
+        assert!(concerts::validate(&demo_concert()).is_ok());
     }
 
     #[tokio::test]

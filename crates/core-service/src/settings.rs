@@ -24,8 +24,8 @@ pub struct Settings {
     pub environment: Environment,
     /// The Postgres pool and its session timeouts.
     pub database: DatabaseSettings,
-    /// Kafka; read by the outbox relay (issue 5), kept here so one
-    /// `devstack env` configures every service.
+    /// Kafka; read by the outbox relay and the expiry consumer, kept here
+    /// so one `devstack env` configures every service.
     pub kafka: KafkaSettings,
     /// Logs, metrics and traces.
     #[serde(default)]

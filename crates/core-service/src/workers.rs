@@ -28,7 +28,11 @@ use events::{
 use platform::shutdown::CancellationToken;
 use uuid::Uuid;
 
-use crate::{db::Db, error::ApiError, metrics, store::holds};
+use crate::{
+    db::Db,
+    metrics,
+    store::{StoreError, holds},
+};
 
 /// Expires the hold named by each `reservation.expiration` at its due time.
 #[derive(Debug, Clone)]
@@ -62,7 +66,7 @@ impl Handler for ExpiryHandler {
             }
             // An expiration for a reservation this database never had is a
             // bad event, not a passing fault: dead-letter it.
-            Err(ApiError::NotFound(_)) => Err(HandlerError::permanent(format!(
+            Err(StoreError::NotFound(_)) => Err(HandlerError::permanent(format!(
                 "reservation {} does not exist",
                 envelope.data.reservation_id
             ))),
@@ -76,7 +80,7 @@ impl Handler for ExpiryHandler {
 ///
 /// # Errors
 /// Database errors; holds expired before the error stay expired.
-pub async fn sweep_once(db: &Db, batch: i64) -> Result<usize, ApiError> {
+pub async fn sweep_once(db: &Db, batch: i64) -> Result<usize, StoreError> {
     // Served by the partial index on (held_until) WHERE status = 'held', so a
     // sweep reads only overdue holds however many reservations exist.
     let overdue: Vec<(Uuid, chrono::DateTime<Utc>)> = sqlx::query_as(

@@ -1,6 +1,7 @@
 //! An at-least-once Kafka consumer runtime shared by both services.
 //!
-//! Rules (house style 7, and failure B-2 of the seed incident manual):
+//! Rules (so that no record is lost and none blocks its partition forever,
+//! as a stuck expiration consumer without a DLQ would leave seats held):
 //! - `enable.auto.offset.store=false`: the offset of a record is stored only
 //!   after its handler succeeded or the record was written to the DLQ, and
 //!   stored offsets are committed every `auto.commit.interval.ms` (1 s), on

@@ -14,7 +14,9 @@
 //! - [`consumer`]: the at-least-once consumer runtime with retries, DLQ,
 //!   deferral of records that are not due yet, and drain on revoke.
 //! - [`dlq`]: `dlq list` and `dlq replay` for service binaries.
-//! - [`outbox`]: the transactional outbox table and its relay to Kafka.
+//! - [`outbox`]: the transactional outbox: the table's DDL
+//!   ([`outbox::SCHEMA_SQL`], which service migrations execute) and its relay
+//!   to Kafka.
 //! - [`metrics`]: metric names.
 //! - [`topics`]: topic names.
 

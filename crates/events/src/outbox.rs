@@ -2,8 +2,9 @@
 //!
 //! A service writes an event into [`SCHEMA_SQL`]'s `outbox` table in the same
 //! transaction as the business change, so a committed payment always has its
-//! `payment.completed`, whatever Kafka is doing (failures B-1 and B-4 of the
-//! seed incident manual). [`OutboxRelay`] then moves rows to Kafka:
+//! `payment.completed`, whatever Kafka is doing: a Kafka outage never fails
+//! a committed payment, and no event is dropped by a disconnected producer.
+//! [`OutboxRelay`] then moves rows to Kafka:
 //!
 //! 1. claim up to `batch_size` unpublished rows, oldest first, with
 //!    `FOR UPDATE SKIP LOCKED`, so several relays (one per instance) share the
@@ -38,8 +39,11 @@ use sqlx::{PgPool, Row};
 
 use crate::{metrics, producer::Producer};
 
-/// DDL of the outbox table. Services include it in their migrations; tests
-/// apply it to scratch databases.
+/// DDL of the outbox table and its index of unpublished rows: the one
+/// definition. A service's migration executes it verbatim (core-service's
+/// initial migration does), and tests and benches apply it to scratch
+/// databases. Idempotent (`IF NOT EXISTS`): applying it where the table
+/// already exists changes nothing.
 pub const SCHEMA_SQL: &str = r"
 CREATE TABLE IF NOT EXISTS outbox (
   id            BIGSERIAL PRIMARY KEY,

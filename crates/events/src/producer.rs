@@ -5,8 +5,7 @@
 //! the broker's acknowledgement and returns an error otherwise, so a caller
 //! (the outbox relay) marks an event published only after Kafka has it. A
 //! producer that cannot reach the broker fails each send after
-//! `delivery_timeout_ms` instead of dropping the record silently (failure B-4
-//! of the seed incident manual).
+//! `delivery_timeout_ms` instead of dropping the record silently.
 //!
 //! An idempotent client can hit a *fatal* error, after which librdkafka
 //! refuses every send (seen with Tansu after a broker freeze: the producer id

@@ -1,7 +1,8 @@
-//! Request handlers. Each parses its input into domain types, calls
-//! [`crate::store`] and returns JSON or an [`ApiError`].
+//! Request handlers. Each parses its input into domain types, calls the
+//! [`Booking`](crate::booking::Booking) layer and shapes the HTTP answer;
+//! every failure is an [`ApiError`].
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Json,
@@ -15,53 +16,54 @@ use tracing::instrument;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::state::{Admin, AppState};
+use super::AppState;
 use crate::{
-    domain::{ConcertId, IdempotencyKey, PerformanceId, SeatId, UserId},
-    error::ApiError,
-    metrics,
-    model::{
+    api::{
         Balance, ChargeRequest, Concert, ConcertCreated, ConcertPage, CreatePayment,
         CreateReservation, LedgerEntry, NewConcert, Payment, Readiness, Reservation, SeatMap,
     },
-    store::{
-        admin, balance, catalog,
-        holds::{self, HoldOutcome},
-        payments::{self, PaymentOutcome, PaymentRequest},
-    },
+    domain::{ConcertId, IdempotencyKey, ParseError, PerformanceId, UserId},
+    error::ApiError,
+    metrics,
+    store::payments::PaymentOutcome,
 };
 
-/// Longest accepted access token, in bytes.
-const MAX_TOKEN_BYTES: usize = 4_096;
-/// Hard cap of seats in one request, whatever the performance allows.
-const MAX_SEATS_PER_REQUEST: usize = 50;
-
 /// The bearer token of `Authorization`.
+///
+/// # Errors
+/// 401 `missing_access_token` when absent or malformed (see
+/// [`platform::auth::bearer`]).
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let missing = || {
+    platform::auth::bearer(headers).ok_or_else(|| {
         ApiError::unauthorized(
             "missing_access_token",
             "Authorization: Bearer <access_token> is required",
         )
-    };
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(missing)?
-        .to_str()
-        .map_err(|_| missing())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > MAX_TOKEN_BYTES {
-        return Err(missing());
-    }
-    Ok(token)
+    })
 }
 
-fn positive<T>(
-    parse: impl FnOnce(i64) -> Result<T, crate::domain::ParseError>,
-    raw: i64,
-) -> Result<T, ApiError> {
+/// `raw` parsed by `parse`; 400 `invalid_request` with its message.
+fn parsed<T, R>(parse: impl FnOnce(R) -> Result<T, ParseError>, raw: R) -> Result<T, ApiError> {
     parse(raw).map_err(|e| ApiError::BadRequest(e.0))
+}
+
+/// The `Idempotency-Key` header.
+///
+/// # Errors
+/// 400 `invalid_request` when absent, not visible ASCII, empty or longer
+/// than 255 bytes.
+fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+    let raw = headers
+        .get("idempotency-key")
+        .ok_or_else(|| ApiError::BadRequest("the Idempotency-Key header is required".into()))?
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
+    parsed(IdempotencyKey::parse, raw)
+}
+
+/// A user id from the path; 400 `invalid_request` with its message.
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw).map_err(|e| ApiError::BadRequest(ParseError::from(e).0))
 }
 
 /// `GET /healthz`: the process is alive.
@@ -75,7 +77,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
     (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "Database unreachable", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let database = state.db.ping(Duration::from_secs(1)).await;
+    let database = state.booking.db().ping(Duration::from_secs(1)).await;
     let status = if database {
         StatusCode::OK
     } else {
@@ -111,7 +113,7 @@ pub async fn list_concerts(
         return Err(ApiError::BadRequest("limit must be 1-100".into()));
     }
     let after = query.after.unwrap_or(0).max(0);
-    Ok(Json(catalog::list(&state.db, after, limit).await?))
+    Ok(Json(state.booking.concerts(after, limit).await?))
 }
 
 /// `GET /v1/concerts/{id}`: one concert with seat counts per performance.
@@ -122,8 +124,8 @@ pub async fn get_concert(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Concert>, ApiError> {
-    let id = positive(ConcertId::new, id)?;
-    Ok(Json(catalog::get(&state.db, id).await?))
+    let id = parsed(ConcertId::new, id)?;
+    Ok(Json(state.booking.concert(id).await?))
 }
 
 /// `GET /v1/performances/{id}/seats`: the seat map (≤ 1 s stale; a
@@ -135,8 +137,8 @@ pub async fn get_seats(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
-    let id = positive(PerformanceId::new, id)?;
-    let map = state.seat_map(id).await?;
+    let id = parsed(PerformanceId::new, id)?;
+    let map = state.booking.seat_map(id).await?;
     let mut response = Json(&*map).into_response();
     response
         .headers_mut()
@@ -162,7 +164,14 @@ pub async fn create_reservation(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateReservation>,
 ) -> Result<Response, ApiError> {
-    let result = hold(&state, &headers, body).await;
+    let result = async {
+        let token = bearer(&headers)?;
+        let held = state
+            .booking
+            .hold(token, body.performance_id, &body.seat_ids);
+        Ok::<_, ApiError>(held.await?)
+    }
+    .await;
     metrics::reservation(match &result {
         Ok(_) => "held",
         Err(ApiError::SeatTaken { .. }) => "seat_taken",
@@ -179,64 +188,6 @@ pub async fn create_reservation(
     Ok(response)
 }
 
-async fn hold(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: CreateReservation,
-) -> Result<Reservation, ApiError> {
-    let token = bearer(headers)?;
-    if body.seat_ids.is_empty() {
-        return Err(ApiError::unprocessable(
-            "no_seats",
-            "seat_ids must not be empty",
-        ));
-    }
-    if body.seat_ids.len() > MAX_SEATS_PER_REQUEST {
-        return Err(ApiError::TooManySeats {
-            max: MAX_SEATS_PER_REQUEST as i32,
-        });
-    }
-    let seats: BTreeSet<SeatId> = body.seat_ids.iter().copied().collect();
-    if seats.len() != body.seat_ids.len() {
-        return Err(ApiError::unprocessable(
-            "duplicate_seats",
-            "seat_ids must not repeat",
-        ));
-    }
-    let user = state.queue.verify(body.performance_id, token).await?;
-    tracing::Span::current().record("user_id", user.as_str());
-    let rules = state.sale_rules(body.performance_id).await?;
-    if seats.len() > rules.max_seats_per_order as usize {
-        return Err(ApiError::TooManySeats {
-            max: rules.max_seats_per_order,
-        });
-    }
-    if chrono::Utc::now() < rules.sale_opens_at {
-        return Err(ApiError::forbidden(
-            "sale_not_open",
-            "the sale of this performance has not opened yet",
-        ));
-    }
-    let seats: Vec<SeatId> = seats.into_iter().collect();
-    match holds::hold(
-        &state.db,
-        &user,
-        body.performance_id,
-        &seats,
-        state.core.hold_ttl(),
-    )
-    .await?
-    {
-        HoldOutcome::Held(reservation) => {
-            state.seats.invalidate(body.performance_id);
-            Ok(reservation)
-        }
-        HoldOutcome::Taken => Err(ApiError::SeatTaken {
-            seats_available: state.seats_available(body.performance_id).await?,
-        }),
-    }
-}
-
 /// `GET /v1/reservations/{id}`: a reservation by its (unguessable) id.
 #[utoipa::path(get, path = "/v1/reservations/{id}", tag = "reservations", params(("id" = Uuid, Path)), responses(
     (status = 200, body = Reservation), (status = 400, description = "Malformed id"),
@@ -246,7 +197,7 @@ pub async fn get_reservation(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Reservation>, ApiError> {
-    Ok(Json(holds::get(&state.db, id).await?))
+    Ok(Json(state.booking.reservation(id).await?))
 }
 
 /// `DELETE /v1/reservations/{id}`: release one's own hold (204).
@@ -265,12 +216,7 @@ pub async fn delete_reservation(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let token = bearer(&headers)?;
-    let header = holds::header(&state.db, id).await?;
-    let performance = positive(PerformanceId::new, header.performance_id)?;
-    let user = state.queue.verify(performance, token).await?;
-    tracing::Span::current().record("user_id", user.as_str());
-    holds::release(&state.db, &user, id).await?;
-    state.seats.invalidate(performance);
+    state.booking.release(token, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -295,7 +241,14 @@ pub async fn create_payment(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreatePayment>,
 ) -> Result<Response, ApiError> {
-    let result = pay(&state, &headers, &body).await;
+    // The token is checked before the key: a request with neither is 401.
+    let result = async {
+        let token = bearer(&headers)?;
+        let key = idempotency_key(&headers)?;
+        let paid = state.booking.pay(token, &key, body.reservation_id);
+        Ok::<_, ApiError>(paid.await?)
+    }
+    .await;
     metrics::payment(match &result {
         Ok(PaymentOutcome::Completed(_)) => "completed",
         Ok(PaymentOutcome::Replayed(_)) => "replayed",
@@ -317,44 +270,6 @@ pub async fn create_payment(
     })
 }
 
-async fn pay(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &CreatePayment,
-) -> Result<PaymentOutcome, ApiError> {
-    let token = bearer(headers)?;
-    let key = headers
-        .get("idempotency-key")
-        .ok_or_else(|| ApiError::BadRequest("the Idempotency-Key header is required".into()))?
-        .to_str()
-        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))
-        .and_then(|raw| IdempotencyKey::parse(raw).map_err(|e| ApiError::BadRequest(e.0)))?;
-    let header = holds::header(&state.db, body.reservation_id).await?;
-    let performance = positive(PerformanceId::new, header.performance_id)?;
-    let access = state.queue.verify_for_replay(performance, token).await?;
-    tracing::Span::current().record("user_id", access.user.as_str());
-    let request = PaymentRequest {
-        user: &access.user,
-        key: &key,
-        reservation_id: body.reservation_id,
-        lease_seconds: state.core.idempotency_lease_seconds,
-    };
-    if access.completed {
-        // The slot is gone because this fan's purchase completed: answer a
-        // retry of a key already used, never start a new payment.
-        return payments::replay(&state.db, &request).await;
-    }
-    let outcome = payments::pay(&state.db, request).await?;
-    if matches!(outcome, PaymentOutcome::Completed(_)) {
-        state.seats.invalidate(performance);
-    }
-    Ok(outcome)
-}
-
-fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    UserId::parse(raw).map_err(|e| ApiError::BadRequest(e.0))
-}
-
 /// `POST /v1/users/{id}/balance/charges`: add KRW to a prepaid balance.
 /// Called by the top-up integration, so it needs `X-Admin-Key`.
 #[utoipa::path(post, path = "/v1/users/{id}/balance/charges", tag = "balance", params(("id" = String, Path)),
@@ -367,14 +282,13 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 #[instrument(skip_all, fields(user_id = %id))]
 pub async fn charge_balance(
     State(state): State<AppState>,
-    _admin: Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ChargeRequest>,
 ) -> Result<(StatusCode, Json<LedgerEntry>), ApiError> {
     let user = user_id(&id)?;
     Ok((
         StatusCode::CREATED,
-        Json(balance::charge(&state.db, &user, body.amount).await?),
+        Json(state.booking.charge(&user, body.amount).await?),
     ))
 }
 
@@ -388,9 +302,7 @@ pub async fn get_balance(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Balance>, ApiError> {
     let user = user_id(&id)?;
-    Ok(Json(
-        balance::get(&state.db, &user, state.core.recent_ledger_entries).await?,
-    ))
+    Ok(Json(state.booking.balance(&user).await?))
 }
 
 /// `POST /admin/v1/concerts`: create a concert, its performances and seat
@@ -405,12 +317,11 @@ pub async fn get_balance(
 #[instrument(skip_all)]
 pub async fn create_concert(
     State(state): State<AppState>,
-    _admin: Admin,
     ApiJson(body): ApiJson<NewConcert>,
 ) -> Result<(StatusCode, Json<ConcertCreated>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(admin::create_concert(&state.db, &body).await?),
+        Json(state.booking.create_concert(&body).await?),
     ))
 }
 
@@ -418,27 +329,30 @@ pub async fn create_concert(
 mod tests {
     use super::*;
 
-    fn headers(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-        headers
-    }
-
     #[test]
-    fn bearer_tokens_are_extracted_case_insensitively() {
-        assert_eq!(bearer(&headers("Bearer abc.def")).unwrap(), "abc.def");
-        assert_eq!(bearer(&headers("bearer xyz")).unwrap(), "xyz");
-    }
-
-    #[test]
-    fn other_schemes_and_empty_tokens_are_unauthorized() {
-        for value in ["Basic abc", "Bearer ", "Bearer", "abc"] {
-            let error = bearer(&headers(value)).unwrap_err();
+    fn a_missing_or_foreign_authorization_is_401_missing_access_token() {
+        for value in ["Basic abc", "Bearer ", "abc"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            let error = bearer(&headers).unwrap_err();
             assert_eq!(error.status(), StatusCode::UNAUTHORIZED, "{value}");
         }
+        assert!(matches!(
+            bearer(&HeaderMap::new()),
+            Err(ApiError::Unauthorized {
+                code: "missing_access_token",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn user_ids_keep_their_messages() {
+        let error = user_id("has space").unwrap_err();
         assert_eq!(
-            bearer(&HeaderMap::new()).unwrap_err().status(),
-            StatusCode::UNAUTHORIZED
+            error.to_string(),
+            "user id must not contain whitespace or control characters"
         );
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -2,11 +2,11 @@
 
 use sqlx::Row;
 
+use super::StoreError;
 use crate::{
+    api::{Balance, LedgerEntry},
     db::Db,
     domain::{Krw, UserId},
-    error::ApiError,
-    model::{Balance, LedgerEntry},
 };
 
 /// Creates the user on first charge; refuses to overflow `i64::MAX` KRW.
@@ -38,9 +38,9 @@ fn entry(row: &sqlx::postgres::PgRow) -> Result<LedgerEntry, sqlx::Error> {
 /// entry together).
 ///
 /// # Errors
-/// 422 `balance_overflow` when the balance would pass `i64::MAX` KRW
-/// (nothing changes); database errors.
-pub async fn charge(db: &Db, user: &UserId, amount: Krw) -> Result<LedgerEntry, ApiError> {
+/// [`StoreError::BalanceOverflow`] when the balance would pass `i64::MAX`
+/// KRW (nothing changes); database errors.
+pub async fn charge(db: &Db, user: &UserId, amount: Krw) -> Result<LedgerEntry, StoreError> {
     let mut conn = db.acquire().await?;
     let row = sqlx::query(CHARGE)
         .bind(user.as_str())
@@ -49,24 +49,21 @@ pub async fn charge(db: &Db, user: &UserId, amount: Krw) -> Result<LedgerEntry, 
         .await?;
     match row {
         Some(row) => Ok(entry(&row)?),
-        None => Err(ApiError::unprocessable(
-            "balance_overflow",
-            "the balance would exceed the maximum",
-        )),
+        None => Err(StoreError::BalanceOverflow),
     }
 }
 
 /// The balance and the `limit` latest ledger entries, newest first.
 ///
 /// # Errors
-/// 404 for a user who never charged; database errors.
-pub async fn get(db: &Db, user: &UserId, limit: u32) -> Result<Balance, ApiError> {
+/// [`StoreError::NotFound`] for a user who never charged; database errors.
+pub async fn get(db: &Db, user: &UserId, limit: u32) -> Result<Balance, StoreError> {
     let mut conn = db.acquire().await?;
     let balance: i64 = sqlx::query_scalar("SELECT balance_krw FROM users WHERE id = $1")
         .bind(user.as_str())
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or(ApiError::NotFound("user"))?;
+        .ok_or(StoreError::NotFound("user"))?;
     let recent_entries = sqlx::query(
         "SELECT id, kind, amount_krw, balance_after_krw, payment_id, created_at FROM ledger_entries \
          WHERE user_id = $1 ORDER BY id DESC LIMIT $2",

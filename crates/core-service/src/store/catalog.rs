@@ -7,12 +7,12 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use sqlx::Row;
 
+use super::StoreError;
 use crate::{
+    api::{Concert, ConcertPage, Performance, Seat, SeatMap},
     db::Db,
     domain::{ConcertId, PerformanceId},
     entities::{concert, performance},
-    error::ApiError,
-    model::{Concert, ConcertPage, Performance, Seat, SeatMap},
 };
 
 /// The sale rules of a performance, read before every hold.
@@ -39,7 +39,7 @@ fn to_view(model: performance::Model) -> Performance {
 ///
 /// # Errors
 /// Database errors.
-pub async fn list(db: &Db, after: i64, limit: u64) -> Result<ConcertPage, ApiError> {
+pub async fn list(db: &Db, after: i64, limit: u64) -> Result<ConcertPage, StoreError> {
     let concerts = concert::Entity::find()
         .filter(concert::Column::Id.gt(after))
         .order_by_asc(concert::Column::Id)
@@ -82,12 +82,12 @@ pub async fn list(db: &Db, after: i64, limit: u64) -> Result<ConcertPage, ApiErr
 /// One concert with its performances and their seat counts.
 ///
 /// # Errors
-/// 404 unknown concert; database errors.
-pub async fn get(db: &Db, id: ConcertId) -> Result<Concert, ApiError> {
+/// [`StoreError::NotFound`]; database errors.
+pub async fn get(db: &Db, id: ConcertId) -> Result<Concert, StoreError> {
     let concert = concert::Entity::find_by_id(id.get())
         .one(db.orm())
         .await?
-        .ok_or(ApiError::NotFound("concert"))?;
+        .ok_or(StoreError::NotFound("concert"))?;
     let performances = performance::Entity::find()
         .filter(performance::Column::ConcertId.eq(id.get()))
         .order_by_asc(performance::Column::StartsAt)
@@ -128,12 +128,12 @@ pub async fn get(db: &Db, id: ConcertId) -> Result<Concert, ApiError> {
 /// The sale rules of `id`.
 ///
 /// # Errors
-/// 404 unknown performance; database errors.
-pub async fn sale_rules(db: &Db, id: PerformanceId) -> Result<SaleRules, ApiError> {
+/// [`StoreError::NotFound`]; database errors.
+pub async fn sale_rules(db: &Db, id: PerformanceId) -> Result<SaleRules, StoreError> {
     let p = performance::Entity::find_by_id(id.get())
         .one(db.orm())
         .await?
-        .ok_or(ApiError::NotFound("performance"))?;
+        .ok_or(StoreError::NotFound("performance"))?;
     Ok(SaleRules {
         max_seats_per_order: p.max_seats_per_order,
         sale_opens_at: p.sale_opens_at,
@@ -143,15 +143,15 @@ pub async fn sale_rules(db: &Db, id: PerformanceId) -> Result<SaleRules, ApiErro
 /// Every seat of `id` with its availability now (a lapsed hold is free).
 ///
 /// # Errors
-/// 404 unknown performance; database errors.
-pub async fn seat_map(db: &Db, id: PerformanceId) -> Result<SeatMap, ApiError> {
+/// [`StoreError::NotFound`]; database errors.
+pub async fn seat_map(db: &Db, id: PerformanceId) -> Result<SeatMap, StoreError> {
     let mut conn = db.acquire().await?;
     let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM performances WHERE id = $1")
         .bind(id.get())
         .fetch_optional(&mut *conn)
         .await?;
     if exists.is_none() {
-        return Err(ApiError::NotFound("performance"));
+        return Err(StoreError::NotFound("performance"));
     }
     let seats = sqlx::query(
         "SELECT id, section, row_label, number, grade, price_krw, \

@@ -5,7 +5,8 @@
 //!    expired … FOR UPDATE SKIP LOCKED)` claims every requested seat that is
 //!    available and not being claimed by a concurrent buyer right now. Rows
 //!    another buyer has locked are skipped, never waited on;
-//! 2. fewer rows than requested → roll back, 409 (all-or-nothing);
+//! 2. fewer rows than requested → roll back, [`HoldOutcome::Taken`]
+//!    (all-or-nothing);
 //! 3. otherwise deactivate the claims of the expired holds we took over,
 //!    insert the reservation, its `reservation_seats` (the partial unique
 //!    index there is the backstop) and the `reservation.expiration` outbox
@@ -17,29 +18,13 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::{StoreError, sql, sqlstate};
 use crate::{
+    api::{Reservation, ReservedSeat},
     db::Db,
     domain::{PerformanceId, ReservationId, SeatId, UserId},
-    error::{ApiError, sqlstate},
-    model::{Reservation, ReservedSeat},
     outbox::{OutboxRow, ReservationExpiration},
 };
-
-/// The hold's `BEGIN`. The claim binds its seat ids as one `int8[]`, whose
-/// length the planner cannot see in a generic plan; it assumes ten
-/// elements, prices the generic plan above a one-seat custom plan, and so
-/// re-plans the claim on every execution (measured with
-/// `pg_stat_statements`: one plan per call, about 230 µs of planning per
-/// hold, against one plan per ~300 calls for the same text with an
-/// `ARRAY[$1]` literal). The generic plan is the same index scan on
-/// `seats_by_performance` for any seat count, so the hold forces it.
-const BEGIN: &str = include_str!("sql/hold_begin.sql");
-
-const CLAIM: &str = include_str!("sql/hold_claim.sql");
-
-const RELEASE_EXPIRED_CLAIMS: &str = include_str!("sql/hold_release_expired_claims.sql");
-
-const INSERT_RESERVATION: &str = include_str!("sql/hold_insert_reservation.sql");
 
 /// Outcome of a hold attempt that did not fail.
 #[derive(Debug, Clone)]
@@ -47,7 +32,7 @@ pub enum HoldOutcome {
     /// Every seat is now held by the new reservation.
     Held(Reservation),
     /// At least one seat is held, sold or being claimed right now; nothing
-    /// was held. The caller reports 409 with [`available_seats`].
+    /// was held. The caller reports it with [`available_seats`].
     Taken,
 }
 
@@ -56,7 +41,7 @@ pub enum HoldOutcome {
 ///
 /// # Errors
 /// Database errors.
-pub async fn available_seats(db: &Db, performance: PerformanceId) -> Result<i64, ApiError> {
+pub async fn available_seats(db: &Db, performance: PerformanceId) -> Result<i64, StoreError> {
     let mut conn = db.acquire().await?;
     Ok(sqlx::query_scalar(
         "SELECT count(*) FROM seats WHERE performance_id = $1 \
@@ -74,19 +59,20 @@ pub async fn available_seats(db: &Db, performance: PerformanceId) -> Result<i64,
 /// claimed concurrently; nothing is held then.
 ///
 /// # Errors
-/// - 422 `unknown_seats` when a seat is not part of the performance;
-/// - database errors (503 when unavailable or shed).
+/// - [`StoreError::UnknownSeats`] when a seat is not part of the
+///   performance; [`StoreError::AmountOverflow`];
+/// - database errors.
 pub async fn hold(
     db: &Db,
     user: &UserId,
     performance: PerformanceId,
     seats: &[SeatId],
     ttl: Duration,
-) -> Result<HoldOutcome, ApiError> {
+) -> Result<HoldOutcome, StoreError> {
     let reservation_id = ReservationId::generate();
     let seat_ids: Vec<i64> = seats.iter().map(|s| s.get()).collect();
-    let mut tx = db.begin_with(BEGIN).await?;
-    let rows = sqlx::query(CLAIM)
+    let mut tx = db.begin_with(sql::HOLD_BEGIN).await?;
+    let rows = sqlx::query(sql::HOLD_CLAIM)
         .bind(&seat_ids)
         .bind(performance.get())
         .bind(reservation_id.0)
@@ -104,10 +90,7 @@ pub async fn hold(
         .await?;
         tx.rollback().await?;
         if known != seat_ids.len() as i64 {
-            return Err(ApiError::unprocessable(
-                "unknown_seats",
-                "one or more seats do not belong to this performance",
-            ));
+            return Err(StoreError::UnknownSeats);
         }
         return Ok(HoldOutcome::Taken);
     }
@@ -128,15 +111,14 @@ pub async fn hold(
         });
     }
     reserved.sort_by_key(|seat| seat.id);
-    let held_until =
-        held_until.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("claim returned no rows")))?;
+    let held_until = held_until.ok_or(StoreError::Invariant("the claim returned no rows"))?;
     let amount = reserved
         .iter()
         .try_fold(0i64, |sum, seat| sum.checked_add(seat.price))
-        .ok_or_else(|| ApiError::unprocessable("amount_overflow", "the total price overflows"))?;
+        .ok_or(StoreError::AmountOverflow)?;
 
     if took_over_expired {
-        sqlx::query(RELEASE_EXPIRED_CLAIMS)
+        sqlx::query(sql::HOLD_RELEASE_EXPIRED_CLAIMS)
             .bind(&seat_ids)
             .execute(&mut *tx)
             .await?;
@@ -154,7 +136,7 @@ pub async fn hold(
             held_until,
         },
     );
-    let inserted = sqlx::query(INSERT_RESERVATION)
+    let inserted = sqlx::query(sql::HOLD_INSERT_RESERVATION)
         .bind(reservation_id.0)
         .bind(user.as_str())
         .bind(performance.get())
@@ -196,30 +178,31 @@ pub struct ReservationHeader {
     /// The holder.
     pub user_id: String,
     /// The performance.
-    pub performance_id: i64,
+    pub performance_id: PerformanceId,
 }
 
 /// Who holds a reservation and for which performance.
 ///
 /// # Errors
-/// [`ApiError::NotFound`]; database errors.
-pub async fn header(db: &Db, id: Uuid) -> Result<ReservationHeader, ApiError> {
-    let row = sqlx::query(include_str!("sql/reservation_header.sql"))
+/// [`StoreError::NotFound`]; database errors.
+pub async fn header(db: &Db, id: Uuid) -> Result<ReservationHeader, StoreError> {
+    let row = sqlx::query(sql::RESERVATION_HEADER)
         .bind(id)
         .fetch_optional(db.pool())
         .await?
-        .ok_or(ApiError::NotFound("reservation"))?;
+        .ok_or(StoreError::NotFound("reservation"))?;
     Ok(ReservationHeader {
         user_id: row.try_get("user_id")?,
-        performance_id: row.try_get("performance_id")?,
+        performance_id: PerformanceId::new(row.try_get("performance_id")?)
+            .map_err(|_| StoreError::Invariant("a reservation's performance id is not positive"))?,
     })
 }
 
 /// Reads a reservation. A hold past `held_until` reads as `expired`.
 ///
 /// # Errors
-/// [`ApiError::NotFound`]; database errors.
-pub async fn get(db: &Db, id: Uuid) -> Result<Reservation, ApiError> {
+/// [`StoreError::NotFound`]; database errors.
+pub async fn get(db: &Db, id: Uuid) -> Result<Reservation, StoreError> {
     let mut conn = db.acquire().await?;
     let row = sqlx::query(
         "SELECT user_id, performance_id, amount_krw, held_until, \
@@ -229,7 +212,7 @@ pub async fn get(db: &Db, id: Uuid) -> Result<Reservation, ApiError> {
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or(ApiError::NotFound("reservation"))?;
+    .ok_or(StoreError::NotFound("reservation"))?;
     let seats = sqlx::query(
         "SELECT s.id, s.section, s.row_label, s.number, s.grade, rs.price_krw \
          FROM reservation_seats rs JOIN seats s ON s.id = rs.seat_id \
@@ -261,15 +244,26 @@ pub async fn get(db: &Db, id: Uuid) -> Result<Reservation, ApiError> {
     })
 }
 
-/// Releases `user`'s hold `id`: its seats become free at once. Releasing a
-/// hold that already ended (cancelled or expired) is a no-op.
+/// What releasing a hold did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The hold ended now (`cancelled`, or `expired` when it had lapsed);
+    /// its seats are free.
+    Ended,
+    /// The hold had already ended (cancelled or expired); nothing changed.
+    AlreadyEnded,
+    /// The reservation is paid; nothing changed (a sale is never undone
+    /// by a release).
+    Paid,
+}
+
+/// Releases `user`'s hold `id`: its seats become free at once.
 ///
 /// # Errors
-/// - 404 unknown reservation; 403 `not_owner` for another user's;
-/// - 409 `already_paid` for a confirmed reservation;
-/// - 409 `payment_in_progress` while it is being paid;
+/// - [`StoreError::NotFound`]; [`StoreError::NotOwner`] for another user's;
+/// - [`StoreError::PaymentInProgress`] while it is being paid;
 /// - database errors.
-pub async fn release(db: &Db, user: &UserId, id: Uuid) -> Result<(), ApiError> {
+pub async fn release(db: &Db, user: &UserId, id: Uuid) -> Result<Release, StoreError> {
     let mut tx = db.begin().await?;
     let row = super::lock_own_reservation(
         &mut tx,
@@ -280,19 +274,14 @@ pub async fn release(db: &Db, user: &UserId, id: Uuid) -> Result<(), ApiError> {
     .await?;
     let status: String = row.try_get("status")?;
     match status.as_str() {
-        "confirmed" => {
-            return Err(ApiError::conflict(
-                "already_paid",
-                "a paid reservation cannot be released",
-            ));
-        }
+        "confirmed" => return Ok(Release::Paid),
         "held" => {}
-        _ => return Ok(()),
+        _ => return Ok(Release::AlreadyEnded),
     }
     let lapsed: bool = row.try_get("lapsed")?;
     end_hold(&mut tx, id, if lapsed { "expired" } else { "cancelled" }).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(Release::Ended)
 }
 
 /// Frees the seats of hold `id` that still belong to it, deactivates its
@@ -322,15 +311,15 @@ async fn end_hold(
 }
 
 /// Expires hold `id` if it is still `held` and past `held_until`: for the
-/// `reservation.expiration` consumer (issue 5). Holds also expire lazily,
+/// `reservation.expiration` consumer and the sweeper. Holds also expire lazily,
 /// so calling this is an optimisation (seat rows become `free` again), never
 /// needed for correctness. A hold being paid right now is left alone.
 ///
 /// Returns whether the hold was expired by this call.
 ///
 /// # Errors
-/// 404 unknown reservation; database errors.
-pub async fn expire_if_lapsed(db: &Db, id: Uuid) -> Result<bool, ApiError> {
+/// [`StoreError::NotFound`]; database errors.
+pub async fn expire_if_lapsed(db: &Db, id: Uuid) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
     let row = sqlx::query(
         "SELECT status = 'held' AND held_until < now() AS lapsed FROM reservations WHERE id = $1 FOR UPDATE SKIP LOCKED",
@@ -350,7 +339,7 @@ pub async fn expire_if_lapsed(db: &Db, id: Uuid) -> Result<bool, ApiError> {
             return if exists.is_some() {
                 Ok(false)
             } else {
-                Err(ApiError::NotFound("reservation"))
+                Err(StoreError::NotFound("reservation"))
             };
         }
     };

@@ -3,31 +3,34 @@
 //!
 //! 1. Claim the key with one autocommit upsert into `idempotency_keys`. If
 //!    it exists: a completed key replays the stored response; an in-flight
-//!    one answers 409 + `Retry-After`; a different reservation under the same
-//!    key is 422. An in-flight claim whose lease ran out (a crash mid-payment)
-//!    may be taken over.
+//!    one is [`StoreError::PaymentInProgress`]; a different reservation
+//!    under the same key is [`StoreError::KeyReused`]. An in-flight claim
+//!    whose lease ran out (a crash mid-payment) may be taken over.
 //! 2. One transaction: lock the reservation (`NOWAIT`), check owner, state
 //!    and expiry; mark its seats sold (`SKIP LOCKED`: a seat taken over after
-//!    expiry means 410); debit the balance with a conditional `UPDATE`
-//!    (402 when short); then ledger entry, reservation confirmed, payment,
+//!    expiry means [`StoreError::HoldExpired`]); debit the balance with a
+//!    conditional `UPDATE` ([`StoreError::InsufficientBalance`] when short);
+//!    then ledger entry, reservation confirmed, payment,
 //!    `payment.completed` outbox row and the stored response, in one
 //!    statement; commit.
 //! 3. Any failure rolls the transaction back and frees the key, so nothing
-//!    but a success is ever remembered (409/429/503 are never cached).
+//!    but a success is ever remembered (conflicts and faults are never
+//!    cached).
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
+use super::{StoreError, sql, sqlstate};
 use crate::{
+    api::Payment,
     db::Db,
     domain::{IdempotencyKey, PaymentId, UserId},
-    error::{ApiError, sqlstate},
-    model::Payment,
     outbox::{OutboxRow, PaymentCompleted},
 };
 
-/// The result of a payment request.
+/// The result of a payment request. Both carry the stored response: a
+/// [`Payment`] as JSON, replayed byte for byte under the same key.
 #[derive(Debug, Clone)]
 pub enum PaymentOutcome {
     /// This request paid; the body is the stored response.
@@ -35,16 +38,6 @@ pub enum PaymentOutcome {
     /// An earlier request with the same key paid; its stored response.
     Replayed(serde_json::Value),
 }
-
-const CLAIM_KEY: &str = include_str!("sql/pay_claim_key.sql");
-
-const LOCK_RESERVATION: &str = include_str!("sql/pay_lock_reservation.sql");
-
-const SELL_SEATS: &str = include_str!("sql/pay_sell_seats.sql");
-
-const DEBIT: &str = include_str!("sql/pay_debit.sql");
-
-const RECORD: &str = include_str!("sql/pay_record.sql");
 
 /// What the payment needs besides the database.
 #[derive(Debug, Clone)]
@@ -62,21 +55,22 @@ pub struct PaymentRequest<'a> {
 /// Pays a held reservation from the user's balance, idempotently.
 ///
 /// # Errors
-/// - [`ApiError::PaymentInProgress`] (409 + Retry-After): same key or same
-///   reservation being paid right now;
-/// - 422 `idempotency_key_reused`: the key was used for another reservation;
-/// - 404 unknown reservation; 403 `not_owner`;
-/// - 409 `already_paid` / `reservation_cancelled`;
-/// - [`ApiError::HoldExpired`] (410), [`ApiError::InsufficientBalance`] (402):
+/// - [`StoreError::PaymentInProgress`]: same key or same reservation being
+///   paid right now;
+/// - [`StoreError::KeyReused`], [`StoreError::KeyCollision`]: the key was
+///   used for another reservation or payment;
+/// - [`StoreError::NotFound`]; [`StoreError::NotOwner`];
+/// - [`StoreError::AlreadyPaid`], [`StoreError::ReservationCancelled`];
+/// - [`StoreError::HoldExpired`], [`StoreError::InsufficientBalance`]:
 ///   nothing changed;
 /// - database errors.
-pub async fn pay(db: &Db, request: PaymentRequest<'_>) -> Result<PaymentOutcome, ApiError> {
+pub async fn pay(db: &Db, request: PaymentRequest<'_>) -> Result<PaymentOutcome, StoreError> {
     let fingerprint = request.reservation_id.to_string();
     // One checkout for the claim and the transaction: sqlx pings every
     // connection it takes back (a round trip each), and a second checkout
     // also rotates requests over more of the pool's backends.
     let mut conn = db.acquire().await?;
-    let claimed = sqlx::query(CLAIM_KEY)
+    let claimed = sqlx::query(sql::PAY_CLAIM_KEY)
         .bind(request.user.as_str())
         .bind(request.key.as_str())
         .bind(&fingerprint)
@@ -89,7 +83,7 @@ pub async fn pay(db: &Db, request: PaymentRequest<'_>) -> Result<PaymentOutcome,
         // attempt failed; the client may retry.
         return existing_key(&mut conn, &request, &fingerprint)
             .await?
-            .ok_or(ApiError::PaymentInProgress);
+            .ok_or(StoreError::PaymentInProgress);
     }
     match pay_claimed(&mut conn, &request).await {
         Ok(body) => Ok(PaymentOutcome::Completed(body)),
@@ -108,34 +102,29 @@ pub async fn pay(db: &Db, request: PaymentRequest<'_>) -> Result<PaymentOutcome,
     }
 }
 
-/// Answers a payment retry for a fan whose access session completed (the
-/// slot was released by `payment.completed`): the stored response of an
-/// `Idempotency-Key` already used for this reservation, and nothing else.
-/// No money moves and no key is claimed.
+/// The stored response of an `Idempotency-Key` already used for this
+/// reservation, as [`PaymentOutcome::Replayed`], or `None` when the key
+/// was never used by this user. No money moves and no key is claimed: for
+/// retries that must never start a new payment.
 ///
 /// # Errors
-/// - 403 `access_completed`: the key was never used by this fan (a new
-///   payment needs a new admission);
-/// - 422 `idempotency_key_reused`; [`ApiError::PaymentInProgress`];
-/// - database errors.
-pub async fn replay(db: &Db, request: &PaymentRequest<'_>) -> Result<PaymentOutcome, ApiError> {
+/// [`StoreError::KeyReused`]; [`StoreError::PaymentInProgress`]; database
+/// errors.
+pub async fn replay(
+    db: &Db,
+    request: &PaymentRequest<'_>,
+) -> Result<Option<PaymentOutcome>, StoreError> {
     let fingerprint = request.reservation_id.to_string();
     let mut conn = db.acquire().await?;
-    existing_key(&mut conn, request, &fingerprint)
-        .await?
-        .ok_or_else(|| {
-            ApiError::forbidden(
-                "access_completed",
-                "this access session already completed a purchase; only a retry of its Idempotency-Key is answered",
-            )
-        })
+    existing_key(&mut conn, request, &fingerprint).await
 }
 
+/// The earlier use of the request's key, if any.
 async fn existing_key(
     conn: &mut PgConnection,
     request: &PaymentRequest<'_>,
     fingerprint: &str,
-) -> Result<Option<PaymentOutcome>, ApiError> {
+) -> Result<Option<PaymentOutcome>, StoreError> {
     let row = sqlx::query("SELECT fingerprint, state, response_body FROM idempotency_keys WHERE user_id = $1 AND key = $2")
         .bind(request.user.as_str())
         .bind(request.key.as_str())
@@ -145,69 +134,56 @@ async fn existing_key(
         return Ok(None);
     };
     if row.try_get::<String, _>("fingerprint")? != fingerprint {
-        return Err(ApiError::unprocessable(
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for another reservation",
-        ));
+        return Err(StoreError::KeyReused);
     }
     match (
         row.try_get::<String, _>("state")?.as_str(),
         row.try_get::<Option<serde_json::Value>, _>("response_body")?,
     ) {
         ("completed", Some(body)) => Ok(Some(PaymentOutcome::Replayed(body))),
-        _ => Err(ApiError::PaymentInProgress),
+        _ => Err(StoreError::PaymentInProgress),
     }
 }
 
 async fn pay_claimed(
     conn: &mut PgConnection,
     request: &PaymentRequest<'_>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<serde_json::Value, StoreError> {
     let mut tx = conn.begin().await?;
     let row = super::lock_own_reservation(
         &mut tx,
-        LOCK_RESERVATION,
+        sql::PAY_LOCK_RESERVATION,
         request.reservation_id,
         request.user,
     )
     .await?;
     let status: String = row.try_get("status")?;
     match status.as_str() {
-        "confirmed" => {
-            return Err(ApiError::conflict(
-                "already_paid",
-                "this reservation is already paid",
-            ));
-        }
-        "cancelled" => {
-            return Err(ApiError::conflict(
-                "reservation_cancelled",
-                "this reservation was released",
-            ));
-        }
-        "expired" => return Err(ApiError::HoldExpired),
+        "confirmed" => return Err(StoreError::AlreadyPaid),
+        "cancelled" => return Err(StoreError::ReservationCancelled),
+        "expired" => return Err(StoreError::HoldExpired),
         _ => {}
     }
     if row.try_get::<bool, _>("lapsed")? {
-        return Err(ApiError::HoldExpired);
+        return Err(StoreError::HoldExpired);
     }
     let performance_id: i64 = row.try_get("performance_id")?;
     let amount: i64 = row.try_get("amount_krw")?;
     let now: DateTime<Utc> = row.try_get("now")?;
     let seat_count: i64 = row.try_get("seat_count")?;
 
-    let mut seat_ids: Vec<i64> = sqlx::query_scalar(SELL_SEATS)
+    let mut seat_ids: Vec<i64> = sqlx::query_scalar(sql::PAY_SELL_SEATS)
         .bind(request.reservation_id)
         .fetch_all(&mut *tx)
         .await?;
     if seat_ids.len() as i64 != seat_count {
         // A seat was taken over after the hold lapsed (or is being taken
         // over right now): the hold is gone.
-        return Err(ApiError::HoldExpired);
+        return Err(StoreError::HoldExpired);
     }
     seat_ids.sort_unstable();
 
-    let Some(balance_after) = sqlx::query_scalar::<_, i64>(DEBIT)
+    let Some(balance_after) = sqlx::query_scalar::<_, i64>(sql::PAY_DEBIT)
         .bind(request.user.as_str())
         .bind(amount)
         .fetch_optional(&mut *tx)
@@ -218,7 +194,7 @@ async fn pay_claimed(
                 .bind(request.user.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
-        return Err(ApiError::InsufficientBalance {
+        return Err(StoreError::InsufficientBalance {
             balance_krw: balance.unwrap_or(0),
             required_krw: amount,
         });
@@ -234,7 +210,7 @@ async fn pay_claimed(
         balance_after,
         paid_at: now,
     })
-    .map_err(|error| ApiError::Internal(error.into()))?;
+    .map_err(StoreError::Encode)?;
     let event = OutboxRow::new(
         request.reservation_id.to_string(),
         now,
@@ -248,7 +224,7 @@ async fn pay_claimed(
             paid_at: now,
         },
     );
-    let recorded = sqlx::query(RECORD)
+    let recorded = sqlx::query(sql::PAY_RECORD)
         .bind(request.user.as_str())
         .bind(amount)
         .bind(balance_after)
@@ -268,10 +244,7 @@ async fn pay_claimed(
         // A key purged after its retention and reused for another
         // reservation collides with the old payment.
         if sqlstate(&error).as_deref() == Some("23505") {
-            return Err(ApiError::unprocessable(
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for another payment",
-            ));
+            return Err(StoreError::KeyCollision);
         }
         return Err(error.into());
     }
@@ -289,7 +262,7 @@ pub async fn purge_idempotency_keys(
     db: &Db,
     retention: std::time::Duration,
     batch: i64,
-) -> Result<u64, ApiError> {
+) -> Result<u64, StoreError> {
     let deleted = sqlx::query(
         "DELETE FROM idempotency_keys WHERE ctid IN (\
            SELECT ctid FROM idempotency_keys \

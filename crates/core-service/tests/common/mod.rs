@@ -1,14 +1,25 @@
 //! Test harness: `spawn_app()` starts the real queue-service and
 //! core-service in-process on port 0, against the devstack Postgres (a fresh
 //! database per test, migrated) and Redis Cluster (a fresh key prefix).
+//! Requests are built by `onsale_client`; the helpers that return a
+//! [`Reply`] hand back the raw response for assertions on status, headers
+//! and body.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::time::Duration;
 
+use core_service::{
+    api::{
+        ChargeRequest, CreatePayment, CreateReservation, NewConcert, NewPerformance, NewSection,
+    },
+    domain::{Krw, PerformanceId, SeatId},
+};
+use onsale_client::{
+    Client, RoomState,
+    queue_api::{EnterRequest, FanStatus, RoomRequest},
+};
 use platform::{settings::Environment, shutdown::CancellationToken};
-use reqwest::StatusCode;
-use serde_json::json;
 use sqlx::PgPool;
 
 pub const CORE_ADMIN_KEY: &str = "core-test-admin-key";
@@ -22,6 +33,8 @@ pub struct TestApp {
     #[allow(dead_code)] // used by some test binaries only
     pub queue_grpc: String,
     pub http: reqwest::Client,
+    /// The typed client of both services, with their admin keys.
+    pub client: Client,
     /// A separate pool on the test database, for assertions.
     pub db: PgPool,
     pub database_url: String,
@@ -241,11 +254,19 @@ async fn spawn_core(
         .pool_max_idle_per_host(600)
         .build()
         .unwrap();
+    let client = Client::builder()
+        .queue_url(&queue_base)
+        .core_url(&base)
+        .http(http.clone())
+        .queue_admin_key(QUEUE_ADMIN_KEY)
+        .core_admin_key(CORE_ADMIN_KEY)
+        .build();
     TestApp {
         base,
         queue_base,
         queue_grpc,
         http,
+        client,
         db,
         database_url,
         shutdown,
@@ -254,18 +275,11 @@ async fn spawn_core(
 
 impl TestApp {
     pub async fn get(&self, path: &str) -> Reply {
-        Reply::from(
-            self.http
-                .get(format!("{}{path}", self.base))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        Reply::send(self.http.get(format!("{}{path}", self.base))).await
     }
 
     /// Creates a concert with one performance of `rows` × `per_row` seats at
-    /// `price` KRW, on sale now.
+    /// `price` KRW, on sale now, and opens its waiting room wide.
     pub async fn create_show(
         &self,
         rows: usize,
@@ -274,37 +288,36 @@ impl TestApp {
         max_per_order: i32,
     ) -> Show {
         let now = chrono::Utc::now();
-        let body = json!({
-            "title": "Test Concert", "artist": "Test Artist", "venue": "Test Hall",
-            "performances": [{
-                "starts_at": now + chrono::Duration::days(7),
-                "sale_opens_at": now - chrono::Duration::minutes(1),
-                "max_seats_per_order": max_per_order,
-                "sections": [{"section": "A", "grade": "R", "price": price,
-                              "rows": (1..=rows).map(|r| r.to_string()).collect::<Vec<_>>(),
-                              "seats_per_row": per_row}]
-            }]
-        });
-        let reply = Reply::from(
-            self.http
-                .post(format!("{}/admin/v1/concerts", self.base))
-                .header("x-admin-key", CORE_ADMIN_KEY)
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-        let performance = &reply.body["performances"][0];
+        let concert = NewConcert {
+            title: "Test Concert".into(),
+            artist: "Test Artist".into(),
+            venue: "Test Hall".into(),
+            performances: vec![NewPerformance {
+                starts_at: now + chrono::Duration::days(7),
+                sale_opens_at: now - chrono::Duration::minutes(1),
+                max_seats_per_order: max_per_order,
+                sections: vec![NewSection {
+                    section: "A".into(),
+                    grade: "R".into(),
+                    price: Krw::positive(price).expect("a positive price"),
+                    rows: (1..=rows).map(|r| r.to_string()).collect(),
+                    seats_per_row: per_row,
+                }],
+            }],
+        };
+        let created = self
+            .client
+            .create_concert(&concert)
+            .await
+            .unwrap_or_else(|error| panic!("creating the concert failed: {error}"));
+        let performance = created
+            .performances
+            .into_iter()
+            .next()
+            .expect("a performance");
         let show = Show {
-            performance_id: performance["id"].as_i64().unwrap(),
-            seat_ids: performance["seat_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_i64().unwrap())
-                .collect(),
+            performance_id: performance.id,
+            seat_ids: performance.seat_ids,
         };
         self.open_room(show.performance_id).await;
         show
@@ -313,139 +326,90 @@ impl TestApp {
     /// Opens the waiting room of `performance` wide, so everyone is admitted
     /// at once.
     pub async fn open_room(&self, performance: i64) {
-        let response = self
-            .http
-            .put(format!(
-                "{}/admin/v1/events/{performance}/waiting-room",
-                self.queue_base
-            ))
-            .header("x-admin-key", QUEUE_ADMIN_KEY)
-            .json(
-                &json!({"capacity": 100000, "admit_per_second": 100000, "access_ttl_seconds": 600,
-                          "abandon_after_seconds": 300, "state": "open"}),
-            )
-            .send()
+        let room = RoomRequest {
+            capacity: Some(100_000),
+            admit_per_second: Some(100_000.0),
+            access_ttl_seconds: Some(600),
+            abandon_after_seconds: Some(300),
+            state: RoomState::Open,
+        };
+        self.client
+            .configure_room(performance, &room)
             .await
-            .unwrap();
-        let reply = Reply::from(response).await;
-        assert!(
-            reply.status.is_success(),
-            "opening the room failed: {} {}",
-            reply.status,
-            reply.body
-        );
+            .unwrap_or_else(|error| panic!("opening the room failed: {error}"));
     }
 
     /// Queues `user` for `performance` and waits until admitted; returns the
     /// access token.
     pub async fn access_token(&self, performance: i64, user: &str) -> String {
+        let entry = EnterRequest {
+            user_id: user.to_owned(),
+        };
         // Entering is retried on 429/503 (load shedding under 500 concurrent
         // fans), as a real client would.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let entered = loop {
-            let entered = Reply::from(
-                self.http
-                    .post(format!("{}/v1/events/{performance}/queue", self.queue_base))
-                    .json(&json!({ "user_id": user }))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            let retryable = matches!(
-                entered.status,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-            );
-            if !retryable || tokio::time::Instant::now() > deadline {
-                break entered;
+            match self.client.enter(performance, &entry).await {
+                Err(error) if error.is_shed() && tokio::time::Instant::now() <= deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                entered => break entered,
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        assert!(
-            entered.status.is_success(),
-            "entering the queue failed: {} {}",
-            entered.status,
-            entered.body
-        );
-        if let Some(token) = entered.body["access_token"].as_str() {
-            return token.to_owned();
-        }
-        let queue_token = entered.body["queue_token"]
-            .as_str()
-            .expect("a queue token")
-            .to_owned();
+        let mut ticket =
+            entered.unwrap_or_else(|error| panic!("entering the queue failed: {error}"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let status = Reply::from(
-                self.http
-                    .get(format!(
-                        "{}/v1/events/{performance}/queue/status",
-                        self.queue_base
-                    ))
-                    .bearer_auth(&queue_token)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            if status.body["status"] == "active"
-                && let Some(token) = status.body["access_token"].as_str()
+            if ticket.status == FanStatus::Active
+                && let Some(token) = ticket.access_token.take()
             {
-                return token.to_owned();
+                return token;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{user} was not admitted: {}",
-                status.body
+                "{user} was not admitted: {ticket:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+            match self.client.poll(performance, &ticket.queue_token).await {
+                Ok(next) => ticket = next,
+                // A refused poll (shed, say) is tried again at the next step.
+                Err(error) if error.status().is_some() => {}
+                Err(error) => panic!("polling the queue failed: {error}"),
+            }
         }
     }
 
     pub async fn charge(&self, user: &str, amount: i64) -> Reply {
-        Reply::from(
-            self.http
-                .post(format!("{}/v1/users/{user}/balance/charges", self.base))
-                .header("x-admin-key", CORE_ADMIN_KEY)
-                .json(&json!({ "amount": amount }))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        let charge = ChargeRequest {
+            amount: Krw::positive(amount).expect("a positive amount"),
+        };
+        Reply::send(self.client.charge_request(user, &charge)).await
     }
 
     pub async fn hold(&self, token: &str, performance: i64, seats: &[i64]) -> Reply {
-        Reply::from(
-            self.http
-                .post(format!("{}/v1/reservations", self.base))
-                .bearer_auth(token)
-                .json(&json!({ "performance_id": performance, "seat_ids": seats }))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        let hold = CreateReservation {
+            performance_id: PerformanceId::new(performance).expect("a performance id"),
+            seat_ids: seats
+                .iter()
+                .map(|s| SeatId::new(*s).expect("a seat id"))
+                .collect(),
+        };
+        Reply::send(self.client.hold_request(token, &hold)).await
     }
 
     pub async fn pay(&self, token: &str, key: &str, reservation: &str) -> Reply {
-        Reply::from(
-            self.http
-                .post(format!("{}/v1/payments", self.base))
-                .bearer_auth(token)
-                .header("idempotency-key", key)
-                .json(&json!({ "reservation_id": reservation }))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        let payment = CreatePayment {
+            reservation_id: reservation.parse().expect("a reservation id"),
+        };
+        Reply::send(self.client.pay_request(token, key, &payment)).await
     }
 
     pub async fn balance(&self, user: &str) -> i64 {
-        let reply = self.get(&format!("/v1/users/{user}/balance")).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        reply.body["balance"].as_i64().unwrap()
+        self.client
+            .balance(user)
+            .await
+            .unwrap_or_else(|error| panic!("reading {user}'s balance failed: {error}"))
+            .balance
     }
 
     pub async fn scalar(&self, sql: &str) -> i64 {

@@ -1,0 +1,52 @@
+//! Why a booking operation was refused or failed. Transport-free: each
+//! transport maps it to its own status (HTTP: `crate::error`).
+
+use crate::{queue::QueueError, store::StoreError};
+
+/// Every way a [`super::Booking`] operation can end without its result.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    /// A hold request named no seats.
+    #[error("seat_ids must not be empty")]
+    NoSeats,
+    /// A hold request named a seat twice.
+    #[error("seat_ids must not repeat")]
+    DuplicateSeats,
+    /// More seats than one reservation may hold: the performance's
+    /// `max_seats_per_order`, or the per-request cap of
+    /// [`super::MAX_SEATS_PER_REQUEST`], whichever is hit first.
+    #[error("at most {max} seats per order")]
+    TooManySeats {
+        /// The limit that was exceeded.
+        max: i32,
+    },
+    /// The performance's sale has not opened yet.
+    #[error("the sale of this performance has not opened yet")]
+    SaleNotOpen,
+    /// At least one requested seat is held or sold; nothing was held.
+    #[error("one or more seats are already taken")]
+    SeatTaken {
+        /// Seats of the performance that can still be held (lazy expiry
+        /// applied; cached like the seat map).
+        seats_available: i64,
+    },
+    /// A paid reservation cannot be released; nothing changed.
+    #[error("a paid reservation cannot be released")]
+    ReleasePaid,
+    /// The fan's access session already completed a purchase: only a retry
+    /// of an `Idempotency-Key` it already used is answered, never a new
+    /// payment.
+    #[error(
+        "this access session already completed a purchase; only a retry of its Idempotency-Key is answered"
+    )]
+    AccessCompleted,
+    /// A new concert breaks a rule; the text names it and is safe to show.
+    #[error("{0}")]
+    InvalidConcert(String),
+    /// The waiting room refused the access token, or could not check it.
+    #[error("access check failed")]
+    Access(#[from] QueueError),
+    /// The store refused (a rule its transaction enforces) or failed.
+    #[error("booking store failed")]
+    Store(#[from] StoreError),
+}

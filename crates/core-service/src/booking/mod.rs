@@ -1,0 +1,176 @@
+//! The booking layer: the rules of holding, releasing and paying for seats,
+//! over the store and the waiting room, free of any transport. A transport
+//! parses its input into domain types, calls a [`Booking`] method, and
+//! shapes the answer or maps the [`BookingError`] (HTTP: `crate::error`).
+//!
+//! - [`Booking::hold`] / [`Booking::release`] (`holds.rs`): the seat
+//!   selection rules, the access check, the sale rules, then the store's
+//!   all-or-nothing claim;
+//! - [`Booking::pay`] (`payments.rs`): the access check (a completed
+//!   session may only replay) and the idempotent payment;
+//! - [`concerts`]: the rules of a new concert, and its creation;
+//! - catalog and balance reads, here; seat maps and sale rules are cached
+//!   in process (`cache.rs`) and dropped on every change this process
+//!   makes.
+
+mod cache;
+pub mod concerts;
+mod error;
+mod holds;
+mod payments;
+
+use std::{sync::Arc, time::Instant};
+
+use uuid::Uuid;
+
+use self::cache::{RulesCache, SeatCache};
+pub use self::{error::BookingError, holds::MAX_SEATS_PER_REQUEST};
+use crate::{
+    api::{
+        Balance, Concert, ConcertCreated, ConcertPage, LedgerEntry, NewConcert, Reservation,
+        SeatMap,
+    },
+    db::Db,
+    domain::{ConcertId, Krw, PerformanceId, UserId},
+    queue::QueueClient,
+    settings::CoreSettings,
+    store::{
+        self, StoreError,
+        catalog::{self, SaleRules},
+    },
+};
+
+/// The booking core's operations. Cheap to clone: every clone shares the
+/// pool, the waiting-room client and the caches.
+#[derive(Debug, Clone)]
+pub struct Booking {
+    db: Db,
+    queue: QueueClient,
+    settings: Arc<CoreSettings>,
+    seats: Arc<SeatCache>,
+    rules: Arc<RulesCache>,
+}
+
+impl Booking {
+    /// Operations over `db` that verify access tokens with `queue`, under
+    /// the `[core]` settings (hold TTL, seat cache lifetime, payment lease,
+    /// ledger page size).
+    pub fn new(db: Db, queue: QueueClient, settings: Arc<CoreSettings>) -> Self {
+        let seats = Arc::new(SeatCache::new(std::time::Duration::from_millis(
+            settings.seat_cache_ms,
+        )));
+        Self {
+            db,
+            queue,
+            settings,
+            seats,
+            rules: Arc::new(RulesCache::default()),
+        }
+    }
+
+    /// The database handle.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The `[core]` settings.
+    pub fn settings(&self) -> &CoreSettings {
+        &self.settings
+    }
+
+    /// Up to `limit` concerts with an id above `after`, by id.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn concerts(&self, after: i64, limit: u64) -> Result<ConcertPage, BookingError> {
+        Ok(catalog::list(&self.db, after, limit).await?)
+    }
+
+    /// One concert with the seat counts of its performances.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; store errors.
+    pub async fn concert(&self, id: ConcertId) -> Result<Concert, BookingError> {
+        Ok(catalog::get(&self.db, id).await?)
+    }
+
+    /// The seat map of a performance, at most `seat_cache_ms` old (a lapsed
+    /// hold shows as available).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; store errors.
+    pub async fn seat_map(&self, id: PerformanceId) -> Result<Arc<SeatMap>, BookingError> {
+        if let Some(map) = self.seats.get(id) {
+            return Ok(map);
+        }
+        let fetched_at = Instant::now();
+        let map = Arc::new(catalog::seat_map(&self.db, id).await?);
+        self.seats.put(id, fetched_at, map.clone());
+        Ok(map)
+    }
+
+    /// A reservation by its (unguessable) id; a hold past `held_until`
+    /// reads as `expired`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; store errors.
+    pub async fn reservation(&self, id: Uuid) -> Result<Reservation, BookingError> {
+        Ok(store::holds::get(&self.db, id).await?)
+    }
+
+    /// Adds `amount` to `user`'s prepaid balance, creating the user on the
+    /// first charge.
+    ///
+    /// # Errors
+    /// [`StoreError::BalanceOverflow`]; store errors.
+    pub async fn charge(&self, user: &UserId, amount: Krw) -> Result<LedgerEntry, BookingError> {
+        Ok(store::balance::charge(&self.db, user, amount).await?)
+    }
+
+    /// `user`'s balance and its `recent_ledger_entries` latest entries.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for a user who never charged; store errors.
+    pub async fn balance(&self, user: &UserId) -> Result<Balance, BookingError> {
+        Ok(store::balance::get(&self.db, user, self.settings.recent_ledger_entries).await?)
+    }
+
+    /// Creates a concert with its performances and seat maps (see
+    /// [`concerts::create`]).
+    ///
+    /// # Errors
+    /// [`BookingError::InvalidConcert`]; store errors.
+    pub async fn create_concert(&self, new: &NewConcert) -> Result<ConcertCreated, BookingError> {
+        concerts::create(&self.db, new).await
+    }
+
+    /// The sale rules of a performance, from cache or the database.
+    async fn sale_rules(&self, id: PerformanceId) -> Result<SaleRules, StoreError> {
+        if let Some(rules) = self.rules.get(id) {
+            return Ok(rules);
+        }
+        let rules = catalog::sale_rules(&self.db, id).await?;
+        self.rules.put(id, rules);
+        Ok(rules)
+    }
+
+    /// Seats of a performance that can be held now, for refused holds:
+    /// cached like the seat map (at most `seat_cache_ms`, dropped on
+    /// change), so a storm of conflicts costs one count per performance and
+    /// period.
+    async fn seats_available(&self, id: PerformanceId) -> Result<i64, StoreError> {
+        if let Some(count) = self.seats.get_count(id) {
+            return Ok(count);
+        }
+        let fetched_at = Instant::now();
+        let count = store::holds::available_seats(&self.db, id).await?;
+        self.seats.put_count(id, fetched_at, count);
+        Ok(count)
+    }
+}
+
+/// Records the verified fan on the caller's span (its `user_id` field),
+/// so every later log line of the request names them.
+fn record_user(user: &UserId) {
+    tracing::Span::current().record("user_id", user.as_str());
+}

@@ -1,0 +1,59 @@
+//! Paying a held reservation from the prepaid balance.
+
+use uuid::Uuid;
+
+use super::{Booking, BookingError, record_user};
+use crate::{
+    domain::IdempotencyKey,
+    store::{
+        holds,
+        payments::{self, PaymentOutcome, PaymentRequest},
+    },
+};
+
+impl Booking {
+    /// Pays reservation `reservation_id` from the balance of the holder of
+    /// `access_token`, idempotently under `key` (scoped to the holder).
+    ///
+    /// A session whose purchase already completed (its slot was released
+    /// by `payment.completed`) gets the stored response of a key it already
+    /// used, and never starts a new payment.
+    ///
+    /// # Errors
+    /// - store errors: unknown reservation, another user's, same key or
+    ///   reservation in flight, key reused, already paid or released, hold
+    ///   expired, insufficient balance, faults;
+    /// - [`BookingError::Access`]: the token does not admit the
+    ///   reservation's performance;
+    /// - [`BookingError::AccessCompleted`]: a completed session with a key
+    ///   it never used.
+    pub async fn pay(
+        &self,
+        access_token: &str,
+        key: &IdempotencyKey,
+        reservation_id: Uuid,
+    ) -> Result<PaymentOutcome, BookingError> {
+        let header = holds::header(&self.db, reservation_id).await?;
+        let access = self
+            .queue
+            .verify_for_replay(header.performance_id, access_token)
+            .await?;
+        record_user(&access.user);
+        let request = PaymentRequest {
+            user: &access.user,
+            key,
+            reservation_id,
+            lease_seconds: self.settings.idempotency_lease_seconds,
+        };
+        if access.completed {
+            return payments::replay(&self.db, &request)
+                .await?
+                .ok_or(BookingError::AccessCompleted);
+        }
+        let outcome = payments::pay(&self.db, request).await?;
+        if matches!(outcome, PaymentOutcome::Completed(_)) {
+            self.seats.invalidate(header.performance_id);
+        }
+        Ok(outcome)
+    }
+}
