@@ -5,8 +5,10 @@
 //! (Debian's `redis-server`, the machine's Postgres 15 binaries, and
 //! `cargo install tansu`).
 //!
-//! The `devstack` binary drives it (`up`, `down`, `status`, `env`, `test`,
-//! `onsale`, `bench`); integration tests use [`testing`].
+//! The `devstack` binary drives it (`up`, `down`, `status`, `env`, `test`);
+//! integration tests use [`testing`]. The load tools (the on-sale
+//! simulation, the benchmarks) live in the `loadtest` crate, which brings
+//! the stack and the services up through [`stack`] and [`services`].
 //!
 //! # Layout
 //! - [`StackConfig`]: ports and the state folder (`.devstack/` in the
@@ -17,18 +19,14 @@
 //! - [`process`]: PID files and signals; `down` stops only what `up`
 //!   started, by recorded PID.
 //! - [`stack`]: `up`, `down`, `status` and the `ONSALE__…` environment.
-//! - [`onsale`]: the on-sale simulation, the README's main job.
-//! - [`bench`]: the service load against raw baselines, written into
-//!   `docs/benchmarks.md`.
 //! - [`services`]: builds and starts queue-service and core-service against
 //!   the stack.
 //! - [`testing`]: endpoints for tests, isolated databases, key prefixes and
 //!   topics.
 
-pub mod bench;
 pub mod install;
+pub mod issuer;
 pub mod kafka;
-pub mod onsale;
 pub mod postgres;
 pub mod process;
 pub mod redis;

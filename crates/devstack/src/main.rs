@@ -43,12 +43,8 @@ enum Cmd {
     },
     /// Print `export ONSALE__…=…` lines for services and tests.
     Env,
-    /// The on-sale simulation: stack, services, seed, many fans, report.
-    Onsale(devstack::onsale::OnsaleArgs),
-    /// Service load against raw baselines (redis-benchmark, pgbench) in one
-    /// run; writes the generated section of docs/benchmarks.md.
-    Bench(devstack::bench::BenchArgs),
-    /// Bring the stack up and run `cargo test --workspace` against it.
+    /// Bring the stack up and run `cargo test` against it: the whole
+    /// workspace, or the packages named with `-p`.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -68,19 +64,6 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn up(config: &StackConfig) -> Result<Endpoints> {
-    let config = config.clone();
-    // The lock is a blocking file lock and `up` starts processes: keep both
-    // off the async workers.
-    tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        stack::with_lock(&config, || runtime.block_on(stack::up(&config)))
-    })
-    .await?
-}
-
 async fn run(cli: Cli) -> Result<ExitCode> {
     let config = cli.config;
     match cli.command {
@@ -88,7 +71,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             services: with_services,
             release,
         } => {
-            let endpoints = up(&config).await?;
+            let endpoints = stack::up_exclusive(&config).await?;
             if with_services {
                 services::start(&config, &endpoints, release).await?;
             }
@@ -122,26 +105,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Onsale(args) => {
-            let endpoints = up(&config).await?;
-            let passed = devstack::onsale::run(&config, &endpoints, args).await?;
-            Ok(if passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        Cmd::Bench(args) => {
-            let endpoints = up(&config).await?;
-            devstack::bench::run(&config, &endpoints, args).await?;
-            Ok(ExitCode::SUCCESS)
-        }
         Cmd::Test { args } => {
-            let endpoints = up(&config).await?;
-            eprintln!("devstack: stack healthy; running cargo test --workspace");
+            let endpoints = stack::up_exclusive(&config).await?;
+            // `--workspace` would override any `-p` the caller gave.
+            let scope: &[&str] = if names_packages(&args) {
+                &[]
+            } else {
+                &["--workspace"]
+            };
+            eprintln!(
+                "devstack: stack healthy; running cargo test {}",
+                scope.join(" ")
+            );
             let status = Command::new("cargo")
                 .current_dir(devstack::workspace_root())
-                .args(["test", "--workspace"])
+                .arg("test")
+                .args(scope)
                 .args(&args)
                 .envs(endpoints.env_vars())
                 .status()
@@ -181,4 +160,30 @@ async fn print_status(config: &StackConfig, json: bool) -> bool {
         }
     }
     healthy
+}
+
+/// Whether `cargo test` arguments pick packages themselves (`-p`,
+/// `--package`), before any `--` that starts the test binary's arguments.
+fn names_packages(args: &[String]) -> bool {
+    args.iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "-p" || a.starts_with("--package") || (a.starts_with("-p") && a.len() > 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_packages;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn package_flags_replace_the_whole_workspace() {
+        assert!(names_packages(&args(&["-p", "queue-service"])));
+        assert!(names_packages(&args(&["-pqueue-service"])));
+        assert!(names_packages(&args(&["--package=core-service"])));
+        assert!(!names_packages(&args(&["--release"])));
+        assert!(!names_packages(&args(&["--", "-p"])));
+    }
 }

@@ -57,6 +57,29 @@ pub async fn up(config: &StackConfig) -> Result<Endpoints> {
     Ok(Endpoints::of(config))
 }
 
+/// [`up`] under the stack's file lock, on a Tokio runtime of its own.
+/// Blocks: call it where blocking is allowed (a plain thread,
+/// `spawn_blocking`), never on an async worker.
+///
+/// # Errors
+/// As [`up`], or when the lock or the runtime cannot be had.
+pub fn up_locked(config: &StackConfig) -> Result<Endpoints> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    with_lock(config, || runtime.block_on(up(config)))
+}
+
+/// [`up_locked`] from async code: the lock is a blocking file lock and `up`
+/// starts processes, so both run off the async workers.
+///
+/// # Errors
+/// As [`up_locked`].
+pub async fn up_exclusive(config: &StackConfig) -> Result<Endpoints> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || up_locked(&config)).await?
+}
+
 /// What `down` stopped.
 #[derive(Debug, Default, Serialize)]
 pub struct Stopped {

@@ -31,16 +31,10 @@ pub fn stack() -> &'static Endpoints {
         }
         // A runtime cannot block inside another runtime, so bring the stack
         // up on a thread of its own.
-        std::thread::spawn(|| {
-            let config = StackConfig::default();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            stack::with_lock(&config, || runtime.block_on(stack::up(&config)))
-        })
-        .join()
-        .expect("devstack thread panicked")
-        .unwrap_or_else(|error| panic!("bringing the devstack up failed: {error:#}"))
+        std::thread::spawn(|| stack::up_locked(&StackConfig::default()))
+            .join()
+            .expect("devstack thread panicked")
+            .unwrap_or_else(|error| panic!("bringing the devstack up failed: {error:#}"))
     })
 }
 
@@ -83,24 +77,27 @@ pub fn with_database(url: &str, database: &str) -> String {
 /// # Panics
 /// When the server refuses: the test cannot run without it.
 pub async fn fresh_database() -> String {
-    let admin_url = stack().database_url.clone();
+    create_database(&stack().database_url)
+        .await
+        .unwrap_or_else(|error| panic!("creating a test database failed: {error:#}"))
+}
+
+/// Creates an empty database named `test_<unique suffix>` on the server of
+/// `admin_url` and returns its URL.
+///
+/// # Errors
+/// When the server is unreachable or refuses.
+pub async fn create_database(admin_url: &str) -> anyhow::Result<String> {
     let name = format!("test_{}", unique_suffix());
-    let result: anyhow::Result<()> = async {
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .context("connecting to postgres")?;
-        // Identifiers cannot be bound; `name` is generated from hex digits.
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await
-            .context("CREATE DATABASE")?;
-        Ok(())
-    }
-    .await;
-    if let Err(error) = result {
-        panic!("creating test database {name} failed: {error:#}");
-    }
-    with_database(&admin_url, &name)
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .context("connecting to postgres")?;
+    // Identifiers cannot be bound; `name` is generated from hex digits.
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .await
+        .with_context(|| format!("CREATE DATABASE {name}"))?;
+    Ok(with_database(admin_url, &name))
 }
 
 /// Creates Kafka topics (with `partitions` each) on the stack's broker;
@@ -250,6 +247,14 @@ impl Reply {
         }
     }
 
+    /// Sends `request` and reads the response whole.
+    ///
+    /// # Panics
+    /// When the request gets no response.
+    pub async fn send(request: reqwest::RequestBuilder) -> Self {
+        Self::from(request.send().await.expect("sending the request")).await
+    }
+
     /// The RFC 9457 problem's stable `code`, or `""`.
     pub fn code(&self) -> &str {
         self.body["code"].as_str().unwrap_or_default()
@@ -267,7 +272,20 @@ impl Reply {
 /// stack's broker and returns the suffix (e.g. `.t1a2b3c4d5e6f`), for
 /// `ONSALE__KAFKA__TOPIC_SUFFIX` and `ONSALE__KAFKA__GROUP_PREFIX`, so that a
 /// test's services never consume another test's events.
+///
+/// # Panics
+/// When the broker refuses.
 pub async fn isolated_topics() -> String {
+    isolated_topics_on(&stack().kafka_brokers)
+        .await
+        .unwrap_or_else(|error| panic!("creating isolated topics failed: {error:#}"))
+}
+
+/// [`isolated_topics`] on the broker at `brokers`.
+///
+/// # Errors
+/// When the broker refuses.
+pub async fn isolated_topics_on(brokers: &str) -> anyhow::Result<String> {
     let suffix = format!(".{}", unique_suffix());
     // The consumer runtime dead-letters `<topic><suffix>` to
     // `<topic><suffix>.dlq`.
@@ -276,6 +294,6 @@ pub async fn isolated_topics() -> String {
         .flat_map(|t| [format!("{t}{suffix}"), format!("{t}{suffix}.dlq")])
         .collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    create_topics(&refs, crate::kafka::PARTITIONS).await;
-    suffix
+    crate::kafka::create_topics(brokers, &refs, crate::kafka::PARTITIONS).await?;
+    Ok(suffix)
 }

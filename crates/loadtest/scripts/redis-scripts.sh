@@ -4,14 +4,18 @@
 # and status scripts (the baseline the HTTP figures are compared with), and
 # SLOWLOG while admission, expiry and abandonment run over 300,000 fans.
 #
-# Usage: bench/redis-scripts.sh PORT   (a throw-away, empty, non-cluster
-# redis-server; the scripts touch one hash tag, so one node is exactly the
-# work one cluster master does for an event).
+# Usage: crates/loadtest/scripts/redis-scripts.sh PORT   (a throw-away,
+# empty, non-cluster redis-server; the scripts touch one hash tag, so one
+# node is exactly the work one cluster master does for an event).
+#
+# The scripts are queue-service's own sources (crates/queue-service/src/lua,
+# the files `queue_service::layout::lua` embeds), and the keys follow its
+# layout (`layout::EVENT_KEY_NAMES`, in that order) under the prefix `b:`.
 set -euo pipefail
 PORT=$1
 FANS=${FANS:-300000}
 R="redis-cli -p $PORT"
-LUA="$(cd "$(dirname "$0")/../src/lua" && pwd)"
+LUA="$(cd "$(dirname "$0")/../../queue-service/src/lua" && pwd)"
 T='{b:evt:bench}'
 KEYS="$T:cfg $T:waiting $T:active $T:sessions $T:stats $T:seq $T:seen $T:rates $T:done"
 declare -A SHA

@@ -1,5 +1,6 @@
-//! Throughput of the outbox relay and of the consumer runtime, each next to
-//! a raw rdkafka baseline measured in the same run on the same broker:
+//! `loadtest events`: throughput of the outbox relay and of the consumer
+//! runtime, each next to a raw rdkafka baseline measured in the same run on
+//! the same broker:
 //!
 //! - raw producer: `FutureProducer` sends awaited in windows of 1,000;
 //! - relay: rows claimed with `FOR UPDATE SKIP LOCKED`, sent, and marked
@@ -8,9 +9,8 @@
 //! - runtime: [`ConsumerRuntime`] with a handler that only counts (offsets
 //!   stored after each record, retries and DLQ armed).
 //!
-//! Needs the devstack (`cargo run -p devstack -- up`). Run with
-//! `cargo bench -p events`; `EVENTS_BENCH_N` sets the record count (default
-//! 20,000). Prints a Markdown table.
+//! Runs against the stack's broker and Postgres (a fresh database and
+//! topics of its own) and prints a Markdown table.
 
 use std::{
     collections::HashMap,
@@ -21,6 +21,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::{Context, Result, ensure};
+use clap::Args;
+use devstack::Endpoints;
 use events::{
     Envelope, PaymentCompleted,
     consumer::{ConsumerRuntime, ConsumerSettings, Handler, HandlerError, Outcome, Record},
@@ -32,6 +35,14 @@ use rdkafka::{
     ClientConfig,
     consumer::{Consumer, StreamConsumer},
 };
+
+/// Options of `loadtest events`.
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    /// Records sent through each step.
+    #[arg(long, env = "EVENTS_BENCH_N", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(2..=10_000_000))]
+    pub records: u64,
+}
 
 #[derive(Clone, Default)]
 struct Count(Arc<AtomicUsize>);
@@ -58,6 +69,7 @@ fn payload(n: usize) -> Envelope<PaymentCompleted> {
     )
 }
 
+/// Prints one table row; returns the rate (records per second).
 fn row(label: &str, count: usize, elapsed: Duration, baseline: Option<f64>) -> f64 {
     let rate = count as f64 / elapsed.as_secs_f64();
     let ratio = baseline.map_or_else(
@@ -71,27 +83,29 @@ fn row(label: &str, count: usize, elapsed: Duration, baseline: Option<f64>) -> f
     rate
 }
 
-#[tokio::main]
-async fn main() {
-    let n: usize = std::env::var("EVENTS_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let stack = devstack::testing::stack();
+/// Runs the four steps against the stack at `endpoints` and prints the
+/// table.
+///
+/// # Errors
+/// When the broker or Postgres refuses, a send is not acknowledged, the
+/// relay fails a delivery, or records stop arriving for 60 s.
+pub async fn run(endpoints: &Endpoints, args: EventsArgs) -> Result<()> {
+    let n = usize::try_from(args.records)?;
     let suffix = format!(".{}", devstack::testing::unique_suffix());
     let raw_topic = format!("bench.raw{suffix}");
     let relay_topic = format!("payment.completed{suffix}");
-    devstack::testing::create_topics(
+    devstack::kafka::create_topics(
+        &endpoints.kafka_brokers,
         &[&raw_topic, &relay_topic, &format!("{relay_topic}.dlq")],
         3,
     )
-    .await;
+    .await?;
     let kafka = KafkaSettings {
-        brokers: stack.kafka_brokers.clone(),
+        brokers: endpoints.kafka_brokers.clone(),
         topic_suffix: suffix.clone(),
         group_prefix: "bench".into(),
     };
-    let producer = Producer::new(&kafka, Duration::from_secs(30)).unwrap();
+    let producer = Producer::new(&kafka, Duration::from_secs(30))?;
     let records: Vec<(String, Vec<u8>)> = (0..n)
         .map(|i| {
             let e = payload(i);
@@ -105,26 +119,24 @@ async fn main() {
 
     let started = Instant::now();
     for window in records.chunks(1_000) {
-        futures::future::join_all(
+        for sent in futures::future::join_all(
             window
                 .iter()
                 .map(|(k, v)| producer.send(&raw_topic, k, v, &empty)),
         )
         .await
-        .into_iter()
-        .for_each(|r| {
-            r.expect("raw send acknowledged");
-        });
+        {
+            sent.context("a raw send was not acknowledged")?;
+        }
     }
     let raw_produce = row("raw producer (baseline)", n, started.elapsed(), None);
 
-    let url = devstack::testing::fresh_database().await;
+    let url = devstack::testing::create_database(&endpoints.database_url).await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&url)
-        .await
-        .unwrap();
-    sqlx::raw_sql(SCHEMA_SQL).execute(&pool).await.unwrap();
+        .await?;
+    sqlx::raw_sql(SCHEMA_SQL).execute(&pool).await?;
     for chunk in (0..n).collect::<Vec<_>>().chunks(5_000) {
         let envelopes: Vec<_> = chunk.iter().map(|i| payload(*i)).collect();
         sqlx::query(
@@ -137,12 +149,11 @@ async fn main() {
         .bind(
             envelopes
                 .iter()
-                .map(|e| serde_json::to_value(e).unwrap())
-                .collect::<Vec<_>>(),
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<_>, _>>()?,
         )
         .execute(&pool)
-        .await
-        .unwrap();
+        .await?;
     }
     let relay = OutboxRelay::new(
         pool.clone(),
@@ -156,8 +167,12 @@ async fn main() {
     let started = Instant::now();
     let mut published = 0;
     while published < n {
-        let pass = relay.relay_once().await.expect("relay pass");
-        assert_eq!(pass.failed, 0, "no delivery failures in the benchmark");
+        let pass = relay.relay_once().await.context("relay pass")?;
+        ensure!(
+            pass.failed == 0,
+            "the relay failed {} deliveries",
+            pass.failed
+        );
         published += pass.published;
     }
     row(
@@ -168,20 +183,18 @@ async fn main() {
     );
 
     let raw: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.kafka_brokers)
+        .set("bootstrap.servers", &endpoints.kafka_brokers)
         .set("group.id", format!("bench-raw{suffix}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    raw.subscribe(&[&relay_topic]).unwrap();
+        .create()?;
+    raw.subscribe(&[&relay_topic])?;
     let mut seen = 0;
     let mut started = None;
     while seen < n {
         tokio::time::timeout(Duration::from_secs(60), raw.recv())
             .await
-            .expect("records arrive")
-            .unwrap();
+            .context("no record for 60 s")??;
         // Timing starts at the first record so that the group join is not counted.
         started.get_or_insert_with(Instant::now);
         seen += 1;
@@ -189,7 +202,7 @@ async fn main() {
     let raw_consume = row(
         "raw consumer (baseline, from first record)",
         n - 1,
-        started.unwrap().elapsed(),
+        started.map_or(Duration::ZERO, |s| s.elapsed()),
         None,
     );
     events::consumer::close_bounded(raw, Duration::from_secs(1));
@@ -197,7 +210,7 @@ async fn main() {
     let count = Count::default();
     let shutdown = CancellationToken::new();
     let mut settings = ConsumerSettings::new(
-        &stack.kafka_brokers,
+        &endpoints.kafka_brokers,
         format!("bench-runtime{suffix}"),
         &relay_topic,
     );
@@ -220,4 +233,5 @@ async fn main() {
     );
     shutdown.cancel();
     let _ = task.await;
+    Ok(())
 }

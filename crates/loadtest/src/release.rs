@@ -1,72 +1,122 @@
-//! Benchmark (ignored by default): end-to-end latency from a payment's
-//! commit to the release of the buyer's waiting-room slot, through the
-//! outbox relay, Kafka and queue-service's `payment.completed` consumer.
+//! `loadtest release`: end-to-end latency from a payment's commit to the
+//! release of the buyer's waiting-room slot, through the outbox relay, Kafka
+//! and queue-service's `payment.completed` consumer, on the services
+//! devstack runs.
 //!
 //! For each buyer: `POST /v1/payments` returns 201 (the transaction has
-//! committed), then the harness calls gRPC `VerifyAccess` with the buyer's
+//! committed), then the tool calls gRPC `VerifyAccess` with the buyer's
 //! access token every 1 ms until queue-service refuses it
 //! (`PERMISSION_DENIED`: the slot was released). The latency is the time from
 //! the 201 to the first refusal, so it slightly overstates the true
 //! commit-to-release time by the 201's trip back and the 1 ms poll step.
-//!
-//! Run:
-//! ```sh
-//! eval "$(cargo run -q -p devstack -- env)"
-//! cargo test --release -p core-service --test bench_release -- --ignored --nocapture
-//! ```
-//! `BENCH_BUYERS` sets the number of buyers (default 300), paid one after
-//! another so that each measurement sees an idle pipeline.
-
-mod common;
+//! Buyers pay one after another, so that each measurement sees an idle
+//! pipeline.
 
 use std::time::{Duration, Instant};
 
-use common::spawn_app_on;
-use futures::future::join_all;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use core_service::{
+    api::{CreatePayment, CreateReservation},
+    domain::{PerformanceId, SeatId},
+};
+use devstack::{Endpoints, StackConfig, services};
+use onsale_client::Client;
 use onsale_proto::queue::v1::{VerifyAccessRequest, waiting_room_client::WaitingRoomClient};
-use reqwest::StatusCode;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run with --ignored --nocapture"]
-async fn payment_commit_to_slot_release_latency() {
-    let buyers: usize = std::env::var("BENCH_BUYERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    let suffix = devstack::testing::isolated_topics().await;
-    let brokers = devstack::testing::stack().kafka_brokers.clone();
-    let app = spawn_app_on(&brokers, &suffix, &[]).await;
-    let rows = buyers.div_ceil(50);
-    let show = app.create_show(rows, 50, 10_000, 4).await;
-    let users: Vec<String> = (0..buyers).map(|i| format!("bench-{i}")).collect();
-    join_all(users.iter().map(|u| app.charge(u, 10_000))).await;
-    let tokens = join_all(
-        users
-            .iter()
-            .map(|u| app.access_token(show.performance_id, u)),
+use crate::{setup, stats::nearest_rank};
+
+/// queue-service's gRPC endpoint as devstack starts it.
+const QUEUE_GRPC: &str = "http://127.0.0.1:50051";
+/// Price of each buyer's seat, KRW; each buyer is charged exactly this.
+const PRICE: i64 = 10_000;
+
+/// Options of `loadtest release`.
+#[derive(Debug, Clone, Args)]
+pub struct ReleaseArgs {
+    /// Buyers, each holding and paying one seat.
+    #[arg(long, env = "BENCH_BUYERS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub buyers: u32,
+}
+
+/// Restarts the services with the tools' settings on topics of this run's
+/// own, admits `buyers` fans, and measures each one's payment-to-release
+/// latency; prints one Markdown row (p50, p99, max in ms). Stops the
+/// services at the end.
+///
+/// # Errors
+/// When a service cannot start, a call is refused, or a slot is not
+/// released within 30 s.
+pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: ReleaseArgs) -> Result<()> {
+    // Topics and consumer groups of this run's own: events other runs left
+    // behind (a bench leaves tens of thousands) would queue ahead of the
+    // buyers' and be measured with them.
+    let suffix = devstack::testing::isolated_topics_on(&endpoints.kafka_brokers).await?;
+    let group = format!("release{suffix}");
+    setup::start_services(
+        config,
+        endpoints,
+        "release",
+        &[
+            ("ONSALE__KAFKA__TOPIC_SUFFIX", &suffix),
+            ("ONSALE__KAFKA__GROUP_PREFIX", &group),
+            // One client address admits every buyer: lift the per-client
+            // limit.
+            ("ONSALE__QUEUE__RATE_LIMIT__PER_SECOND", "1000000"),
+            ("ONSALE__QUEUE__RATE_LIMIT__BURST", "1000000"),
+        ],
+        false,
     )
-    .await;
-    let mut grpc = WaitingRoomClient::connect(app.queue_grpc.clone())
-        .await
-        .unwrap();
-    let event = show.performance_id.to_string();
+    .await?;
+    let measured = measure(&args).await;
+    // The services run on this run's topics: stop them rather than leave
+    // them for other tools.
+    services::down(config);
+    measured
+}
 
+/// Admits the buyers, then pays and times one after another.
+async fn measure(args: &ReleaseArgs) -> Result<()> {
+    let client = setup::client(reqwest::Client::new()).build();
+    let buyers = usize::try_from(args.buyers)?;
+    let run_id = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let rows = args.buyers.div_ceil(setup::SEATS_PER_ROW);
+    let (performance, seat_ids) = setup::create_show(
+        &client,
+        "loadtest release",
+        "Kafka",
+        "Loopback Hall",
+        vec![setup::section("A", "R", PRICE, rows, setup::SEATS_PER_ROW)?],
+    )
+    .await?;
+    client
+        .configure_room(performance, &setup::open_room(100_000, 100_000.0, 600, 300))
+        .await?;
+    let prefix = format!("release-{run_id}");
+    setup::charge_all(&client, (0..buyers).map(|i| format!("{prefix}-{i}")), PRICE).await?;
+    eprintln!("release: admitting {buyers} buyers");
+    let tokens =
+        setup::enter_many(&client, &performance.to_string(), &prefix, buyers, true).await?;
+    let mut grpc = WaitingRoomClient::connect(QUEUE_GRPC)
+        .await
+        .context("connecting to queue-service's gRPC")?;
+
+    eprintln!("release: paying one buyer after another");
+    let performance = PerformanceId::new(performance)?;
     let mut latencies = Vec::with_capacity(buyers);
-    for (i, token) in tokens.iter().enumerate() {
-        let hold = app
-            .hold(token, show.performance_id, &[show.seat_ids[i]])
-            .await;
-        assert_eq!(hold.status, StatusCode::CREATED);
-        let reservation = hold.body["reservation_id"].as_str().unwrap().to_owned();
-        let paid = app
-            .pay(token, &format!("bench-key-{i}"), &reservation)
-            .await;
-        assert_eq!(paid.status, StatusCode::CREATED);
-        let committed = Instant::now();
+    for (i, (token, seat)) in tokens.iter().zip(&seat_ids).enumerate() {
+        let committed = pay(
+            &client,
+            performance,
+            token,
+            *seat,
+            &format!("{prefix}-key-{i}"),
+        )
+        .await?;
         loop {
             let verdict = grpc
                 .verify_access(VerifyAccessRequest {
-                    event_id: event.clone(),
+                    event_id: performance.to_string(),
                     access_token: token.clone(),
                     accept_completed: false,
                 })
@@ -74,24 +124,51 @@ async fn payment_commit_to_slot_release_latency() {
             match verdict {
                 Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
                 Err(status) if status.code() == tonic::Code::PermissionDenied => break,
-                Err(status) => panic!("unexpected VerifyAccess answer: {status}"),
+                Err(status) => bail!("unexpected VerifyAccess answer: {status}"),
             }
-            assert!(
-                committed.elapsed() < Duration::from_secs(30),
-                "slot not released within 30 s"
-            );
+            if committed.elapsed() > Duration::from_secs(30) {
+                bail!("slot of buyer {i} not released within 30 s");
+            }
         }
         latencies.push(committed.elapsed().as_secs_f64() * 1_000.0);
     }
     latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
     println!(
         "| payment commit → slot release | {} buyers | p50 {:.1} ms | p99 {:.1} ms | max {:.1} ms |",
         latencies.len(),
-        at(0.50),
-        at(0.99),
-        latencies[latencies.len() - 1]
+        nearest_rank(&latencies, 0.50),
+        nearest_rank(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
     );
+    Ok(())
+}
+
+/// Holds `seat` for the buyer of `access_token` and pays it; returns when
+/// the payment's 201 arrived.
+async fn pay(
+    client: &Client,
+    performance: PerformanceId,
+    access_token: &str,
+    seat: i64,
+    key: &str,
+) -> Result<Instant> {
+    let hold = client
+        .hold(
+            access_token,
+            &CreateReservation {
+                performance_id: performance,
+                seat_ids: vec![SeatId::new(seat)?],
+            },
+        )
+        .await?;
+    client
+        .pay(
+            access_token,
+            key,
+            &CreatePayment {
+                reservation_id: hold.reservation_id,
+            },
+        )
+        .await?;
+    Ok(Instant::now())
 }

@@ -1,0 +1,169 @@
+//! core-service's calls: the catalog (admin), balances, the seat map,
+//! holds and payments.
+
+use core_service::api::{
+    Balance, ChargeRequest, ConcertCreated, CreatePayment, CreateReservation, LedgerEntry,
+    NewConcert, Payment, Reservation, SeatMap,
+};
+use reqwest::{Method, RequestBuilder};
+use uuid::Uuid;
+
+use crate::{Client, Error, Operation, Service};
+
+/// Header naming a payment attempt; a retry with the same key replays the
+/// first outcome instead of paying twice.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+impl Client {
+    /// The request of [`Client::create_concert`].
+    pub fn create_concert_request(&self, concert: &NewConcert) -> RequestBuilder {
+        self.admin(Service::Core, Method::POST, "/admin/v1/concerts")
+            .json(concert)
+    }
+
+    /// Creates a concert with its performances and seat maps (admin key);
+    /// returns the new ids, seat ids ascending per performance.
+    ///
+    /// # Errors
+    /// [`Error::Status`] 400 for an invalid catalog, 401 without the admin
+    /// key; [`Error::Transport`] when core-service is unreachable.
+    pub async fn create_concert(&self, concert: &NewConcert) -> Result<ConcertCreated, Error> {
+        self.json(
+            Operation::CreateConcert,
+            self.create_concert_request(concert),
+        )
+        .await
+    }
+
+    /// The request of [`Client::charge`].
+    pub fn charge_request(&self, user: &str, charge: &ChargeRequest) -> RequestBuilder {
+        self.admin(
+            Service::Core,
+            Method::POST,
+            &format!("/v1/users/{user}/balance/charges"),
+        )
+        .json(charge)
+    }
+
+    /// Adds `charge.amount` KRW to `user`'s prepaid balance (admin key);
+    /// returns the ledger entry with the balance after it.
+    ///
+    /// # Errors
+    /// [`Error::Status`] 401 without the admin key, 422 when the balance
+    /// would overflow.
+    pub async fn charge(&self, user: &str, charge: &ChargeRequest) -> Result<LedgerEntry, Error> {
+        self.json(Operation::Charge, self.charge_request(user, charge))
+            .await
+    }
+
+    /// The request of [`Client::balance`].
+    pub fn balance_request(&self, user: &str) -> RequestBuilder {
+        self.request(
+            Service::Core,
+            Method::GET,
+            &format!("/v1/users/{user}/balance"),
+        )
+    }
+
+    /// `user`'s balance in KRW and latest ledger entries.
+    ///
+    /// # Errors
+    /// [`Error::Status`] 400 for an invalid user id.
+    pub async fn balance(&self, user: &str) -> Result<Balance, Error> {
+        self.json(Operation::Balance, self.balance_request(user))
+            .await
+    }
+
+    /// The request of [`Client::seat_map`].
+    pub fn seat_map_request(&self, performance: i64) -> RequestBuilder {
+        self.request(
+            Service::Core,
+            Method::GET,
+            &format!("/v1/performances/{performance}/seats"),
+        )
+    }
+
+    /// Every seat of `performance` and whether it can be held now (up to
+    /// 1 s stale).
+    ///
+    /// # Errors
+    /// [`Error::Status`] 404 for an unknown performance.
+    pub async fn seat_map(&self, performance: i64) -> Result<SeatMap, Error> {
+        self.json(Operation::SeatMap, self.seat_map_request(performance))
+            .await
+    }
+
+    /// The request of [`Client::hold`].
+    pub fn hold_request(&self, access_token: &str, hold: &CreateReservation) -> RequestBuilder {
+        self.request(Service::Core, Method::POST, "/v1/reservations")
+            .bearer_auth(access_token)
+            .json(hold)
+    }
+
+    /// Holds `hold.seat_ids` (all or none) for the fan of `access_token`
+    /// until the returned `held_until`.
+    ///
+    /// # Errors
+    /// [`Error::Status`]: 409 `seat_taken` when any seat is held or sold,
+    /// 401/403 for an access token queue-service refuses, 422 for a bad
+    /// seat list.
+    pub async fn hold(
+        &self,
+        access_token: &str,
+        hold: &CreateReservation,
+    ) -> Result<Reservation, Error> {
+        self.json(Operation::Hold, self.hold_request(access_token, hold))
+            .await
+    }
+
+    /// The request of [`Client::reservation`].
+    pub fn reservation_request(&self, id: Uuid) -> RequestBuilder {
+        self.request(
+            Service::Core,
+            Method::GET,
+            &format!("/v1/reservations/{id}"),
+        )
+    }
+
+    /// A reservation by id; a hold past `held_until` reads as `expired`.
+    ///
+    /// # Errors
+    /// [`Error::Status`] 404 for an unknown id.
+    pub async fn reservation(&self, id: Uuid) -> Result<Reservation, Error> {
+        self.json(Operation::Reservation, self.reservation_request(id))
+            .await
+    }
+
+    /// The request of [`Client::pay`].
+    pub fn pay_request(
+        &self,
+        access_token: &str,
+        idempotency_key: &str,
+        payment: &CreatePayment,
+    ) -> RequestBuilder {
+        self.request(Service::Core, Method::POST, "/v1/payments")
+            .bearer_auth(access_token)
+            .header(IDEMPOTENCY_KEY, idempotency_key)
+            .json(payment)
+    }
+
+    /// Pays a held reservation from the fan's balance. A retry with the same
+    /// `idempotency_key` returns the first payment instead of paying again.
+    ///
+    /// # Errors
+    /// [`Error::Status`]: 402 `insufficient_balance`, 410 `hold_expired`,
+    /// 409 `already_paid` or for a key reused on another reservation,
+    /// 403 for someone else's reservation.
+    pub async fn pay(
+        &self,
+        access_token: &str,
+        idempotency_key: &str,
+        payment: &CreatePayment,
+    ) -> Result<Payment, Error> {
+        self.json(
+            Operation::Pay,
+            self.pay_request(access_token, idempotency_key, payment),
+        )
+        .await
+    }
+}

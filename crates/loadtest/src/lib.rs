@@ -1,0 +1,38 @@
+//! Load and benchmark tools of onsale, run against the local stack that
+//! `devstack` brings up, with queue-service and core-service started as
+//! release builds. The `loadtest` binary has one subcommand per tool:
+//!
+//! - `onsale`: the on-sale simulation, the README's main job: many fans,
+//!   few seats, through the real services, with the checks that matter.
+//! - `bench`: service load (wrk) against raw baselines (redis-benchmark on
+//!   queue-service's own Lua, pgbench on core-service's own SQL), written
+//!   into the generated block of `docs/benchmarks.md`.
+//! - `events`: outbox relay and consumer runtime throughput next to raw
+//!   rdkafka baselines.
+//! - `release`: latency from a payment's commit to the release of the
+//!   buyer's waiting-room slot, through Kafka.
+//!
+//! Every HTTP call goes through [`onsale_client`]; the Redis key layout, the
+//! Lua and the SQL come from the services' own crates.
+//!
+//! # Layout
+//! - [`onsale`]: the simulation (`journey`: one fan; `tally`: counters and
+//!   latencies; `report`: figures, checks and the JSON report).
+//! - [`bench`]: the benchmark (`queue`, `core`: the two halves; `wrk`,
+//!   `pgbench`: the generators; `cpu`: CPU accounting and settling;
+//!   `report`: the Markdown section).
+//! - [`events`], [`release`]: the event-flow benchmarks.
+//! - [`setup`]: what the tools share: services started with the tool's
+//!   settings, the admin keys, seeding (concerts, balances, rooms, admitted
+//!   fans).
+//! - [`stats`]: nearest-rank percentiles.
+//!
+//! Also here: `k6/` (k6 scripts against running services) and
+//! `scripts/redis-scripts.sh` (the Lua scripts on a bare Redis).
+
+pub mod bench;
+pub mod events;
+pub mod onsale;
+pub mod release;
+pub mod setup;
+pub mod stats;

@@ -1,0 +1,224 @@
+//! One fan's journey: enter, poll until admitted, view the seats, hold,
+//! pay; or abandon, give up, or let the hold lapse.
+
+use std::{
+    future::Future,
+    net::{IpAddr, Ipv4Addr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use core_service::domain::{PerformanceId, SeatId};
+use onsale_client::{
+    Client, Error,
+    core_api::{CreatePayment, CreateReservation},
+    queue_api::{EnterRequest, FanStatus},
+};
+use rand::{Rng, seq::SliceRandom};
+use reqwest::StatusCode;
+
+use super::{OnsaleArgs, tally::Tally};
+
+/// A run of the simulation, shared by every fan.
+pub(super) struct Sim {
+    /// Observed by [`Tally::observe`].
+    pub(super) client: Client,
+    pub(super) performance: PerformanceId,
+    pub(super) seat_total: u64,
+    pub(super) args: OnsaleArgs,
+    pub(super) tally: Arc<Tally>,
+    pub(super) sold_out: AtomicBool,
+    pub(super) deadline: Instant,
+    /// Wall-clock start of the simulation, to count this run's events.
+    pub(super) started_at: chrono::DateTime<chrono::Utc>,
+    /// Monotonic start of the arrivals.
+    pub(super) simulation_started: Instant,
+}
+
+enum Journey {
+    Done,
+    Abandoned,
+    NoSeat,
+    Stopped,
+}
+
+/// A distinct client address per fan, carried only in `X-Forwarded-For`.
+fn fan_address(n: u32) -> IpAddr {
+    let [_, a, b, c] = n.to_be_bytes();
+    IpAddr::V4(Ipv4Addr::new(10, a, b, c))
+}
+
+/// Fan `n`'s user id.
+pub(super) fn fan_id(n: u32) -> String {
+    format!("sim-fan-{n}")
+}
+
+/// Calls `call` as a well-behaved client does: a 429 or 503 is tried again
+/// after its `Retry-After` (1 s when absent, at most 10 s), at most 5 tries
+/// in all.
+async fn patiently<T, F, Fut>(mut call: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(error) if error.is_shed() && attempt < 5 => {
+                let wait = error.retry_after().unwrap_or(Duration::from_secs(1));
+                tokio::time::sleep(wait.min(Duration::from_secs(10))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The answer, `None` for a refusal (any status that is not 2xx, which ends
+/// the journey), or the failure to get an answer.
+fn answer<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(Error::Status { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+impl Sim {
+    /// Runs fan `n`'s journey and counts how it ended.
+    pub(super) async fn fan(self: &Arc<Self>, n: u32) {
+        match self.journey(n).await {
+            Ok(Journey::Abandoned) => {
+                self.tally.abandoned.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Journey::NoSeat) => {
+                self.tally.gave_up.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Journey::Done | Journey::Stopped) => {}
+            Err(_) => {
+                self.tally.transport_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    async fn journey(&self, n: u32) -> Result<Journey, Error> {
+        let fan = self.client.forwarded_for(fan_address(n));
+        let event = self.performance.get();
+        let entry = EnterRequest { user_id: fan_id(n) };
+        let (abandons, lets_expire, quantity) = {
+            let mut rng = rand::rng();
+            (
+                rng.random_bool(self.args.abandon),
+                rng.random_bool(self.args.let_expire),
+                rng.random_range(1..=4usize),
+            )
+        };
+        let entered_at = Instant::now();
+        let Some(mut ticket) = answer(patiently(|| fan.enter(event, &entry)).await)? else {
+            return Ok(Journey::Stopped);
+        };
+        self.tally.entered.fetch_add(1, Ordering::Relaxed);
+        let since_start = self.simulation_started.elapsed().as_millis() as u64;
+        self.tally
+            .last_entry_ms
+            .fetch_max(since_start, Ordering::Relaxed);
+        let queue_token = ticket.queue_token.clone();
+        if abandons {
+            // Walks away without polling again; the room must not waste a
+            // slot on this fan.
+            return Ok(Journey::Abandoned);
+        }
+        while ticket.status != FanStatus::Active {
+            if Instant::now() > self.deadline {
+                return Ok(Journey::Stopped);
+            }
+            let wait = ticket.poll_after_ms.clamp(100, 30_000);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let Some(next) = answer(patiently(|| fan.poll(event, &queue_token)).await)? else {
+                return Ok(Journey::Stopped);
+            };
+            ticket = next;
+        }
+        if let Ok(mut waits) = self.tally.activation_wait_ms.lock() {
+            waits.push(entered_at.elapsed().as_secs_f64() * 1_000.0);
+        }
+        self.tally.admitted.fetch_add(1, Ordering::Relaxed);
+        let access = ticket.access_token.unwrap_or_default();
+
+        // Keep trying while seats may come back (lapsed holds), until the
+        // sale is sold out or patience runs out.
+        let patience = Instant::now() + Duration::from_secs(self.args.hold_ttl * 2 + 10);
+        let reservation = loop {
+            if self.sold_out.load(Ordering::Relaxed) || Instant::now() > patience.min(self.deadline)
+            {
+                let _ = fan.leave(event, &queue_token).await;
+                return Ok(Journey::NoSeat);
+            }
+            let Some(map) = answer(patiently(|| fan.seat_map(event)).await)? else {
+                return Ok(Journey::Stopped);
+            };
+            let mut free: Vec<SeatId> = map
+                .seats
+                .iter()
+                .filter(|s| s.available)
+                .filter_map(|s| SeatId::new(s.id).ok())
+                .collect();
+            if free.is_empty() {
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+                continue;
+            }
+            free.shuffle(&mut rand::rng());
+            free.truncate(quantity);
+            let hold = CreateReservation {
+                performance_id: self.performance,
+                seat_ids: free,
+            };
+            match patiently(|| fan.hold(&access, &hold)).await {
+                Ok(reservation) => break reservation,
+                Err(Error::Status {
+                    status: StatusCode::CONFLICT,
+                    ..
+                }) => {
+                    self.tally.conflicts.fetch_add(1, Ordering::Relaxed);
+                    let pause = rand::rng().random_range(50..250);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(Error::Status { .. }) => return Ok(Journey::Stopped),
+                Err(error) => return Err(error),
+            }
+        };
+        self.tally.holds.fetch_add(1, Ordering::Relaxed);
+        if lets_expire {
+            self.tally.let_expire.fetch_add(1, Ordering::Relaxed);
+            return Ok(Journey::Done);
+        }
+        let key = uuid::Uuid::new_v4().to_string();
+        let payment = CreatePayment {
+            reservation_id: reservation.reservation_id,
+        };
+        if answer(patiently(|| fan.pay(&access, &key, &payment)).await)?.is_some() {
+            self.tally.payments.fetch_add(1, Ordering::Relaxed);
+            let seats = reservation.seats.len() as u64;
+            let sold = self.tally.seats_paid.fetch_add(seats, Ordering::Relaxed) + seats;
+            if sold >= self.seat_total {
+                self.sold_out.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(Journey::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fan_has_an_address_of_its_own() {
+        assert_eq!(fan_address(0).to_string(), "10.0.0.0");
+        assert_eq!(fan_address(70_000).to_string(), "10.1.17.112");
+        assert_ne!(fan_address(1), fan_address(256));
+    }
+}

@@ -1,0 +1,269 @@
+//! The simulation's figures and checks: counted by the fans, read back from
+//! Postgres (seats sold, double sales, events) and from queue-service (room
+//! stats, releases by event); printed and written as JSON.
+
+use std::{collections::BTreeMap, sync::atomic::Ordering, time::Duration};
+
+use anyhow::{Context, Result};
+use devstack::Endpoints;
+use onsale_client::{Client, Error, queue_api::RoomStats};
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+
+use super::{journey::Sim, tally::Step};
+use crate::stats::nearest_rank;
+
+/// Percentiles of one step.
+#[derive(Debug, Serialize)]
+pub(super) struct Percentiles {
+    count: usize,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+}
+
+/// Nearest-rank percentiles of `samples` (sorted here), in ms to 0.01.
+fn percentiles(samples: &mut [f64]) -> Percentiles {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| (nearest_rank(samples, q) * 100.0).round() / 100.0;
+    Percentiles {
+        count: samples.len(),
+        p50_ms: at(0.50),
+        p95_ms: at(0.95),
+        p99_ms: at(0.99),
+    }
+}
+
+/// The JSON report.
+#[derive(Debug, Serialize)]
+pub(super) struct Report {
+    seats: u64,
+    fans: u32,
+    entered: u64,
+    abandoned: u64,
+    admitted: u64,
+    holds: u64,
+    conflicts_409: u64,
+    holds_left_to_expire: u64,
+    payments: u64,
+    seats_sold: i64,
+    seats_sold_equals_supply: bool,
+    demand_exceeded_supply: bool,
+    double_sold_seats: i64,
+    responses_5xx: u64,
+    transport_errors: u64,
+    fans_who_found_no_seat: u64,
+    unfinished_fans: u64,
+    status_counts: BTreeMap<u16, u64>,
+    latency: BTreeMap<Step, Percentiles>,
+    activation_wait: Percentiles,
+    /// queue-service's room stats at the end; `null` when it refused them.
+    waiting_room: Option<RoomStats>,
+    mean_entry_rate_per_second: f64,
+    mean_exit_rate_per_second: f64,
+    events_published: i64,
+    events_pending: i64,
+    slots_released_by_event: Option<f64>,
+    elapsed_seconds: f64,
+    /// Every check passed.
+    pub(super) ok: bool,
+}
+
+/// Builds the report of `sim`, `elapsed` after the start of the run.
+///
+/// # Errors
+/// Postgres or queue-service unreachable.
+pub(super) async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) -> Result<Report> {
+    let mut db = PgConnection::connect(&endpoints.database_url)
+        .await
+        .context("connecting to the core database")?;
+    let performance = sim.performance.get();
+    let seats_sold: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM seats WHERE performance_id = $1 AND status = 'sold'",
+    )
+    .bind(performance)
+    .fetch_one(&mut db)
+    .await?;
+    let double_sold: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+           SELECT rs.seat_id FROM reservation_seats rs
+             JOIN reservations r ON r.id = rs.reservation_id
+            WHERE r.performance_id = $1 AND r.status = 'confirmed'
+            GROUP BY rs.seat_id HAVING count(*) > 1) twice",
+    )
+    .bind(performance)
+    .fetch_one(&mut db)
+    .await?;
+    let (published, pending): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE published_at IS NOT NULL), count(*) FILTER (WHERE published_at IS NULL)
+           FROM outbox WHERE created_at >= $1",
+    )
+    .bind(sim.started_at)
+    .fetch_one(&mut db)
+    .await?;
+    let room = match sim.client.room_stats(performance).await {
+        Ok(stats) => Some(stats),
+        Err(Error::Status { .. } | Error::Decode { .. }) => None,
+        Err(error) => return Err(error.into()),
+    };
+    let released_by_event =
+        metric_sum(&sim.client, "queue_event_releases_total{released=\"true\"}").await;
+
+    let t = &sim.tally;
+    let mut latency = BTreeMap::new();
+    if let Ok(mut map) = t.latencies_ms.lock() {
+        for (step, samples) in map.iter_mut() {
+            latency.insert(*step, percentiles(samples));
+        }
+    }
+    let activation_wait = percentiles(
+        &mut t
+            .activation_wait_ms
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default(),
+    );
+    let admitted = t.admitted.load(Ordering::Relaxed);
+    let demand_exceeded = t.holds.load(Ordering::Relaxed) + t.gave_up.load(Ordering::Relaxed) > 0
+        && (admitted as f64) * 2.5 > sim.seat_total as f64;
+    let responses_5xx = t.count_5xx();
+    let seats_sold_equals_supply = seats_sold as u64 == sim.seat_total;
+    let finished = t.finished.load(Ordering::Relaxed);
+    let exits = room.as_ref().map_or(0, |r| {
+        r.exited.left + r.exited.expired + r.exited.completed + r.exited.revoked
+    });
+    Ok(Report {
+        seats: sim.seat_total,
+        fans: sim.args.fans,
+        entered: t.entered.load(Ordering::Relaxed),
+        abandoned: t.abandoned.load(Ordering::Relaxed),
+        admitted,
+        holds: t.holds.load(Ordering::Relaxed),
+        conflicts_409: t.conflicts.load(Ordering::Relaxed),
+        holds_left_to_expire: t.let_expire.load(Ordering::Relaxed),
+        payments: t.payments.load(Ordering::Relaxed),
+        seats_sold,
+        seats_sold_equals_supply,
+        demand_exceeded_supply: demand_exceeded,
+        double_sold_seats: double_sold,
+        responses_5xx,
+        transport_errors: t.transport_errors.load(Ordering::Relaxed),
+        fans_who_found_no_seat: t.gave_up.load(Ordering::Relaxed),
+        unfinished_fans: u64::from(sim.args.fans).saturating_sub(finished),
+        status_counts: t
+            .status_counts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default(),
+        latency,
+        activation_wait,
+        mean_entry_rate_per_second: {
+            let window = t.last_entry_ms.load(Ordering::Relaxed) as f64 / 1_000.0;
+            round1(if window > 0.0 {
+                t.entered.load(Ordering::Relaxed) as f64 / window
+            } else {
+                0.0
+            })
+        },
+        mean_exit_rate_per_second: round1(
+            exits as f64 / sim.simulation_started.elapsed().as_secs_f64(),
+        ),
+        waiting_room: room,
+        events_published: published,
+        events_pending: pending,
+        slots_released_by_event: released_by_event,
+        elapsed_seconds: round1(elapsed.as_secs_f64()),
+        ok: double_sold == 0
+            && responses_5xx == 0
+            && (!demand_exceeded || seats_sold_equals_supply),
+    })
+}
+
+fn round1(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+/// Sums every sample of `name` on queue-service's Prometheus endpoint.
+async fn metric_sum(client: &Client, name: &str) -> Option<f64> {
+    let text = client.queue_metrics().await.ok()?;
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// Prints `r` for a terminal.
+pub(super) fn print_report(r: &Report) {
+    let check = |ok: bool| if ok { "ok" } else { "FAILED" };
+    println!("\n== onsale simulation ==");
+    println!(
+        "fans {}  entered {}  abandoned {}  admitted {}  no seat left {}",
+        r.fans, r.entered, r.abandoned, r.admitted, r.fans_who_found_no_seat
+    );
+    println!(
+        "holds {}  409s {}  left to expire {}  payments {}",
+        r.holds, r.conflicts_409, r.holds_left_to_expire, r.payments
+    );
+    println!(
+        "seats sold {}/{} [{}]   double-sold seats {} [{}]   5xx {} [{}]",
+        r.seats_sold,
+        r.seats,
+        if r.demand_exceeded_supply {
+            check(r.seats_sold_equals_supply)
+        } else {
+            "demand below supply"
+        },
+        r.double_sold_seats,
+        check(r.double_sold_seats == 0),
+        r.responses_5xx,
+        check(r.responses_5xx == 0)
+    );
+    println!(
+        "{:<8} {:>8} {:>9} {:>9} {:>9}",
+        "step", "count", "p50 ms", "p95 ms", "p99 ms"
+    );
+    for (step, p) in &r.latency {
+        println!(
+            "{:<8} {:>8} {:>9.2} {:>9.2} {:>9.2}",
+            format!("{step:?}").to_lowercase(),
+            p.count,
+            p.p50_ms,
+            p.p95_ms,
+            p.p99_ms
+        );
+    }
+    println!(
+        "activation wait: p50 {:.0} ms, p95 {:.0} ms ({} fans)",
+        r.activation_wait.p50_ms, r.activation_wait.p95_ms, r.activation_wait.count
+    );
+    println!(
+        "entry rate {:.1} /s (mean over arrivals), exit rate {:.1} /s (mean over the run: leave, expiry, purchase)",
+        r.mean_entry_rate_per_second, r.mean_exit_rate_per_second
+    );
+    println!(
+        "events published {} (pending {}), slots released by payment.completed {}",
+        r.events_published,
+        r.events_pending,
+        r.slots_released_by_event
+            .map_or_else(|| "n/a".to_owned(), |v| v.to_string())
+    );
+    println!(
+        "elapsed {:.1} s  transport errors {}  unfinished fans {}",
+        r.elapsed_seconds, r.transport_errors, r.unfinished_fans
+    );
+    println!("result: {}", if r.ok { "PASS" } else { "FAIL" });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let mut samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        let p = percentiles(&mut samples);
+        assert_eq!((p.p50_ms, p.p95_ms, p.p99_ms), (50.0, 95.0, 99.0));
+    }
+}
