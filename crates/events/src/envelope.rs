@@ -140,8 +140,15 @@ pub struct PaymentCompleted {
     pub payment_id: Uuid,
     /// The reservation that is now confirmed.
     pub reservation_id: Uuid,
-    /// The buyer, as the API gateway identifies them (1–64 bytes).
+    /// The buyer: the `sub` of their identity token (1–64 bytes).
     pub user_id: String,
+    /// The waiting-room admission session the purchase was made in (the
+    /// access token's session id). Releasing frees this session only, so a
+    /// late, redelivered or replayed event never frees a newer admission.
+    /// `None` only in events written before sessions were recorded; such an
+    /// event releases nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
     /// The performance, which is also the waiting room's `event_id`.
     pub performance_id: i64,
     /// Amount debited, in KRW.
@@ -186,6 +193,7 @@ mod tests {
             payment_id: Uuid::now_v7(),
             reservation_id: Uuid::now_v7(),
             user_id: "fan-1".into(),
+            session_id: Some("7".into()),
             performance_id: 42,
             amount_krw: amount,
             seat_ids: seats,

@@ -37,6 +37,7 @@ fn payment(n: i64) -> Envelope<PaymentCompleted> {
             payment_id: uuid::Uuid::now_v7(),
             reservation_id: uuid::Uuid::now_v7(),
             user_id: format!("fan-{n}"),
+            session_id: Some(n.to_string()),
             performance_id: 1,
             amount_krw: 110_000,
             seat_ids: vec![n],

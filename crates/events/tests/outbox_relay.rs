@@ -37,6 +37,7 @@ async fn insert_payments(pool: &PgPool, count: usize) -> Vec<uuid::Uuid> {
                 payment_id: uuid::Uuid::now_v7(),
                 reservation_id: uuid::Uuid::now_v7(),
                 user_id: format!("fan-{n}"),
+                session_id: Some(n.to_string()),
                 performance_id: 1,
                 amount_krw: 99_000,
                 seat_ids: vec![n as i64],

@@ -14,6 +14,9 @@
 //! - [`id`]: [`id::UserId`], the fan id both services parse.
 //! - [`identity`]: verification of fans' OIDC identity tokens (JWTs signed
 //!   by the provider, keys from its JWK Set) into [`identity::Identity`].
+//! - [`ratelimit`]: per-fan (else per-address) rate limits with trusted
+//!   proxy hops and the IETF `RateLimit` fields.
+//! - [`service_auth`]: the service credential on gRPC between services.
 //! - [`router`]: the standard layers of every HTTP router (404/405
 //!   fallbacks, metrics, panic → problem+json, tracing).
 
@@ -22,6 +25,8 @@ pub mod id;
 pub mod identity;
 pub mod listener;
 pub mod problem;
+pub mod ratelimit;
 pub mod router;
+pub mod service_auth;
 pub mod settings;
 pub mod shutdown;

@@ -99,6 +99,21 @@ impl KeySource {
         }
     }
 
+    /// The generation of the cached key set while it is within its TTL;
+    /// `None` when nothing was fetched yet or the set is due a refresh.
+    pub(super) fn fresh_generation(&self) -> Option<u64> {
+        let snapshot = self.snapshot();
+        snapshot
+            .fetched_at
+            .filter(|at| at.elapsed() < self.ttl)
+            .map(|_| snapshot.generation)
+    }
+
+    /// The generation of the cached key set, fresh or not.
+    pub(super) fn generation(&self) -> u64 {
+        self.snapshot().generation
+    }
+
     fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(&self.cache.read().unwrap_or_else(PoisonError::into_inner))
     }
