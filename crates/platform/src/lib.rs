@@ -14,6 +14,8 @@
 //! - [`id`]: [`id::UserId`], the fan id both services parse.
 //! - [`identity`]: verification of fans' OIDC identity tokens (JWTs signed
 //!   by the provider, keys from its JWK Set) into [`identity::Identity`].
+//! - [`openapi`]: the identity and admin-key security schemes of both
+//!   OpenAPI documents.
 //! - [`ratelimit`]: per-fan (else per-address) rate limits with trusted
 //!   proxy hops and the IETF `RateLimit` fields.
 //! - [`service_auth`]: the service credential on gRPC between services.
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod id;
 pub mod identity;
 pub mod listener;
+pub mod openapi;
 pub mod problem;
 pub mod ratelimit;
 pub mod router;

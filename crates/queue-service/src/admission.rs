@@ -6,7 +6,7 @@
 //! admit at most `admit_per_second` fans per second and never more than
 //! `capacity` at a time.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,6 @@ use tonic_health::server::HealthReporter;
 
 use crate::{
     domain::{EventId, RoomState},
-    http::Limiter,
     metrics,
     store::Store,
 };
@@ -26,8 +25,6 @@ use crate::{
 const MAX_CALLS_PER_TICK: usize = 10;
 /// Rooms ticked concurrently by one instance.
 const CONCURRENT_ROOMS: usize = 32;
-/// How often idle rate-limiter entries are dropped.
-const LIMITER_UPKEEP: Duration = Duration::from_secs(60);
 
 type Health = onsale_proto::queue::v1::waiting_room_server::WaitingRoomServer<crate::grpc::GrpcApi>;
 
@@ -38,21 +35,15 @@ pub(crate) async fn run(
     store: Store,
     tick: Duration,
     enabled: bool,
-    limiter: Arc<Limiter>,
     health: HealthReporter,
     shutdown: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut upkeep = tokio::time::interval(LIMITER_UPKEEP);
     let mut healthy = true;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = upkeep.tick() => {
-                limiter.retain_recent();
-                continue;
-            }
             _ = ticker.tick() => {}
         }
         let ok = if enabled {

@@ -12,14 +12,13 @@ use crate::{
     store::RoomSnapshot,
 };
 
-/// Body of `POST /v1/events/{event_id}/queue`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// Body of `POST /v1/events/{event_id}/queue`: optional, and when sent an
+/// empty object `{}`. The fan is the subject of the identity token
+/// (`Authorization: Bearer`), never a body field: a body with `user_id`, or
+/// any other member, is refused with 400 `invalid_request`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EnterRequest {
-    /// The fan, as authenticated by the API gateway (1–64 bytes, no
-    /// whitespace).
-    pub user_id: String,
-}
+pub struct EnterRequest {}
 
 /// Body of `PUT /admin/v1/events/{event_id}/waiting-room`; omitted fields
 /// take the configured defaults.

@@ -54,7 +54,7 @@ impl fmt::Display for EventId {
     }
 }
 
-/// A fan, as authenticated by the API gateway: the id both services parse
+/// A fan: the `sub` of their identity token, the id both services parse
 /// (1–64 bytes of UTF-8, no whitespace or control characters).
 pub use platform::id::UserId;
 

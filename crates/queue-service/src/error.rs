@@ -25,12 +25,19 @@ pub enum ApiError {
     /// A gRPC field that must be set was not.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
-    /// No `Authorization: Bearer` token.
-    #[error("missing bearer token")]
+    /// A request body the API does not take (the reason, for the client).
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// No queue token (HTTP: the `Onsale-Queue-Token` header) or no access
+    /// token (gRPC: an empty `access_token`).
+    #[error("missing token")]
     MissingToken,
     /// A token that failed verification.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A valid queue token of another fan than the signed-in one.
+    #[error("the token belongs to another fan than the signed-in one")]
+    SubjectMismatch,
     /// A valid access token whose session was released or replaced.
     #[error("the access session was released")]
     SessionReleased,
@@ -46,9 +53,6 @@ pub enum ApiError {
     /// The room is paused.
     #[error("the waiting room is paused")]
     Paused,
-    /// Per-client rate limit exceeded; retry after this many seconds.
-    #[error("too many requests")]
-    RateLimited(u64),
     /// Redis failed.
     #[error("waiting room storage is unavailable")]
     Store(#[from] StoreError),
@@ -82,11 +86,18 @@ impl IntoResponse for ApiError {
             )
             .detail(self.to_string()),
             Self::InvalidArgument(_) => Problem::bad_request(self.to_string()),
+            Self::InvalidRequest(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Invalid request",
+            )
+            .detail(self.to_string()),
             Self::MissingToken => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "missing_token",
-                "Missing bearer token",
-            ),
+                "Missing queue token",
+            )
+            .detail("the Onsale-Queue-Token header must carry the ticket's queue token"),
             Self::Token(TokenError::Expired) => {
                 Problem::new(StatusCode::UNAUTHORIZED, "token_expired", "Token expired")
             }
@@ -98,6 +109,12 @@ impl IntoResponse for ApiError {
             Self::Token(_) => {
                 Problem::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid token")
             }
+            Self::SubjectMismatch => Problem::new(
+                StatusCode::FORBIDDEN,
+                "token_subject_mismatch",
+                "Token belongs to another fan",
+            )
+            .detail(self.to_string()),
             Self::SessionReleased => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "session_released",
@@ -122,12 +139,6 @@ impl IntoResponse for ApiError {
                 "Waiting room paused",
             )
             .retry_after(PAUSED_RETRY_AFTER_SECONDS),
-            Self::RateLimited(seconds) => Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Too many requests",
-            )
-            .retry_after(*seconds),
             Self::Store(cause) => Problem::unavailable("redis", cause),
             Self::Signing(cause) => {
                 tracing::error!(error = %ErrorChain(cause), "signing a token failed");
@@ -149,16 +160,17 @@ impl From<ApiError> for tonic::Status {
             ApiError::InvalidEventId(_)
             | ApiError::InvalidUserId(_)
             | ApiError::InvalidRoom(_)
-            | ApiError::InvalidArgument(_) => Status::invalid_argument(error.to_string()),
-            ApiError::Token(TokenError::OtherEvent) | ApiError::SessionReleased => {
-                Status::permission_denied(error.to_string())
-            }
+            | ApiError::InvalidArgument(_)
+            | ApiError::InvalidRequest(_) => Status::invalid_argument(error.to_string()),
+            ApiError::Token(TokenError::OtherEvent)
+            | ApiError::SubjectMismatch
+            | ApiError::SessionReleased => Status::permission_denied(error.to_string()),
             ApiError::MissingToken | ApiError::Token(_) => {
                 Status::unauthenticated(error.to_string())
             }
             ApiError::NoRoom | ApiError::NotInLine => Status::not_found(error.to_string()),
             ApiError::Closed => Status::failed_precondition(error.to_string()),
-            ApiError::Paused | ApiError::RateLimited(_) => Status::unavailable(error.to_string()),
+            ApiError::Paused => Status::unavailable(error.to_string()),
             ApiError::Store(cause) => {
                 // The first check of a shared call carries and logs the cause.
                 if !matches!(cause, StoreError::SharedCallFailed) {
@@ -199,6 +211,18 @@ mod tests {
         let status = tonic::Status::from(ApiError::Store(StoreError::Reply("secret".into())));
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(!status.message().contains("secret"));
+    }
+
+    #[test]
+    fn another_fans_token_is_403_token_subject_mismatch() {
+        let response = ApiError::SubjectMismatch.into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            tonic::Status::from(ApiError::SubjectMismatch).code(),
+            tonic::Code::PermissionDenied
+        );
+        let refused = ApiError::InvalidRequest("no user_id").into_response();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -4,8 +4,15 @@
 //! admission: a 5-second poll for completed purchases would delay every
 //! refill by up to 5 seconds.
 //!
-//! The handler is idempotent without an inbox: releasing a fan who is no
-//! longer active changes nothing and reports `released = false`, so a
+//! An event releases the admission session it names (`session_id`, the
+//! access token's session) and nothing else: when the fan has come back and
+//! been admitted again, a late event of the earlier purchase leaves the new
+//! session active. An event without `session_id` (written before sessions
+//! were recorded) cannot say which session it ends, so it releases nothing;
+//! it is logged and counted as handled, and the slot lapses with its TTL.
+//!
+//! The handler is idempotent without an inbox: releasing a session that is
+//! no longer active changes nothing and reports `released = false`, so a
 //! re-delivered or replayed event has no second effect. A record that does
 //! not decode, or names an invalid event or user, goes to the DLQ at once;
 //! a Redis failure is retried with backoff by the consumer runtime.
@@ -41,14 +48,25 @@ impl Handler for PaymentCompletedHandler {
         let event = EventId::parse(&envelope.data.performance_id.to_string())
             .map_err(HandlerError::permanent)?;
         let user = UserId::parse(&envelope.data.user_id).map_err(HandlerError::permanent)?;
-        let released = self
-            .room
-            .release(&event, &user, ExitReason::Completed)
-            .await
-            .map_err(HandlerError::transient)?;
         let lag = (Utc::now() - envelope.data.paid_at)
             .to_std()
             .unwrap_or_default();
+        let Some(session_id) = envelope
+            .data
+            .session_id
+            .as_deref()
+            .filter(|s| !s.is_empty())
+        else {
+            tracing::warn!(%event, payment_id = %envelope.data.payment_id,
+                "payment.completed without a session_id releases nothing");
+            crate::metrics::slot_released_by_event(false, lag);
+            return Ok(Outcome::Done);
+        };
+        let released = self
+            .room
+            .release(&event, &user, session_id, ExitReason::Completed)
+            .await
+            .map_err(HandlerError::transient)?;
         crate::metrics::slot_released_by_event(released, lag);
         Ok(Outcome::Done)
     }

@@ -1,4 +1,6 @@
-//! gRPC transport: `onsale.queue.v1.WaitingRoom`.
+//! gRPC transport: `onsale.queue.v1.WaitingRoom`. Every call needs the
+//! service credential (`platform::service_auth::require`, wrapped around the
+//! service in `lib.rs`); health and reflection do not.
 
 use onsale_proto::{
     MAX_VERIFY_BATCH,
@@ -135,7 +137,10 @@ impl WaitingRoomApi for GrpcApi {
                 );
             }
         };
-        let released = self.room.release(&event, &user, reason).await?;
+        let released = self
+            .room
+            .release(&event, &user, &request.session_id, reason)
+            .await?;
         Ok(Response::new(ReleaseAccessResponse { released }))
     }
 

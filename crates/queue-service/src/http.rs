@@ -1,61 +1,57 @@
 //! HTTP transport: the fan API (`/v1`), the admin API (`/admin/v1`, behind
 //! `X-Admin-Key`), probes, `/metrics` and `/openapi.json`.
-
-use std::{
-    net::{IpAddr, SocketAddr},
-    num::NonZeroU32,
-    sync::Arc,
-};
+//!
+//! Fan routes sit behind `platform::identity::protect`: the identity token
+//! (`Authorization: Bearer`) is verified first, then the per-client rate
+//! limit applies (per signed-in fan, else per client address), then the
+//! handler takes the fan from [`Fan`]. Status and leave also carry the
+//! fan's queue token in [`QUEUE_TOKEN_HEADER`]; it must name the same fan.
 
 use axum::{
     Router,
-    extract::{ConnectInfo, Request, State},
+    body::Bytes,
+    extract::{FromRequest, Request, State},
     http::{HeaderMap, StatusCode},
-    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
-use governor::{
-    Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
-    state::keyed::DefaultKeyedStateStore,
-};
 use platform::{
-    auth::{AdminKey, require_admin_key},
-    problem::{ApiJson, ApiPath},
+    auth::{AdminKey, MAX_BEARER_BYTES, require_admin_key},
+    identity::{Fan, IdentityVerifier},
+    problem::{ApiJson, ApiPath, Problem},
+    ratelimit::RateLimiter,
 };
 use tracing::instrument;
-use utoipa::OpenApi;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
+};
 
 use crate::{
     api::{EnterRequest, ExitCounts, Readiness, RoomRequest, RoomStats},
-    domain::{EventId, RoomConfig, RoomState, UserId},
+    domain::{EventId, RoomConfig, RoomState},
     error::ApiError,
     service::{FanStatus, Ticket, WaitingRoom},
-    settings::RateLimitSettings,
 };
 
-/// Keyed GCRA limiter: one bucket per client address.
-pub(crate) type Limiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
-
-/// Builds the per-client limiter from settings.
-pub(crate) fn limiter(settings: &RateLimitSettings) -> Limiter {
-    let per_second = NonZeroU32::new(settings.per_second).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(settings.burst).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
-}
+/// The header carrying the queue token of a ticket on status polls and
+/// leaving (`Onsale-Queue-Token: <queue_token>`); `Authorization` carries
+/// the fan's identity token.
+pub const QUEUE_TOKEN_HEADER: &str = "onsale-queue-token";
 
 #[derive(Clone)]
 struct HttpState {
     room: WaitingRoom,
-    limiter: Arc<Limiter>,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "onsale queue-service",
-        description = "Virtual waiting room: fair line, admission, access tokens."
+        description = "Virtual waiting room: fair line, admission, access tokens. Fan calls \
+            carry the fan's identity token (`Authorization: Bearer`, security scheme \
+            `identity`); status and leave also carry the ticket's queue token \
+            (`Onsale-Queue-Token`, scheme `queue_token`), which must name the same fan."
     ),
     paths(enter, status, leave, put_room, get_room, room_stats, healthz, readyz),
     components(schemas(
@@ -68,9 +64,27 @@ struct HttpState {
         RoomStats,
         ExitCounts,
         Readiness
-    ))
+    )),
+    modifiers(&SecuritySchemes)
 )]
 struct ApiDoc;
+
+/// The security schemes the paths refer to.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        platform::openapi::add_common_schemes(openapi);
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "queue_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Onsale-Queue-Token",
+                "The `queue_token` of the fan's ticket (from entry or status).",
+            ))),
+        );
+    }
+}
 
 /// The OpenAPI 3.1 document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -81,14 +95,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 const ADMIN_KEY_REFUSED: &str = "invalid_admin_key";
 
 /// The whole HTTP router, with the standard layers of every onsale service
-/// (404/405 problems, request metrics, panic → 500 problem, tracing).
-pub(crate) fn router(room: WaitingRoom, limiter: Arc<Limiter>) -> Router {
+/// (404/405 problems, request metrics, panic → 500 problem, tracing). Fan
+/// routes verify identity tokens with `verifier` and are limited by
+/// `limiter`; admin routes, probes and metrics are neither.
+pub(crate) fn router(
+    room: WaitingRoom,
+    verifier: IdentityVerifier,
+    limiter: RateLimiter,
+) -> Router {
     let admin_key = AdminKey::new(room.settings.queue.admin_key.clone(), ADMIN_KEY_REFUSED);
-    let state = HttpState { room, limiter };
+    let state = HttpState { room };
     let fan = Router::new()
         .route("/v1/events/{event_id}/queue", post(enter).delete(leave))
-        .route("/v1/events/{event_id}/queue/status", get(status))
-        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit));
+        .route("/v1/events/{event_id}/queue/status", get(status));
+    let fan = platform::identity::protect(fan, verifier, limiter);
     let admin = Router::new()
         .route(
             "/admin/v1/events/{event_id}/waiting-room",
@@ -98,7 +118,10 @@ pub(crate) fn router(room: WaitingRoom, limiter: Arc<Limiter>) -> Router {
             "/admin/v1/events/{event_id}/waiting-room/stats",
             get(room_stats),
         )
-        .route_layer(middleware::from_fn_with_state(admin_key, require_admin_key));
+        .route_layer(axum::middleware::from_fn_with_state(
+            admin_key,
+            require_admin_key,
+        ));
     let router = Router::new()
         .merge(fan)
         .merge(admin)
@@ -109,72 +132,100 @@ pub(crate) fn router(room: WaitingRoom, limiter: Arc<Limiter>) -> Router {
     platform::router::standard_layers(router.with_state(state))
 }
 
-fn client_ip(state: &HttpState, request: &Request) -> IpAddr {
-    let header_ip = state
-        .room
-        .settings
-        .queue
-        .rate_limit
-        .client_ip_header
-        .as_deref()
-        .and_then(|name| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok())
-        });
-    header_ip.unwrap_or_else(|| {
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip())
-    })
-}
-
-async fn rate_limit(State(state): State<HttpState>, request: Request, next: Next) -> Response {
-    let ip = client_ip(&state, &request);
-    match state.limiter.check_key(&ip) {
-        Ok(()) => next.run(request).await,
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::RateLimited(wait.as_secs().max(1)).into_response()
-        }
-    }
-}
-
 fn event_id(raw: &str) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(ApiError::InvalidEventId)
 }
 
-/// The `Authorization: Bearer` token; [`ApiError::MissingToken`] when
-/// there is none (see [`platform::auth::bearer`]).
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    platform::auth::bearer(headers).ok_or(ApiError::MissingToken)
+/// The queue token of [`QUEUE_TOKEN_HEADER`], trimmed;
+/// [`ApiError::MissingToken`] when it is missing, empty, not visible ASCII
+/// or longer than any token this service signs.
+fn queue_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(QUEUE_TOKEN_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|token| !token.is_empty() && token.len() <= MAX_BEARER_BYTES)
+        .ok_or(ApiError::MissingToken)
 }
 
-/// Enter the waiting room.
-#[utoipa::path(post, path = "/v1/events/{event_id}/queue", request_body = EnterRequest,
+/// The body of an entry: empty, `null` or a JSON object without members. The fan
+/// is the identity token's subject, so a `user_id` (or anything else) is
+/// refused with 400 `invalid_request`; text that is not JSON is 400
+/// `malformed_json`.
+struct EnterBody;
+
+impl<S: Send + Sync> FromRequest<S> for EnterBody {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                Problem::new(
+                    rejection.status(),
+                    "malformed_body",
+                    "Malformed request body",
+                )
+                .detail(rejection.body_text())
+                .into_response()
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self);
+        }
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "Malformed request body",
+            )
+            .detail(error.to_string())
+            .into_response()
+        })?;
+        if value.is_null() {
+            return Ok(Self);
+        }
+        if value.get("user_id").is_some() {
+            return Err(ApiError::InvalidRequest(
+                "the fan is the identity token's subject: send no user_id (an empty body or {})",
+            )
+            .into_response());
+        }
+        serde_json::from_value::<EnterRequest>(value)
+            .map(|EnterRequest {}| Self)
+            .map_err(|_| {
+                ApiError::InvalidRequest("the body must be empty or an empty JSON object {}")
+                    .into_response()
+            })
+    }
+}
+
+/// Enter the waiting room as the signed-in fan.
+#[utoipa::path(post, path = "/v1/events/{event_id}/queue", request_body(
+        content = Option<EnterRequest>, description = "Optional: an empty body or `{}`"),
     params(("event_id" = String, Path, description = "Performance id, [A-Za-z0-9_-]{1,64}")),
+    security(("identity" = [])),
     responses(
         (status = 201, description = "New place in line", body = Ticket),
         (status = 200, description = "Already in line or active: the same place", body = Ticket),
-        (status = 400, description = "Malformed id or body (problem+json)"),
+        (status = 400, description = "Malformed id, or a body that is not empty or `{}` \
+            (`invalid_request`, e.g. a `user_id`)"),
+        (status = 401, description = "Missing or invalid identity token \
+            (`missing_identity_token`, `invalid_identity_token`)"),
         (status = 403, description = "Room closed"),
         (status = 404, description = "No room for this event"),
-        (status = 429, description = "Rate limited (Retry-After)"),
-        (status = 503, description = "Room paused or storage unavailable (Retry-After)"),
+        (status = 429, description = "Rate limited (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 503, description = "Room paused, storage or identity provider unavailable \
+            (Retry-After)"),
     ))]
 #[instrument(skip_all, fields(event_id = %raw_event))]
 async fn enter(
     State(state): State<HttpState>,
+    Fan(fan): Fan,
     ApiPath(raw_event): ApiPath<String>,
-    ApiJson(body): ApiJson<EnterRequest>,
+    EnterBody: EnterBody,
 ) -> Result<(StatusCode, ApiJson<Ticket>), ApiError> {
     let event = event_id(&raw_event)?;
-    let user = UserId::parse(&body.user_id).map_err(|e| ApiError::InvalidUserId(e.into()))?;
-    let (ticket, created) = state.room.enter(&event, &user).await?;
+    let (ticket, created) = state.room.enter(&event, &fan.subject).await?;
     let code = if created {
         StatusCode::CREATED
     } else {
@@ -183,49 +234,64 @@ async fn enter(
     Ok((code, ApiJson(ticket)))
 }
 
-/// Poll the fan's place; also proves the fan is still there.
+/// Poll the signed-in fan's place; also proves the fan is still there.
 #[utoipa::path(get, path = "/v1/events/{event_id}/queue/status",
     params(("event_id" = String, Path, description = "Performance id")),
+    security(("identity" = [], "queue_token" = [])),
     responses(
         (status = 200, description = "Place in line, or access token once active", body = Ticket),
-        (status = 401, description = "Missing, forged, expired or other-event token"),
-        (status = 403, description = "Room closed"),
+        (status = 401, description = "Missing or invalid identity token; missing \
+            (`missing_token`), forged, expired or other-event queue token"),
+        (status = 403, description = "Room closed, or the queue token is another fan's \
+            (`token_subject_mismatch`)"),
         (status = 410, description = "No longer in line (left, abandoned or expired)"),
-        (status = 503, description = "Room paused or storage unavailable (Retry-After)"),
+        (status = 429, description = "Rate limited (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 503, description = "Room paused, storage or identity provider unavailable \
+            (Retry-After)"),
     ))]
 #[instrument(skip_all, fields(event_id = %raw_event))]
 async fn status(
     State(state): State<HttpState>,
+    Fan(fan): Fan,
     ApiPath(raw_event): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<ApiJson<Ticket>, ApiError> {
     let event = event_id(&raw_event)?;
-    let token = bearer(&headers)?;
-    Ok(ApiJson(state.room.status(&event, token).await?))
+    let token = queue_token(&headers)?;
+    Ok(ApiJson(
+        state.room.status(&event, token, &fan.subject).await?,
+    ))
 }
 
-/// Leave the line or give up the active slot.
+/// The signed-in fan leaves the line or gives up the active slot.
 #[utoipa::path(delete, path = "/v1/events/{event_id}/queue",
     params(("event_id" = String, Path, description = "Performance id")),
+    security(("identity" = [], "queue_token" = [])),
     responses(
         (status = 204, description = "Left (or was not there)"),
-        (status = 401, description = "Missing, forged, expired or other-event token"),
+        (status = 401, description = "Missing or invalid identity token; missing \
+            (`missing_token`), forged, expired or other-event queue token"),
+        (status = 403, description = "The queue token is another fan's \
+            (`token_subject_mismatch`)"),
+        (status = 429, description = "Rate limited (Retry-After, RateLimit-Policy, RateLimit)"),
     ))]
 #[instrument(skip_all, fields(event_id = %raw_event))]
 async fn leave(
     State(state): State<HttpState>,
+    Fan(fan): Fan,
     ApiPath(raw_event): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let event = event_id(&raw_event)?;
-    let token = bearer(&headers)?;
-    state.room.leave(&event, token).await?;
+    let token = queue_token(&headers)?;
+    state.room.leave(&event, token, &fan.subject).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Create or update an event's waiting room.
 #[utoipa::path(put, path = "/admin/v1/events/{event_id}/waiting-room", request_body = RoomRequest,
     params(("event_id" = String, Path, description = "Performance id")),
+    security(("admin_key" = [])),
     responses(
         (status = 201, description = "Created", body = RoomConfig),
         (status = 200, description = "Updated", body = RoomConfig),
@@ -263,6 +329,7 @@ async fn put_room(
 /// Read an event's waiting room settings.
 #[utoipa::path(get, path = "/admin/v1/events/{event_id}/waiting-room",
     params(("event_id" = String, Path, description = "Performance id")),
+    security(("admin_key" = [])),
     responses(
         (status = 200, description = "Settings", body = RoomConfig),
         (status = 401, description = "Missing or wrong X-Admin-Key"),
@@ -280,6 +347,7 @@ async fn get_room(
 /// An event's waiting room numbers.
 #[utoipa::path(get, path = "/admin/v1/events/{event_id}/waiting-room/stats",
     params(("event_id" = String, Path, description = "Performance id")),
+    security(("admin_key" = [])),
     responses(
         (status = 200, description = "Numbers", body = RoomStats),
         (status = 401, description = "Missing or wrong X-Admin-Key"),
@@ -331,13 +399,17 @@ mod tests {
     use axum::http::header;
 
     #[test]
-    fn bearer_tokens_are_read_from_the_authorization_header() {
+    fn queue_tokens_are_read_from_their_own_header_not_from_authorization() {
         let mut headers = HeaderMap::new();
-        assert!(matches!(bearer(&headers), Err(ApiError::MissingToken)));
-        headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert!(matches!(bearer(&headers), Err(ApiError::MissingToken)));
         headers.insert(header::AUTHORIZATION, "Bearer abc.def.ghi".parse().unwrap());
-        assert_eq!(bearer(&headers).unwrap(), "abc.def.ghi");
+        assert!(matches!(queue_token(&headers), Err(ApiError::MissingToken)));
+        headers.insert(QUEUE_TOKEN_HEADER, "  ".parse().unwrap());
+        assert!(matches!(queue_token(&headers), Err(ApiError::MissingToken)));
+        headers.insert(QUEUE_TOKEN_HEADER, " q.r.s ".parse().unwrap());
+        assert_eq!(queue_token(&headers).unwrap(), "q.r.s");
+        let oversized = "q".repeat(MAX_BEARER_BYTES + 1);
+        headers.insert(QUEUE_TOKEN_HEADER, oversized.parse().unwrap());
+        assert!(matches!(queue_token(&headers), Err(ApiError::MissingToken)));
     }
 
     #[test]
@@ -366,5 +438,37 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         assert!(doc["paths"]["/v1/events/{event_id}/queue"]["post"].is_object());
         assert!(doc["paths"]["/admin/v1/events/{event_id}/waiting-room/stats"]["get"].is_object());
+    }
+
+    #[test]
+    fn the_openapi_document_names_the_identity_and_queue_token_headers() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["identity"]["scheme"], "bearer");
+        assert_eq!(
+            (
+                schemes["queue_token"]["in"].as_str(),
+                schemes["queue_token"]["name"].as_str()
+            ),
+            (Some("header"), Some("Onsale-Queue-Token"))
+        );
+        assert_eq!(schemes["admin_key"]["name"], "X-Admin-Key");
+        let paths = &doc["paths"];
+        let enter = &paths["/v1/events/{event_id}/queue"]["post"];
+        assert_eq!(enter["security"], serde_json::json!([{"identity": []}]));
+        assert_ne!(
+            enter["requestBody"]["required"], true,
+            "the body is optional"
+        );
+        for (path, method) in [
+            ("/v1/events/{event_id}/queue/status", "get"),
+            ("/v1/events/{event_id}/queue", "delete"),
+        ] {
+            assert_eq!(
+                paths[path][method]["security"],
+                serde_json::json!([{"identity": [], "queue_token": []}]),
+                "{method} {path}"
+            );
+        }
     }
 }

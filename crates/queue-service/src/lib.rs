@@ -7,6 +7,17 @@
 //! (`VerifyAccess`) before it sells a seat, and releases (`ReleaseAccess`)
 //! when the purchase completes.
 //!
+//! # Identity
+//! A fan is whoever their identity token says: every fan call carries
+//! `Authorization: Bearer <OIDC identity token>`, verified against the
+//! `[identity]` issuer's keys by `platform::identity` (cached per token, so
+//! a status poll costs one lookup), and the fan's id is the token's `sub`.
+//! Queue and access tokens name that fan too: status and leave take the
+//! queue token from `Onsale-Queue-Token` and refuse another fan's with 403
+//! `token_subject_mismatch`. gRPC callers present the service credential
+//! (`queue.grpc_service_key`); `ReleaseAccess` and `payment.completed` free
+//! the one admission session they name, never a newer one.
+//!
 //! # Layout
 //! - [`settings`]: `[queue]` settings and validation.
 //! - [`api`]: request and response bodies of the HTTP API.
@@ -23,9 +34,10 @@
 //! - [`error`]: [`error::ApiError`], mapped once to problem+json and once to
 //!   `tonic::Status`.
 //! - [`http`]: the HTTP API and its OpenAPI document, behind
-//!   `platform::router::standard_layers`, with `platform::auth` for bearer
-//!   tokens and the admin key; `grpc` and `admission` (private): the gRPC API
-//!   and the admission loop.
+//!   `platform::router::standard_layers`; fan routes behind
+//!   `platform::identity::protect` (identity, then the rate limit), admin
+//!   routes behind `platform::auth`'s admin key; `grpc` and `admission`
+//!   (private): the gRPC API and the admission loop.
 //! - [`metrics`]: metric names.
 //! - [`build`] and [`run`]: the library entry points `main.rs` and
 //!   core-service's tests use.
@@ -75,25 +87,18 @@
 //!   released or expired session is refused even if its JWT is still valid.
 //!   `VerifyAccessBatch` answers many checks with one script per event: the
 //!   script takes the sessions as argument triples.
-//! - **Redis client.** A deadpool-redis cluster pool of up to
-//!   `redis.pool_size` multiplexed redis-rs cluster connections (each
-//!   follows MOVED/ASK itself). The pool owns the connections' lifecycle, so
-//!   the service has no reconnect code of its own: it connects on first use
-//!   (the service starts, and answers 503, while Redis is down), checks a
-//!   connection with `PING` each time it hands it out and replaces one that
-//!   fails, so the service heals by itself when Redis returns. A call clones
-//!   the handle and gives the pooled connection back at once: calls pipeline
-//!   on the shared connections, spread over several connections (and the
-//!   Tokio workers driving them) rather than one, and the pool bounds only
-//!   checkouts in flight.
-//!   deadpool-redis builds the cluster client without a response timeout,
-//!   so the store bounds every checkout by `redis.connect_timeout_ms` and
-//!   every reply by `redis.response_timeout_ms`: a slow or dead shard fails
-//!   fast with 503. The price is the check: its `PING` goes to every
-//!   master, one more round trip per call
-//!   (`queue_redis_checkout_duration_seconds`), and a master that does not
-//!   answer fails every check, so while it is down calls to the other
-//!   masters wait for the check and a new connection too.
+//! - **Redis client.** A deadpool pool of up to `redis.pool_size`
+//!   multiplexed redis-rs cluster connections (each follows MOVED/ASK
+//!   itself), with a manager of our own: it builds the cluster client with
+//!   our connect and response timeouts, hands connections out without a
+//!   check, and drops a connection once a call through it failed at the
+//!   connection level, so the service connects on first use (it starts, and
+//!   answers 503, while Redis is down) and heals by itself when Redis
+//!   returns. A call clones the handle and gives the pooled connection back
+//!   at once, so calls pipeline on shared connections spread over several
+//!   sockets per node. deadpool-redis's own cluster manager was measured
+//!   and dropped: it `PING`s every master on every hand-out (see
+//!   `store/pool.rs`).
 
 pub mod api;
 pub mod domain;
@@ -120,7 +125,7 @@ pub use store::{RoomSnapshot, StoreError};
 
 use events::consumer::{ConsumerRuntime, ConsumerSettings};
 use onsale_proto::queue::v1::waiting_room_server::WaitingRoomServer;
-use platform::settings::SettingsError;
+use platform::{identity::IdentityVerifier, ratelimit::RateLimiter, settings::SettingsError};
 
 /// Bound sockets for [`run`]; bind port 0 in tests.
 #[derive(Debug)]
@@ -135,6 +140,7 @@ pub struct Listeners {
 #[derive(Debug)]
 pub struct App {
     room: service::WaitingRoom,
+    verifier: IdentityVerifier,
     release_consumer: Option<ConsumerRuntime<events_consumer::PaymentCompletedHandler>>,
 }
 
@@ -148,7 +154,8 @@ impl App {
 /// Why [`build`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// Settings break a rule.
+    /// Settings break a rule (including `[identity]`: no identity verifier
+    /// can be built from them).
     #[error("invalid settings")]
     Settings(#[from] SettingsError),
     /// The Redis connection pool could not be created (bad URLs).
@@ -173,16 +180,19 @@ pub enum ServeError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Validates settings and creates the Redis connection pool. Does not
-/// listen.
+/// Validates settings, creates the Redis connection pool and the identity
+/// verifier. Does not listen.
 ///
 /// Redis being down at this point is not fatal: the first requests get 503,
-/// `/readyz` reports false, and the pool connects again on use.
+/// `/readyz` reports false, and the pool connects again on use. Neither is
+/// the identity provider: keys are fetched on first use, and until they
+/// can be, fan calls get 503 `identity_unavailable`.
 ///
 /// # Errors
 /// [`StartupError`] for invalid settings or unusable Redis URLs.
 pub async fn build(settings: Settings) -> Result<App, StartupError> {
     settings.validate()?;
+    let verifier = IdentityVerifier::new(settings.identity.clone())?;
     // Install the Prometheus recorder before anything is recorded, also when
     // embedded without `telemetry::init` (tests, core-service).
     let _ = telemetry::metrics_handle();
@@ -216,6 +226,7 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
     });
     Ok(App {
         room,
+        verifier,
         release_consumer,
     })
 }
@@ -231,14 +242,25 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let room = app.room;
-    let release_consumer = app.release_consumer;
+    let App {
+        room,
+        verifier,
+        release_consumer,
+    } = app;
     let settings = room.settings.clone();
     // Children stop when either the caller cancels or a server fails.
     let stop = shutdown.child_token();
-    let limiter = Arc::new(http::limiter(&settings.queue.rate_limit));
+    let limiter = RateLimiter::new(&settings.queue.rate_limit);
+    // Fetch the provider's keys now, so the first fan does not wait for
+    // discovery; a failure only means the first tokens fetch them.
+    let warm = verifier.clone();
+    tokio::spawn(async move {
+        if let Err(error) = warm.warm_up().await {
+            tracing::warn!(%error, "identity provider keys not fetched yet");
+        }
+    });
 
-    let router = http::router(room.clone(), limiter.clone());
+    let router = http::router(room.clone(), verifier, limiter);
     let http_stop = stop.clone();
     let http_task = tokio::spawn(async move {
         let result = axum::serve(
@@ -260,7 +282,12 @@ pub async fn run(
         .register_encoded_file_descriptor_set(onsale_proto::FILE_DESCRIPTOR_SET)
         .build_v1();
     let grpc_stop = stop.clone();
-    let grpc_api = WaitingRoomServer::new(grpc::GrpcApi { room: room.clone() });
+    // Only services holding the key may verify and release access; health
+    // and reflection stay open for probes and tooling.
+    let grpc_api = WaitingRoomServer::with_interceptor(
+        grpc::GrpcApi { room: room.clone() },
+        platform::service_auth::require(settings.queue.grpc_service_key.clone()),
+    );
     let grpc_task = tokio::spawn(async move {
         let mut builder = tonic::transport::Server::builder();
         let router = builder.add_service(health_service).add_service(grpc_api);
@@ -290,7 +317,6 @@ pub async fn run(
         room.store.clone(),
         Duration::from_millis(settings.queue.tick_ms),
         settings.queue.admission_enabled,
-        limiter,
         health,
         stop.clone(),
     ));

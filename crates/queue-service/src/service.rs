@@ -36,7 +36,9 @@ pub enum FanStatus {
 /// The fan's view of the waiting room, returned by entry and status.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Ticket {
-    /// Bearer token for status polls and leaving (JWT, `typ` = `queue`).
+    /// Token for status polls and leaving, sent back in the
+    /// `Onsale-Queue-Token` header (JWT, `typ` = `queue`; its `sub` is the
+    /// fan, so it works only alongside that fan's identity token).
     pub queue_token: String,
     /// `waiting` or `active`.
     pub status: FanStatus,
@@ -48,7 +50,8 @@ pub struct Ticket {
     pub eta_seconds: u64,
     /// When to poll next, in ms; grows with the distance from the front.
     pub poll_after_ms: u64,
-    /// Only when active: JWT (`typ` = `access`) for core-service.
+    /// Only when active: JWT (`typ` = `access`) for core-service, sent in
+    /// its `Onsale-Access-Token` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
     /// Only when active: end of the admission (RFC 3339).
@@ -204,13 +207,37 @@ impl WaitingRoom {
         }
     }
 
-    /// Checks a queue token and reports the fan's place; the poll counts as
-    /// presence.
+    /// Checks that `queue_token` is a queue token of `event` for `signed_in`
+    /// (the fan of the identity token) and returns its claims. No I/O.
     ///
     /// # Errors
-    /// `Token`, `NoRoom`, `Closed`, `Paused`, `NotInLine`, `Store`.
-    pub async fn status(&self, event: &EventId, queue_token: &str) -> Result<Ticket, ApiError> {
+    /// `Token`, or `SubjectMismatch` for another fan's token.
+    fn fans_queue_token(
+        &self,
+        event: &EventId,
+        queue_token: &str,
+        signed_in: &UserId,
+    ) -> Result<Verified, ApiError> {
         let fan = self.tokens.verify(queue_token, TokenKind::Queue, event)?;
+        if fan.user != *signed_in {
+            return Err(ApiError::SubjectMismatch);
+        }
+        Ok(fan)
+    }
+
+    /// Checks the queue token of `signed_in` and reports their place; the
+    /// poll counts as presence.
+    ///
+    /// # Errors
+    /// `Token`, `SubjectMismatch`, `NoRoom`, `Closed`, `Paused`,
+    /// `NotInLine`, `Store`.
+    pub async fn status(
+        &self,
+        event: &EventId,
+        queue_token: &str,
+        signed_in: &UserId,
+    ) -> Result<Ticket, ApiError> {
+        let fan = self.fans_queue_token(event, queue_token, signed_in)?;
         match self.store.status(event, &fan.user).await? {
             Lookup::Found { place, .. } => {
                 self.ticket(event, &fan.user, place, Some(queue_token.to_owned()))
@@ -219,12 +246,18 @@ impl WaitingRoom {
         }
     }
 
-    /// Leaves the line or gives up the active slot. Leaving twice is fine.
+    /// `signed_in` leaves the line or gives up the active slot, with their
+    /// queue token. Leaving twice is fine.
     ///
     /// # Errors
-    /// `Token`, `Store`.
-    pub async fn leave(&self, event: &EventId, queue_token: &str) -> Result<(), ApiError> {
-        let fan = self.tokens.verify(queue_token, TokenKind::Queue, event)?;
+    /// `Token`, `SubjectMismatch`, `Store`.
+    pub async fn leave(
+        &self,
+        event: &EventId,
+        queue_token: &str,
+        signed_in: &UserId,
+    ) -> Result<(), ApiError> {
+        let fan = self.fans_queue_token(event, queue_token, signed_in)?;
         if let Some(was_active) = self.store.leave(event, &fan.user).await? {
             let reason = if was_active { "left" } else { "left_waiting" };
             metrics::exited(event.as_str(), reason, 1);
@@ -318,17 +351,24 @@ impl WaitingRoom {
             .collect()
     }
 
-    /// Frees a fan's active slot. Returns false when there was none.
+    /// Frees `user`'s active slot if it is admission session `session_id`
+    /// (the access token's `sid`). Returns false when the fan holds no
+    /// slot, or holds one of a newer session, which stays active: a late or
+    /// replayed release never ends a later admission.
     ///
     /// # Errors
-    /// `Store`.
+    /// `InvalidArgument` for an empty `session_id`, `Store`.
     pub async fn release(
         &self,
         event: &EventId,
         user: &UserId,
+        session_id: &str,
         reason: ExitReason,
     ) -> Result<bool, ApiError> {
-        let released = self.store.release(event, user, reason).await?;
+        if session_id.is_empty() {
+            return Err(ApiError::InvalidArgument("session_id is required"));
+        }
+        let released = self.store.release(event, user, session_id, reason).await?;
         if released {
             metrics::exited(event.as_str(), reason.as_str(), 1);
         }

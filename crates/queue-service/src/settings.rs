@@ -3,9 +3,13 @@
 
 use std::net::SocketAddr;
 
-use platform::settings::{
-    Environment, ExposeSecret, KafkaSettings, Layers, RedisSettings, RuntimeSettings, Secret,
-    SettingsError,
+use platform::{
+    identity::IdentitySettings,
+    ratelimit::RateLimitSettings,
+    settings::{
+        Environment, ExposeSecret, KafkaSettings, Layers, RedisSettings, RuntimeSettings, Secret,
+        SettingsError,
+    },
 };
 use serde::Deserialize;
 use telemetry::TelemetrySettings;
@@ -21,6 +25,10 @@ const LAYERS: Layers = Layers {
 /// Shortest accepted signing secret, in bytes (HS256 wants at least 256 bits).
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Shortest accepted gRPC service key, in bytes: it is the only thing
+/// between the network and `ReleaseAccess`.
+pub const MIN_SERVICE_KEY_BYTES: usize = 16;
+
 /// Everything queue-service reads at start.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -28,8 +36,14 @@ pub struct Settings {
     pub environment: Environment,
     /// Redis Cluster (`[redis]`); `key_prefix` isolates tests.
     pub redis: RedisSettings,
-    /// Kafka (`[kafka]`), kept for the events issue; unused so far.
+    /// Kafka (`[kafka]`): the `payment.completed` consumer and its DLQ.
     pub kafka: KafkaSettings,
+    /// Fans' identity tokens (`[identity]`): issuer, audience, leeway, key
+    /// cache. Local default: devstack's issuer at `http://127.0.0.1:8090`,
+    /// audience `onsale`; production has no default, so the service does
+    /// not start without `ONSALE__IDENTITY__ISSUER` and
+    /// `ONSALE__IDENTITY__AUDIENCE`.
+    pub identity: IdentitySettings,
     /// Logs, metrics and traces (`[telemetry]`).
     #[serde(default)]
     pub telemetry: TelemetrySettings,
@@ -52,6 +66,11 @@ pub struct QueueSettings {
     /// HS256 key signing queue and access tokens; at least 32 bytes, the same
     /// on every instance.
     pub token_secret: Secret,
+    /// The service credential gRPC callers (core-service) must present as
+    /// `authorization: Bearer <key>` for `onsale.queue.v1.WaitingRoom`
+    /// (`ONSALE__QUEUE__GRPC_SERVICE_KEY`; at least 16 bytes of visible
+    /// ASCII). Health and reflection need none.
+    pub grpc_service_key: Secret,
     /// Admission tick in ms, 10 to 1000.
     pub tick_ms: u64,
     /// Whether this instance runs the admission loop. Any number may; turning
@@ -71,24 +90,12 @@ pub struct QueueSettings {
     pub queue_token_ttl_seconds: u64,
     /// How long `run` waits for in-flight work after shutdown starts, in ms.
     pub shutdown_grace_ms: u64,
-    /// Per-client request limit of the fan API.
+    /// Per-client request limit of the fan API (`[queue.rate_limit]`): per
+    /// signed-in fan, else per client address; `trusted_proxy_hops` says
+    /// which `X-Forwarded-For` entry is the address (0: the peer address).
     pub rate_limit: RateLimitSettings,
     /// Defaults for fields a `PUT …/waiting-room` leaves out.
     pub default_room: RoomDefaults,
-}
-
-/// Per-client rate limit of `/v1/...` (`[queue.rate_limit]`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct RateLimitSettings {
-    /// Sustained requests per second per client.
-    pub per_second: u32,
-    /// Requests a client may send at once.
-    pub burst: u32,
-    /// Header naming the client address (first entry of e.g.
-    /// `x-forwarded-for`) when behind a trusted proxy; the peer address
-    /// otherwise.
-    #[serde(default)]
-    pub client_ip_header: Option<String>,
 }
 
 /// Default room settings (`[queue.default_room]`).
@@ -134,6 +141,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.redis.validate()?;
         self.kafka.validate()?;
+        self.identity.validate()?;
         if self.redis.key_prefix.contains(['{', '}']) {
             return Err(invalid(
                 "redis.key_prefix must not contain braces: keys carry their own hash tags",
@@ -157,11 +165,15 @@ impl Settings {
         if q.queue_token_ttl_seconds < 60 {
             return Err(invalid("queue.queue_token_ttl_seconds must be at least 60"));
         }
-        if q.rate_limit.per_second == 0 || q.rate_limit.burst == 0 {
+        let service_key = q.grpc_service_key.expose_secret();
+        if service_key.len() < MIN_SERVICE_KEY_BYTES
+            || !service_key.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(invalid(
-                "queue.rate_limit.per_second and burst must be at least 1",
+                "queue.grpc_service_key must be at least 16 bytes of visible ASCII",
             ));
         }
+        q.rate_limit.validate("queue.rate_limit")?;
         self.default_room(RoomState::Open)
             .validate()
             .map_err(|why| SettingsError::Invalid(format!("queue.default_room: {why}")))?;
@@ -200,13 +212,100 @@ mod tests {
             .collect()
     }
 
+    /// Production settings from `vars`, validated as at start.
+    fn production(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let settings: Settings =
+            platform::settings::load_from(LAYERS, Environment::Production, Some(vars(pairs)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    const PRODUCTION_SECRETS: [(&str, &str); 3] = [
+        ("ONSALE__QUEUE__ADMIN_KEY", "production-admin-key"),
+        (
+            "ONSALE__QUEUE__TOKEN_SECRET",
+            "production-signing-secret-0123456789abcdef",
+        ),
+        (
+            "ONSALE__QUEUE__GRPC_SERVICE_KEY",
+            "production-grpc-service-key",
+        ),
+    ];
+
     #[test]
     fn local_defaults_load_and_validate() {
         let s = Settings::load_with(vec![]).unwrap();
         assert_eq!(s.queue.tick_ms, 200);
         assert_eq!(s.queue.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.queue.grpc_addr.to_string(), "127.0.0.1:50051");
-        assert!(!format!("{s:?}").contains("local-admin-key"));
+        assert_eq!(s.identity.issuer, "http://127.0.0.1:8090");
+        assert_eq!(s.identity.audience, "onsale");
+        assert_eq!(
+            (
+                s.queue.rate_limit.per_second,
+                s.queue.rate_limit.burst,
+                s.queue.rate_limit.trusted_proxy_hops
+            ),
+            (100, 200, 0)
+        );
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("local-admin-key"));
+        assert!(!shown.contains("local-grpc-service-key"));
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_an_identity_issuer_and_audience() {
+        let err = production(&PRODUCTION_SECRETS).unwrap_err();
+        let chain = platform::problem::ErrorChain(&err).to_string();
+        assert!(chain.contains("identity"), "{chain}");
+        let mut only_issuer = PRODUCTION_SECRETS.to_vec();
+        only_issuer.push(("ONSALE__IDENTITY__ISSUER", "https://id.example.com"));
+        let err = production(&only_issuer).unwrap_err();
+        let chain = platform::problem::ErrorChain(&err).to_string();
+        assert!(chain.contains("audience"), "{chain}");
+    }
+
+    #[test]
+    fn production_trusts_one_proxy_hop_and_takes_the_provider_from_the_environment() {
+        let mut pairs = PRODUCTION_SECRETS.to_vec();
+        pairs.push(("ONSALE__IDENTITY__ISSUER", "https://id.example.com"));
+        pairs.push(("ONSALE__IDENTITY__AUDIENCE", "onsale-web"));
+        let s = production(&pairs).unwrap();
+        assert_eq!(s.queue.rate_limit.trusted_proxy_hops, 1);
+        assert_eq!(s.identity.issuer, "https://id.example.com");
+        assert_eq!(s.identity.audience, "onsale-web");
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_the_grpc_service_key() {
+        let pairs = [
+            PRODUCTION_SECRETS[0],
+            PRODUCTION_SECRETS[1],
+            ("ONSALE__IDENTITY__ISSUER", "https://id.example.com"),
+            ("ONSALE__IDENTITY__AUDIENCE", "onsale-web"),
+        ];
+        let err = production(&pairs).unwrap_err();
+        let chain = platform::problem::ErrorChain(&err).to_string();
+        assert!(chain.contains("grpc_service_key"), "{chain}");
+    }
+
+    #[test]
+    fn a_short_or_unprintable_grpc_service_key_is_refused() {
+        for key in ["short", "sixteen bytes or more, with spaces"] {
+            let err =
+                Settings::load_with(vars(&[("ONSALE__QUEUE__GRPC_SERVICE_KEY", key)])).unwrap_err();
+            assert!(err.to_string().contains("grpc_service_key"), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn an_identity_issuer_over_plain_http_is_refused_off_loopback() {
+        let err = Settings::load_with(vars(&[(
+            "ONSALE__IDENTITY__ISSUER",
+            "http://id.example.com",
+        )]))
+        .unwrap_err();
+        assert!(err.to_string().contains("identity.issuer"), "{err}");
     }
 
     #[test]

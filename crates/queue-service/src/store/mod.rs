@@ -33,12 +33,12 @@ use crate::{domain::EventId, layout, metrics};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The Redis settings cannot make a pool (an unusable URL).
-    #[error("invalid redis settings")]
-    Config(#[source] deadpool_redis::cluster::CreatePoolError),
-    /// No pooled connection: connecting failed, or waiting for a free slot,
-    /// connecting or checking a pooled connection hit the pool's limits.
+    #[error("invalid redis settings: {0}")]
+    Config(String),
+    /// No pooled connection: connecting failed, or waiting for a free slot
+    /// or connecting hit the pool's limits.
     #[error("no redis connection")]
-    Pool(#[from] deadpool_redis::cluster::PoolError),
+    Pool(#[from] deadpool::managed::PoolError<redis::RedisError>),
     /// A command or script failed: connection, cluster or script error.
     #[error("redis call failed")]
     Redis(#[from] redis::RedisError),

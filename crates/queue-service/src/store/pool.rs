@@ -1,41 +1,138 @@
-//! The connection pool: deadpool-redis's cluster pool of multiplexed
-//! redis-rs cluster connections, and the time limits of one call.
-//!
-//! The pool connects on first use, checks a pooled connection with `PING`
-//! (to every master) each time it hands it out, and replaces one that fails
-//! the check, so a connection broken by a Redis restart is dropped and the
-//! next call connects afresh.
+//! The connection pool: a small deadpool pool of multiplexed redis-rs
+//! cluster connections, and the time limits of one call.
 //!
 //! A call clones the handle it gets and gives the pooled connection back at
 //! once. The connection is multiplexed, so concurrent calls pipeline on it;
-//! a pool slot is held only while the pool checks or creates a connection,
-//! and `redis.pool_size` bounds those checkouts in flight, not calls.
+//! the pool spreads calls over `redis.pool_size` connections (more sockets
+//! per node, and more Tokio tasks driving them), and a pool slot is held
+//! only for the hand-out itself.
 //!
-//! deadpool-redis builds the cluster client itself, with redis-rs's
-//! defaults: no response timeout, 16 retries with backoff, 1 s per node
-//! connect. So the limits are applied here: a checkout takes at most
-//! `redis.connect_timeout_ms` and a reply at most
-//! `redis.response_timeout_ms`, and a slow or dead shard fails fast.
+//! **Why our own deadpool manager, not deadpool-redis's.** deadpool-redis
+//! 0.23's cluster manager checks a pooled connection with a `PING` to every
+//! master each time it hands it out, and cannot be told not to: every
+//! script call then cost a round trip and three extra commands, and the
+//! benchmark measured entry at 0.29× and status at 0.25× of
+//! redis-benchmark against 0.56× and 0.52× before (`docs/benchmarks.md`).
+//! It also builds the cluster client with redis-rs's defaults (no response
+//! timeout, 16 retries), ignoring ours. This manager builds the client from
+//! our settings, hands connections out without a check, and recycles a
+//! connection once a call through it failed at the connection level
+//! (I/O, dropped, refused): the pool then drops it and connects afresh, so
+//! the service heals by itself when Redis returns.
 
 use std::{
     future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
-use deadpool_redis::cluster::{
-    ClusterConnection, Config, Pool, PoolConfig, QueueMode, Runtime, Timeouts,
-};
+use deadpool::managed::{self, Metrics, Pool, PoolConfig, QueueMode, RecycleResult, Timeouts};
 use platform::settings::RedisSettings;
-use redis::{Cmd, FromRedisValue, RedisResult};
+use redis::{
+    Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+    aio::ConnectionLike,
+    cluster::{ClusterClient, ClusterClientBuilder},
+    cluster_async::ClusterConnection,
+};
 
 use super::StoreError;
 use crate::metrics;
 
+/// Cluster-client retries of a command on MOVED/ASK or a lost node before
+/// the call fails (redis-rs's default is 16, far beyond a request's
+/// `response_timeout_ms`).
+const CLUSTER_RETRIES: u32 = 2;
+
+/// A cluster connection and whether a call through any clone of it failed
+/// at the connection level.
+pub(super) struct Connection {
+    inner: ClusterConnection,
+    broken: Arc<AtomicBool>,
+}
+
+impl Clone for Connection {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            broken: Arc::clone(&self.broken),
+        }
+    }
+}
+
+impl Connection {
+    fn observe<T>(&self, result: &RedisResult<T>) {
+        if let Err(error) = result
+            && (error.is_io_error()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal()
+                || error.is_unrecoverable_error())
+        {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let result = self.inner.req_packed_command(cmd).await;
+            self.observe(&result);
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let result = self.inner.req_packed_commands(cmd, offset, count).await;
+            self.observe(&result);
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
+/// Creates cluster connections from our client; recycles only sound ones.
+struct Manager {
+    client: ClusterClient,
+}
+
+impl managed::Manager for Manager {
+    type Type = Connection;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<Connection, RedisError> {
+        Ok(Connection {
+            inner: self.client.get_async_connection().await?,
+            broken: Arc::default(),
+        })
+    }
+
+    async fn recycle(&self, connection: &mut Connection, _: &Metrics) -> RecycleResult<RedisError> {
+        if connection.broken.load(Ordering::Relaxed) {
+            Err(managed::RecycleError::message(
+                "a call on this connection failed at the connection level",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// The pool and the limits every call obeys.
 pub(super) struct Redis {
-    pool: Pool,
-    /// Longest a checkout may take: waiting for a slot, checking pooled
-    /// connections (several, if they fail one after another), connecting.
+    pool: Pool<Manager>,
+    /// Longest a checkout may take: waiting for a slot or connecting.
     checkout_timeout: Duration,
     /// Longest wait for the reply to one command or script.
     response_timeout: Duration,
@@ -50,24 +147,29 @@ impl Redis {
     pub(super) fn new(settings: &RedisSettings) -> Result<Self, StoreError> {
         let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
         let response_timeout = Duration::from_millis(settings.response_timeout_ms);
-        let mut config = Config::from_urls(settings.urls.clone());
-        config.pool = Some(PoolConfig {
+        let client = ClusterClientBuilder::new(settings.urls.clone())
+            .connection_timeout(connect_timeout)
+            .response_timeout(response_timeout)
+            .retries(CLUSTER_RETRIES)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let config = PoolConfig {
             max_size: settings.pool_size,
             timeouts: Timeouts {
                 // Every slot busy for a whole reply's time: shed the call.
                 wait: Some(response_timeout),
                 create: Some(connect_timeout),
-                // A check that hangs discards that connection; the pool then
-                // tries the next one or connects.
                 recycle: Some(response_timeout),
             },
             // Oldest first, so calls spread over the connections (and the
             // Tokio workers driving them).
             queue_mode: QueueMode::Fifo,
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(StoreError::Config)?;
+        };
+        let pool = Pool::builder(Manager { client })
+            .config(config)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(Self {
             pool,
             checkout_timeout: connect_timeout,
@@ -75,20 +177,20 @@ impl Redis {
         })
     }
 
-    /// A handle on a checked or new pooled connection, recording the wait
-    /// as `queue_redis_checkout_duration_seconds`.
+    /// A handle on a pooled (or new) connection, recording the wait as
+    /// `queue_redis_checkout_duration_seconds`.
     ///
     /// # Errors
     /// [`StoreError::Pool`] when connecting fails or a pool limit is hit,
     /// [`StoreError::Timeout`] after `redis.connect_timeout_ms`.
-    pub(super) async fn connection(&self) -> Result<ClusterConnection, StoreError> {
+    pub(super) async fn connection(&self) -> Result<Connection, StoreError> {
         let started = Instant::now();
         let pooled = tokio::time::timeout(self.checkout_timeout, self.pool.get())
             .await
             .map_err(|_| StoreError::Timeout(self.checkout_timeout))??;
         metrics::checkout_duration(started.elapsed());
         // Dropping `pooled` hands the connection back to the pool.
-        Ok(ClusterConnection::clone(&pooled))
+        Ok(Connection::clone(&pooled))
     }
 
     /// Awaits `call` for at most `redis.response_timeout_ms`.

@@ -5,7 +5,9 @@ use super::{SessionCheck, Store, StoreError, reply};
 use crate::domain::{EventId, ExitReason, UserId};
 
 impl Store {
-    /// Frees `user`'s active slot. Returns true when a live slot was freed.
+    /// Frees `user`'s active slot if it is session `session_id`. Returns
+    /// true when a live slot was freed; false when the fan holds none, or
+    /// holds one of another session (which is left alone).
     ///
     /// # Errors
     /// [`StoreError`] when Redis fails.
@@ -13,6 +15,7 @@ impl Store {
         &self,
         event: &EventId,
         user: &UserId,
+        session_id: &str,
         reason: ExitReason,
     ) -> Result<bool, StoreError> {
         let reply = self
@@ -20,7 +23,7 @@ impl Store {
                 "release",
                 &self.scripts().release,
                 event,
-                &[user.as_str(), reason.as_str()],
+                &[user.as_str(), reason.as_str(), session_id],
             )
             .await?;
         reply::released(&reply)
