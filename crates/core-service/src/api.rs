@@ -32,8 +32,12 @@ pub struct Performance {
     pub starts_at: DateTime<Utc>,
     /// When seats go on sale.
     pub sale_opens_at: DateTime<Utc>,
-    /// Most seats one reservation may hold.
+    /// Most seats one admission session may hold and buy, across all its
+    /// holds.
     pub max_seats_per_order: i32,
+    /// Most seats one fan may hold and buy for this performance, across
+    /// all their admission sessions.
+    pub max_tickets_per_fan: i32,
     /// Seats in the performance; present on `GET /v1/concerts/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seats_total: Option<i64>,
@@ -82,14 +86,17 @@ pub struct SeatMap {
     pub seats: Vec<Seat>,
 }
 
-/// `POST /v1/reservations` body. The user comes from the access token.
+/// `POST /v1/reservations` body. The fan comes from the identity token
+/// (`Authorization: Bearer`), the admission from `Onsale-Access-Token`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateReservation {
     /// The performance.
     pub performance_id: PerformanceId,
     /// Seats to hold, all or none (1 to the performance's
-    /// `max_seats_per_order`, no duplicates).
+    /// `max_seats_per_order`, no duplicates). The admission session's live
+    /// holds and purchases together stay within `max_seats_per_order`, and
+    /// the fan's within `max_tickets_per_fan`.
     pub seat_ids: Vec<SeatId>,
 }
 
@@ -117,12 +124,13 @@ pub struct Reservation {
     pub reservation_id: Uuid,
     /// The performance.
     pub performance_id: i64,
-    /// The holder.
+    /// The holder (their identity token's `sub`).
     pub user_id: String,
     /// `held`, `confirmed`, `expired` or `cancelled`. A hold past
     /// `held_until` reads as `expired`.
     pub status: String,
-    /// End of the hold.
+    /// End of the hold: `hold_ttl_seconds` after it was made, but never
+    /// after the access token it was made with expires.
     pub held_until: DateTime<Utc>,
     /// The seats.
     pub seats: Vec<ReservedSeat>,
@@ -217,10 +225,29 @@ pub struct NewPerformance {
     pub starts_at: DateTime<Utc>,
     /// Sale start (not after `starts_at`).
     pub sale_opens_at: DateTime<Utc>,
-    /// 1–50.
+    /// Most seats one admission session may hold and buy in total, 1–50.
     pub max_seats_per_order: i32,
+    /// Most seats one fan may hold and buy for this performance across all
+    /// their admission sessions, 1–1000 and at least `max_seats_per_order`.
+    /// When absent: [`DEFAULT_MAX_TICKETS_PER_FAN`], or
+    /// `max_seats_per_order` when that is larger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tickets_per_fan: Option<i32>,
     /// Seat blocks; 1–100 000 seats in total.
     pub sections: Vec<NewSection>,
+}
+
+/// The per-fan limit of a performance whose body names none (see
+/// [`NewPerformance::max_tickets_per_fan`]).
+pub const DEFAULT_MAX_TICKETS_PER_FAN: i32 = 8;
+
+impl NewPerformance {
+    /// The per-fan limit this performance gets: the one it names, or
+    /// [`DEFAULT_MAX_TICKETS_PER_FAN`] raised to `max_seats_per_order`.
+    pub fn tickets_per_fan(&self) -> i32 {
+        self.max_tickets_per_fan
+            .unwrap_or_else(|| DEFAULT_MAX_TICKETS_PER_FAN.max(self.max_seats_per_order))
+    }
 }
 
 /// Admin: a block of identical seats: every row in `rows` gets seats
@@ -263,4 +290,42 @@ pub struct PerformanceCreated {
 pub struct Readiness {
     /// Whether the database answered.
     pub database: bool,
+}
+
+/// An RFC 9457 problem (`application/problem+json`), the body of every
+/// 4xx and 5xx answer. Clients branch on `code`; some problems add the
+/// fields listed below.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProblemDetails {
+    /// `https://onsale.dev/problems/<code with - for _>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened, for people.
+    pub detail: String,
+    /// Stable snake_case code, e.g. `seat_taken`, `order_limit`,
+    /// `token_subject_mismatch`, `rate_limited`.
+    pub code: String,
+    /// `seat_taken`: seats of the performance that can still be held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seats_available: Option<i64>,
+    /// `order_limit`, `fan_limit`: seats still allowed under the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<i32>,
+    /// `order_limit`, `too_many_seats`: the performance's limit per
+    /// admission session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_seats_per_order: Option<i32>,
+    /// `fan_limit`: the performance's limit per fan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tickets_per_fan: Option<i32>,
+    /// `insufficient_balance`: the balance, in KRW.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance_krw: Option<i64>,
+    /// `insufficient_balance`: the reservation's amount, in KRW.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_krw: Option<i64>,
 }

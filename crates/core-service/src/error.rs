@@ -17,7 +17,7 @@ use platform::problem::{ErrorChain, Problem};
 use crate::{
     booking::BookingError,
     queue::QueueError,
-    store::{DatabaseError, StoreError},
+    store::{DatabaseError, StoreError, limits::LimitExceeded},
 };
 
 /// Everything that can go wrong at the API boundary.
@@ -69,6 +69,16 @@ pub enum ApiError {
         /// Seats still free in the performance (lazy expiry applied).
         seats_available: i64,
     },
+    /// The seats would take the admission session or the fan past a
+    /// purchase limit (409 `order_limit` with `max_seats_per_order`, or 409
+    /// `fan_limit` with `max_tickets_per_fan`; both with `remaining`, the
+    /// seats still allowed).
+    #[error("{1}")]
+    OverLimit(LimitExceeded, String),
+    /// The fan's other hold of the same performance is being made right
+    /// now (409 `hold_in_progress`, `Retry-After`).
+    #[error("another hold of this fan for this performance is in progress")]
+    HoldInProgress,
     /// A state conflict that retrying will not fix (409 `code`), such as
     /// paying a cancelled or already paid reservation.
     #[error("{detail}")]
@@ -183,6 +193,25 @@ impl ApiError {
             Self::Conflict { code, detail } => {
                 Problem::new(StatusCode::CONFLICT, code, "Conflict").detail(detail)
             }
+            Self::OverLimit(exceeded, detail) => {
+                let (code, field, max, remaining) = match *exceeded {
+                    LimitExceeded::Order { max, remaining } => {
+                        ("order_limit", "max_seats_per_order", max, remaining)
+                    }
+                    LimitExceeded::Fan { max, remaining } => {
+                        ("fan_limit", "max_tickets_per_fan", max, remaining)
+                    }
+                };
+                Problem::new(StatusCode::CONFLICT, code, "Purchase limit reached")
+                    .detail(detail)
+                    .with(field, max)
+                    .with("remaining", remaining)
+            }
+            Self::HoldInProgress => {
+                Problem::new(StatusCode::CONFLICT, "hold_in_progress", "Hold in progress")
+                    .detail(self.to_string())
+                    .retry_after(1)
+            }
             Self::PaymentInProgress => Problem::new(
                 StatusCode::CONFLICT,
                 "payment_in_progress",
@@ -257,6 +286,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::NotOwner => Self::forbidden("not_owner", detail),
             StoreError::PaymentInProgress => Self::PaymentInProgress,
+            StoreError::HoldInProgress => Self::HoldInProgress,
             StoreError::UnknownSeats => Self::unprocessable("unknown_seats", detail),
             StoreError::AmountOverflow => Self::unprocessable("amount_overflow", detail),
             StoreError::BalanceOverflow => Self::unprocessable("balance_overflow", detail),
@@ -297,6 +327,9 @@ impl From<BookingError> for ApiError {
             BookingError::DuplicateSeats => Self::unprocessable("duplicate_seats", detail),
             BookingError::TooManySeats { max } => Self::TooManySeats { max },
             BookingError::SaleNotOpen => Self::forbidden("sale_not_open", detail),
+            BookingError::SubjectMismatch => Self::forbidden("token_subject_mismatch", detail),
+            BookingError::NotOwner { .. } => Self::forbidden("not_owner", detail),
+            BookingError::OverLimit(exceeded) => Self::OverLimit(exceeded, detail),
             BookingError::SeatTaken { seats_available } => Self::SeatTaken { seats_available },
             BookingError::ReleasePaid => Self::conflict("already_paid", detail),
             BookingError::AccessCompleted => Self::forbidden("access_completed", detail),
@@ -340,6 +373,23 @@ mod tests {
         assert_eq!(ApiError::HoldExpired.status(), StatusCode::GONE);
         assert_eq!(ApiError::PaymentInProgress.status(), StatusCode::CONFLICT);
         assert_eq!(ApiError::NotFound("seat").status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_purchase_limit_names_its_limit_and_what_is_left() {
+        let error = ApiError::from(BookingError::OverLimit(LimitExceeded::Fan {
+            max: 8,
+            remaining: 2,
+        }));
+        let problem = error.to_problem();
+        assert_eq!(problem.status(), StatusCode::CONFLICT);
+        assert_eq!(problem.code(), "fan_limit");
+        let order = ApiError::from(BookingError::OverLimit(LimitExceeded::Order {
+            max: 4,
+            remaining: 0,
+        }));
+        assert_eq!(order.to_problem().code(), "order_limit");
+        assert!(order.to_string().contains("at most 4 seats"));
     }
 
     #[test]

@@ -15,16 +15,20 @@
 //!
 //! # Layout
 //! Requests flow transport → booking layer → store → SQL:
-//! - [`http`]: routes (admin routes behind [`platform::auth::AdminKey`],
-//!   the standard layers of [`platform::router`]), handlers that parse HTTP
-//!   input and shape answers, and the OpenAPI document.
+//! - [`http`]: routes (fan routes behind the identity token and the
+//!   per-fan rate limit of [`platform::identity::protect`], the catalog
+//!   rate-limited per client address, admin routes behind
+//!   [`platform::auth::AdminKey`], the standard layers of
+//!   [`platform::router`]), handlers that parse HTTP input and shape
+//!   answers, and the OpenAPI document.
 //! - [`api`]: the JSON request and response bodies.
 //! - [`booking`]: the transport-free booking layer, [`booking::Booking`]:
 //!   the hold, release and payment rules, the access checks, concert
 //!   validation, and the seat-map and sale-rule caches. Fails with
 //!   [`booking::BookingError`].
-//! - [`store`]: the transactions (holds, payments, balances, catalog,
-//!   admin) and the SQL text of the hot paths ([`store::sql`]). Answers
+//! - [`store`]: the transactions (holds within their purchase limits,
+//!   payments, balances, catalog, admin) and the SQL text of the hot paths
+//!   ([`store::sql`]). Answers
 //!   with outcome types and [`store::StoreError`] (database faults
 //!   classified as shed / unavailable / internal, and the rules its
 //!   transactions enforce).
@@ -35,7 +39,8 @@
 //!   concurrent checks coalesced into `VerifyAccessBatch` calls), failing
 //!   with [`queue::QueueError`].
 //! - [`settings`]: typed configuration (`[database]`, `[kafka]`,
-//!   `[telemetry]`, `[core]`) from embedded TOML and `ONSALE__…` variables.
+//!   `[identity]`, `[telemetry]`, `[core]`) from embedded TOML and
+//!   `ONSALE__…` variables.
 //! - [`db`]: the explicitly sized pool with per-session timeouts.
 //! - [`migration`]: the schema (sea-orm-migration) and its invariants.
 //! - [`entities`]: sea-orm entities for the catalog and balances.
@@ -120,10 +125,13 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
     let queue = queue::QueueClient::connect_lazy(
         &settings.core.queue_grpc_url,
         Duration::from_millis(settings.core.queue_timeout_ms),
+        settings.core.queue_service_key.clone(),
     )?;
     let state = http::AppState {
         booking: booking::Booking::new(db, queue, Arc::new(settings.core.clone())),
         admin_key: http::admin_key(&settings.core),
+        identity: platform::identity::IdentityVerifier::new(settings.identity.clone())?,
+        limiter: platform::ratelimit::RateLimiter::new(&settings.core.rate_limit),
         metrics: telemetry::metrics_handle(),
     };
     let producer = events::producer::Producer::new(
@@ -284,9 +292,21 @@ pub async fn run(
         shutdown.clone(),
     ));
     let workers = spawn_workers(&state, &kafka, producer, &shutdown);
+    // The first fan should not wait for the identity provider's discovery
+    // and keys; a failure here is retried on demand by the first token.
+    let identity = state.identity.clone();
+    let warm_up = tokio::spawn(async move {
+        if let Err(error) = identity.warm_up().await {
+            tracing::warn!(%error, "fetching the identity provider's keys failed; retrying on demand");
+        }
+    });
     let router = http::router(state.clone());
-    let server = axum::serve(platform::listener::no_delay(listener), router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // The peer address keys the rate limit of anonymous requests.
+    let server = axum::serve(
+        platform::listener::no_delay(listener),
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let (tx, rx) = tokio::sync::oneshot::channel();
     let serving = async move {
         let _ = tx.send(server.await);
@@ -300,6 +320,7 @@ pub async fn run(
     let finished = platform::shutdown::drain(&shutdown, shutdown_deadline, serving).await;
     sampler.abort();
     purger.abort();
+    warm_up.abort();
     db.pool().close().await;
     if !finished {
         return Ok(());

@@ -18,6 +18,12 @@
 //!   DDL is [`events::outbox::SCHEMA_SQL`], the one definition the relay
 //!   and its tests also use, run by the initial migration after the tables
 //!   above.
+//!
+//! The second migration adds what identity made possible: each reservation
+//! records the waiting-room admission session it was made in
+//! (`reservations.session_id`), and each performance its purchase limit per
+//! fan (`performances.max_tickets_per_fan`), with the index the limit
+//! checks read: a fan's reservations of one performance.
 
 use sea_orm_migration::prelude::*;
 
@@ -28,17 +34,55 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![Box::new(INITIAL), Box::new(SESSIONS)]
     }
 }
 
-struct Initial;
+/// A migration that runs SQL scripts: `up` in order, or `down`.
+struct Scripted {
+    name: &'static str,
+    up: &'static [&'static str],
+    down: &'static str,
+}
 
-impl MigrationName for Initial {
+impl MigrationName for Scripted {
     fn name(&self) -> &str {
-        "m20261122_000001_initial"
+        self.name
     }
 }
+
+#[async_trait::async_trait]
+impl MigrationTrait for Scripted {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for script in self.up {
+            db.execute_unprepared(script).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(self.down)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The booking tables, then the outbox.
+const INITIAL: Scripted = Scripted {
+    name: "m20261122_000001_initial",
+    up: &[INITIAL_UP, events::outbox::SCHEMA_SQL],
+    down: INITIAL_DOWN,
+};
+
+/// Sessions on reservations and the per-fan limit on performances.
+const SESSIONS: Scripted = Scripted {
+    name: "m20261201_000002_sessions_and_fan_limits",
+    up: &[SESSIONS_UP],
+    down: SESSIONS_DOWN,
+};
 
 /// The booking tables; the initial migration adds the outbox after them.
 const INITIAL_UP: &str = r#"
@@ -159,20 +203,26 @@ DROP TABLE ledger_entries;
 DROP TABLE users;
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Initial {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared(INITIAL_UP).await?;
-        db.execute_unprepared(events::outbox::SCHEMA_SQL).await?;
-        Ok(())
-    }
+/// [`SESSIONS`]: existing performances get a limit of 8, or their `max_seats_per_order`
+/// when larger: the default a new performance gets when its body names
+/// none (see `api::NewPerformance`). Reservations made before sessions were
+/// recorded keep a `NULL` session and count for no session's limit.
+const SESSIONS_UP: &str = r#"
+ALTER TABLE reservations
+  ADD COLUMN session_id TEXT CHECK (octet_length(session_id) BETWEEN 1 AND 128);
+ALTER TABLE performances
+  ADD COLUMN max_tickets_per_fan INT NOT NULL DEFAULT 8
+  CHECK (max_tickets_per_fan BETWEEN 1 AND 1000);
+UPDATE performances SET max_tickets_per_fan = max_seats_per_order
+  WHERE max_seats_per_order > max_tickets_per_fan;
+-- The purchase-limit check of every hold: a fan's live holds and purchases
+-- of one performance (ended reservations are not indexed).
+CREATE INDEX reservations_by_fan_performance ON reservations (user_id, performance_id)
+  WHERE status IN ('held', 'confirmed');
+"#;
 
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(INITIAL_DOWN)
-            .await?;
-        Ok(())
-    }
-}
+const SESSIONS_DOWN: &str = r#"
+DROP INDEX reservations_by_fan_performance;
+ALTER TABLE performances DROP COLUMN max_tickets_per_fan;
+ALTER TABLE reservations DROP COLUMN session_id;
+"#;

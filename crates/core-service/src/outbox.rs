@@ -70,6 +70,7 @@ mod tests {
                 payment_id: Uuid::now_v7(),
                 reservation_id: reservation,
                 user_id: "fan-1".into(),
+                session_id: Some("7".into()),
                 performance_id: 7,
                 amount_krw: 110_000,
                 seat_ids: vec![1, 2],

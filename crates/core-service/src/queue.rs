@@ -1,6 +1,8 @@
 //! The waiting room (queue-service) over gRPC: access tokens are verified
 //! on every reservation, release and payment.
 //!
+//! Every call presents the service credential (`core.queue_service_key`).
+//!
 //! core-service does not call `ReleaseAccess` after a payment: the
 //! `payment.completed` event releases the slot, so a payment never waits
 //! on (or fails with) the waiting room after it committed. Once it has, a
@@ -23,6 +25,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use onsale_proto::{
     MAX_VERIFY_BATCH as MAX_BATCH,
     queue::v1::{
@@ -30,8 +33,13 @@ use onsale_proto::{
         verify_access_result::Outcome, waiting_room_client::WaitingRoomClient,
     },
 };
+use platform::{service_auth::present, settings::Secret};
 use tokio::sync::{mpsc, oneshot};
-use tonic::{Code, Status, transport::Channel};
+use tonic::{
+    Code, Status,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
 
 use crate::{
     domain::{PerformanceId, UserId},
@@ -48,9 +56,54 @@ const QUEUE_DEPTH: usize = MAX_BATCH;
 pub struct Access {
     /// The fan the token was issued to.
     pub user: UserId,
+    /// The admission session the token belongs to (its `sid`): one fan's
+    /// arrival in the event's waiting room.
+    pub session_id: String,
+    /// When the token (and so the admission) expires.
+    pub expires_at: DateTime<Utc>,
     /// The session's purchase completed and its slot was released: the
     /// holder may replay a payment, not make a new one.
     pub completed: bool,
+}
+
+/// Longest session id accepted from queue-service, in bytes (the column's
+/// limit); queue-service's are decimal arrival numbers.
+const MAX_SESSION_ID_BYTES: usize = 128;
+
+impl Access {
+    /// The access a `VerifyAccess` answer describes.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when queue-service answered an invalid
+    /// user id, an empty or oversized session id, or no expiry: an answer
+    /// that breaks its contract admits nobody.
+    fn from_response(response: VerifyAccessResponse) -> Result<Self, QueueError> {
+        let nonsense = |what: String| QueueError::Unavailable(what.into());
+        let user = UserId::parse(&response.user_id).map_err(|error| {
+            nonsense(format!(
+                "queue-service returned an invalid user id: {error}"
+            ))
+        })?;
+        if response.session_id.is_empty() || response.session_id.len() > MAX_SESSION_ID_BYTES {
+            return Err(nonsense(format!(
+                "queue-service returned a session id of {} bytes",
+                response.session_id.len()
+            )));
+        }
+        let expires_at = response
+            .expires_at
+            .and_then(|at| {
+                let nanos = u32::try_from(at.nanos).ok()?;
+                DateTime::from_timestamp(at.seconds, nanos)
+            })
+            .ok_or_else(|| nonsense("queue-service returned no valid expiry".into()))?;
+        Ok(Self {
+            user,
+            session_id: response.session_id,
+            expires_at,
+            completed: response.completed,
+        })
+    }
 }
 
 /// A client of the waiting room. Cheap to clone: every clone feeds the same
@@ -97,13 +150,20 @@ pub struct QueueConfigError(#[source] Box<dyn std::error::Error + Send + Sync>);
 
 impl QueueClient {
     /// A lazily connecting client: start-up does not need queue-service, and
-    /// the channel reconnects by itself. Every call is bounded by `timeout`.
-    /// Spawns the coalescing task on the current Tokio runtime; it ends
-    /// when the last clone is dropped.
+    /// the channel reconnects by itself. Every call is bounded by `timeout`
+    /// and carries `service_key` as the service credential
+    /// ([`platform::service_auth::present`]), without which queue-service
+    /// answers `UNAUTHENTICATED` (a 503 here: fail closed, and the cause is
+    /// logged). Spawns the coalescing task on the current Tokio runtime; it
+    /// ends when the last clone is dropped.
     ///
     /// # Errors
     /// [`QueueConfigError`] when `url` is not a valid URI.
-    pub fn connect_lazy(url: &str, timeout: Duration) -> Result<Self, QueueConfigError> {
+    pub fn connect_lazy(
+        url: &str,
+        timeout: Duration,
+        service_key: Secret,
+    ) -> Result<Self, QueueConfigError> {
         let channel = Channel::from_shared(url.to_owned())
             .map_err(|error| QueueConfigError(Box::new(error)))?
             .connect_timeout(timeout)
@@ -112,15 +172,16 @@ impl QueueClient {
             .http2_keep_alive_interval(Duration::from_secs(20))
             .connect_lazy();
         let (checks, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(coalesce(WaitingRoomClient::new(channel), queue, timeout));
+        let client = WaitingRoomClient::with_interceptor(channel, present(service_key));
+        tokio::spawn(coalesce(client, queue, timeout));
         Ok(Self {
             checks,
             deadline: timeout * 2,
         })
     }
 
-    /// Verifies `access_token` for `performance` and returns the user it
-    /// was issued to.
+    /// Verifies `access_token` for `performance` and returns the access it
+    /// grants: to whom, in which session, until when.
     ///
     /// # Errors
     /// [`QueueError`]: the token does not admit the performance, or
@@ -129,10 +190,8 @@ impl QueueClient {
         &self,
         performance: PerformanceId,
         access_token: &str,
-    ) -> Result<UserId, QueueError> {
-        self.call(performance, access_token, false)
-            .await
-            .map(|access| access.user)
+    ) -> Result<Access, QueueError> {
+        self.call(performance, access_token, false).await
     }
 
     /// Like [`verify`](Self::verify), but a session released because its
@@ -177,17 +236,7 @@ impl QueueClient {
             .await
             .map_err(|_| unavailable("queue-service did not answer in time"))??;
         match reply {
-            Ok(response) => {
-                let user = UserId::parse(&response.user_id).map_err(|error| {
-                    QueueError::Unavailable(
-                        format!("queue-service returned an invalid user id: {error}").into(),
-                    )
-                })?;
-                Ok(Access {
-                    user,
-                    completed: response.completed,
-                })
-            }
+            Ok(response) => Access::from_response(response),
             Err(status) => Err(match status.code() {
                 Code::Unauthenticated => QueueError::InvalidToken,
                 Code::PermissionDenied => QueueError::AccessDenied,
@@ -202,8 +251,8 @@ impl QueueClient {
 /// with everything queued meanwhile, and answers every check. Each call is
 /// bounded by `timeout` as a whole (the channel's own timeout stops at the
 /// response headers). Ends when every [`QueueClient`] clone is gone.
-async fn coalesce(
-    mut client: WaitingRoomClient<Channel>,
+async fn coalesce<F: Interceptor>(
+    mut client: WaitingRoomClient<InterceptedService<Channel, F>>,
     mut queue: mpsc::Receiver<Check>,
     timeout: Duration,
 ) {

@@ -61,6 +61,7 @@ pub fn demo_concert() -> NewConcert {
                 starts_at: now + Duration::days(30 + day),
                 sale_opens_at: now - Duration::hours(1),
                 max_seats_per_order: 4,
+                max_tickets_per_fan: None,
                 sections: sections(165_000, 132_000, 99_000),
             })
             .collect(),

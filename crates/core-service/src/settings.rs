@@ -3,9 +3,13 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use platform::settings::{
-    DatabaseSettings, Environment, ExposeSecret, KafkaSettings, Layers, RuntimeSettings, Secret,
-    SettingsError,
+use platform::{
+    identity::IdentitySettings,
+    ratelimit::RateLimitSettings,
+    settings::{
+        DatabaseSettings, Environment, ExposeSecret, KafkaSettings, Layers, RuntimeSettings,
+        Secret, SettingsError,
+    },
 };
 use serde::Deserialize;
 use telemetry::TelemetrySettings;
@@ -17,6 +21,13 @@ pub const LAYERS: Layers = Layers {
     production: include_str!("../config/production.toml"),
 };
 
+/// Shortest accepted queue-service credential, in bytes (queue-service
+/// refuses shorter ones too).
+pub const MIN_SERVICE_KEY_BYTES: usize = 16;
+
+/// The local stack's queue-service credential, refused in production.
+const LOCAL_SERVICE_KEY: &str = "local-grpc-service-key";
+
 /// Everything core-service needs to start.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -27,6 +38,12 @@ pub struct Settings {
     /// Kafka; read by the outbox relay and the expiry consumer, kept here
     /// so one `devstack env` configures every service.
     pub kafka: KafkaSettings,
+    /// Fans' identity tokens (`[identity]`): issuer, audience, leeway, key
+    /// cache. Local default: devstack's issuer at `http://127.0.0.1:8090`,
+    /// audience `onsale`; production has no default, so the service does
+    /// not start without `ONSALE__IDENTITY__ISSUER` and
+    /// `ONSALE__IDENTITY__AUDIENCE`.
+    pub identity: IdentitySettings,
     /// Logs, metrics and traces.
     #[serde(default)]
     pub telemetry: TelemetrySettings,
@@ -49,8 +66,19 @@ pub struct CoreSettings {
     /// it the request fails closed with 503.
     pub queue_timeout_ms: u64,
     /// Value of the `X-Admin-Key` header that unlocks the admin API and
-    /// balance charges.
+    /// balance charges, and lets the operator read any fan's reservations
+    /// and balance.
     pub admin_key: Secret,
+    /// The service credential presented to queue-service's gRPC API as
+    /// `authorization: Bearer <key>` (`ONSALE__CORE__QUEUE_SERVICE_KEY`;
+    /// at least 16 bytes of visible ASCII, equal to queue-service's
+    /// `queue.grpc_service_key`).
+    pub queue_service_key: Secret,
+    /// Per-client request limit (`[core.rate_limit]`): per signed-in fan on
+    /// the fan routes, per client address on the catalog;
+    /// `trusted_proxy_hops` says which `X-Forwarded-For` entry is the
+    /// address (0: the peer address).
+    pub rate_limit: RateLimitSettings,
     /// How long a seat hold lasts, in seconds (300 by default).
     pub hold_ttl_seconds: u64,
     /// Lifetime of the cached seat list of a performance, in ms (at most 1000;
@@ -129,7 +157,9 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.database.validate()?;
         self.kafka.validate()?;
+        self.identity.validate()?;
         let core = &self.core;
+        core.rate_limit.validate("core.rate_limit")?;
         let invalid = |msg: &str| Err(SettingsError::Invalid(msg.to_owned()));
         if !core.queue_grpc_url.starts_with("http://")
             && !core.queue_grpc_url.starts_with("https://")
@@ -160,6 +190,17 @@ impl Settings {
         }
         if core.recent_ledger_entries == 0 || core.recent_ledger_entries > 1_000 {
             return invalid("core.recent_ledger_entries must be between 1 and 1000");
+        }
+        let service_key = core.queue_service_key.expose_secret();
+        if service_key.len() < MIN_SERVICE_KEY_BYTES
+            || !service_key.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return invalid("core.queue_service_key must be at least 16 bytes of visible ASCII");
+        }
+        if self.environment == Environment::Production && service_key == LOCAL_SERVICE_KEY {
+            return invalid(
+                "core.queue_service_key in production must come from ONSALE__CORE__QUEUE_SERVICE_KEY, not the local value",
+            );
         }
         let key = core.admin_key.expose_secret();
         if key.len() < 8 {
@@ -207,38 +248,115 @@ mod tests {
         assert!(settings.database.max_connections > 0);
     }
 
+    /// Everything production must be given, for the tests that take one
+    /// away or override one.
+    const PRODUCTION: &[(&str, &str)] = &[
+        (
+            "ONSALE__CORE__ADMIN_KEY",
+            "0123456789abcdef0123456789abcdef",
+        ),
+        (
+            "ONSALE__CORE__QUEUE_SERVICE_KEY",
+            "fedcba9876543210fedcba98",
+        ),
+        ("ONSALE__IDENTITY__ISSUER", "https://id.example.com"),
+        ("ONSALE__IDENTITY__AUDIENCE", "onsale-web"),
+    ];
+
+    /// [`PRODUCTION`] without `skip`, with `extra` added (later wins).
+    fn production(
+        skip: &str,
+        extra: &[(&'static str, &'static str)],
+    ) -> Vec<(&'static str, &'static str)> {
+        PRODUCTION
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != skip)
+            .chain(extra.iter().copied())
+            .collect()
+    }
+
     #[test]
     fn production_without_an_admin_key_fails_fast() {
         assert!(load(Environment::Production, &[]).is_err());
         assert!(
             load(
                 Environment::Production,
-                &[("ONSALE__CORE__ADMIN_KEY", "short-key-123")]
+                &production("ONSALE__CORE__ADMIN_KEY", &[])
             )
             .is_err()
         );
-        let ok = load(
-            Environment::Production,
-            &[(
-                "ONSALE__CORE__ADMIN_KEY",
-                "0123456789abcdef0123456789abcdef",
-            )],
+        let short = production("", &[("ONSALE__CORE__ADMIN_KEY", "short-key-123")]);
+        assert!(load(Environment::Production, &short).is_err());
+        assert!(load(Environment::Production, PRODUCTION).is_ok());
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_an_identity_issuer_or_audience() {
+        for (missing, field) in [
+            ("ONSALE__IDENTITY__ISSUER", "issuer"),
+            ("ONSALE__IDENTITY__AUDIENCE", "audience"),
+        ] {
+            let error = load(Environment::Production, &production(missing, &[])).unwrap_err();
+            assert!(format!("{error:?}").contains(field), "{missing}: {error:?}");
+        }
+        let plain_http = production("", &[("ONSALE__IDENTITY__ISSUER", "http://id.example.com")]);
+        assert!(load(Environment::Production, &plain_http).is_err());
+    }
+
+    #[test]
+    fn production_refuses_a_missing_short_or_local_queue_service_key() {
+        assert!(
+            load(
+                Environment::Production,
+                &production("ONSALE__CORE__QUEUE_SERVICE_KEY", &[])
+            )
+            .is_err()
         );
-        assert!(ok.is_ok());
+        let short = production("", &[("ONSALE__CORE__QUEUE_SERVICE_KEY", "too-short")]);
+        assert!(load(Environment::Production, &short).is_err());
+        let local = production(
+            "",
+            &[("ONSALE__CORE__QUEUE_SERVICE_KEY", "local-grpc-service-key")],
+        );
+        let error = load(Environment::Production, &local).unwrap_err();
+        assert!(error.to_string().contains("queue_service_key"), "{error}");
+    }
+
+    #[test]
+    fn the_local_stack_trusts_devstacks_issuer_and_shares_queue_services_key() {
+        let local = load(Environment::Local, &[]).unwrap();
+        assert_eq!(local.identity.issuer, "http://127.0.0.1:8090");
+        assert_eq!(local.identity.audience, "onsale");
+        assert_eq!(
+            local.core.queue_service_key.expose_secret(),
+            "local-grpc-service-key"
+        );
+        assert_eq!(local.core.rate_limit.trusted_proxy_hops, 0);
+        assert!(local.core.rate_limit.per_second >= 100);
+        let production = load(Environment::Production, PRODUCTION).unwrap();
+        assert_eq!(production.core.rate_limit.trusted_proxy_hops, 1);
+        assert_eq!(
+            production.core.rate_limit.burst,
+            local.core.rate_limit.burst
+        );
+    }
+
+    #[test]
+    fn a_rate_limit_of_zero_is_rejected() {
+        let error = load(
+            Environment::Local,
+            &[("ONSALE__CORE__RATE_LIMIT__PER_SECOND", "0")],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("rate_limit"), "{error}");
     }
 
     #[test]
     fn the_local_stack_runs_one_worker_and_production_one_per_cpu() {
         let local = load(Environment::Local, &[]).unwrap();
         assert_eq!(local.runtime.worker_threads, 1);
-        let production = load(
-            Environment::Production,
-            &[(
-                "ONSALE__CORE__ADMIN_KEY",
-                "0123456789abcdef0123456789abcdef",
-            )],
-        )
-        .unwrap();
+        let production = load(Environment::Production, PRODUCTION).unwrap();
         assert_eq!(production.runtime.worker_threads, 0);
         let overridden = load(
             Environment::Local,

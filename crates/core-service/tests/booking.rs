@@ -7,12 +7,12 @@ use std::{
     time::Duration,
 };
 
-use common::{Reply, TestApp, spawn_app, spawn_app_with};
+use common::{Pass, Reply, TestApp, hold_body, spawn_app};
 use futures::future::join_all;
 use reqwest::StatusCode;
 
-/// Gets one access token per user, concurrently.
-async fn tokens(app: &TestApp, performance: i64, users: &[String]) -> Vec<String> {
+/// Admits every user, concurrently; their passes in user order.
+async fn tokens(app: &TestApp, performance: i64, users: &[String]) -> Vec<Pass> {
     join_all(users.iter().map(|user| app.access_token(performance, user))).await
 }
 
@@ -25,15 +25,15 @@ async fn concurrent_holds_with_good_forged_and_foreign_tokens_each_get_their_own
     let elsewhere = app.create_show(1, 1, 10_000, 4).await;
     let fans: Vec<String> = (0..200).map(|i| format!("fan-{i}")).collect();
     let good = tokens(&app, show.performance_id, &fans[..100]).await;
-    let forged: Vec<String> = tokens(&app, show.performance_id, &fans[100..150])
+    let forged: Vec<Pass> = tokens(&app, show.performance_id, &fans[100..150])
         .await
         .into_iter()
-        .map(|token| {
-            // Another signature byte: the token no longer verifies.
-            let mut bytes = token.into_bytes();
+        .map(|pass| {
+            // Another signature byte: the access token no longer verifies.
+            let mut bytes = pass.access.clone().into_bytes();
             let last = bytes.len() - 2;
             bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
-            String::from_utf8(bytes).unwrap()
+            pass.with_access(String::from_utf8(bytes).unwrap())
         })
         .collect();
     let foreign = tokens(&app, elsewhere.performance_id, &fans[150..]).await;
@@ -76,21 +76,12 @@ async fn five_hundred_buyers_racing_for_one_hundred_seats_get_exactly_one_hundre
     let tokens = tokens(&app, show.performance_id, &users).await;
 
     let mut tasks = Vec::new();
-    for (i, token) in tokens.into_iter().enumerate() {
-        let app_base = app.base.clone();
-        let http = app.http.clone();
+    for (i, pass) in tokens.into_iter().enumerate() {
+        let fan = app.client.as_fan(&pass.identity);
         // Five buyers want each seat.
-        let seat = show.seat_ids[i % 100];
-        let performance = show.performance_id;
+        let hold = hold_body(show.performance_id, &[show.seat_ids[i % 100]]);
         tasks.push(tokio::spawn(async move {
-            let response = http
-                .post(format!("{app_base}/v1/reservations"))
-                .bearer_auth(token)
-                .json(&serde_json::json!({"performance_id": performance, "seat_ids": [seat]}))
-                .send()
-                .await
-                .unwrap();
-            Reply::from(response).await
+            Reply::send(fan.hold_request(&pass.access, &hold)).await
         }));
     }
     let replies: Vec<Reply> = join_all(tasks)
@@ -170,22 +161,17 @@ async fn multi_seat_holds_are_all_or_nothing_under_contention() {
     let tokens = tokens(&app, show.performance_id, &users).await;
 
     let mut tasks = Vec::new();
-    for (i, token) in tokens.into_iter().enumerate() {
-        let app_base = app.base.clone();
-        let http = app.http.clone();
+    for (i, pass) in tokens.into_iter().enumerate() {
+        let fan = app.client.as_fan(&pass.identity);
         // Overlapping windows of three adjacent seats.
         let start = (i * 7) % (show.seat_ids.len() - 2);
         let wanted: Vec<i64> = show.seat_ids[start..start + 3].to_vec();
-        let performance = show.performance_id;
+        let hold = hold_body(show.performance_id, &wanted);
         tasks.push(tokio::spawn(async move {
-            let response = http
-                .post(format!("{app_base}/v1/reservations"))
-                .bearer_auth(token)
-                .json(&serde_json::json!({"performance_id": performance, "seat_ids": wanted}))
-                .send()
-                .await
-                .unwrap();
-            (wanted, Reply::from(response).await)
+            (
+                wanted,
+                Reply::send(fan.hold_request(&pass.access, &hold)).await,
+            )
         }));
     }
     let replies: Vec<(Vec<i64>, Reply)> = join_all(tasks)
@@ -256,26 +242,21 @@ async fn the_same_idempotency_key_sent_twenty_times_at_once_debits_once_and_answ
     assert_eq!(held.status, StatusCode::CREATED, "{}", held.body);
     let reservation = held.body["reservation_id"].as_str().unwrap().to_owned();
 
+    let payment = core_service::api::CreatePayment {
+        reservation_id: reservation.parse().unwrap(),
+    };
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let (base, http, token, reservation) = (
-                app.base.clone(),
-                app.http.clone(),
-                token.clone(),
-                reservation.clone(),
+            let (fan, access, payment) = (
+                app.client.as_fan(&token.identity),
+                token.access.clone(),
+                payment.clone(),
             );
             tokio::spawn(async move {
                 let mut in_flight_answers = 0;
                 loop {
-                    let response = http
-                        .post(format!("{base}/v1/payments"))
-                        .bearer_auth(&token)
-                        .header("idempotency-key", "pay-once-7f3a")
-                        .json(&serde_json::json!({ "reservation_id": reservation }))
-                        .send()
-                        .await
-                        .unwrap();
-                    let reply = Reply::from(response).await;
+                    let request = fan.pay_request(&access, "pay-once-7f3a", &payment);
+                    let reply = Reply::send(request).await;
                     if reply.status == StatusCode::CONFLICT {
                         assert_eq!(reply.code(), "payment_in_progress");
                         let retry: u64 = reply.headers["retry-after"]
@@ -343,6 +324,11 @@ async fn the_same_idempotency_key_sent_twenty_times_at_once_debits_once_and_answ
     assert_eq!(payload["data"]["user_id"], "payer");
     assert_eq!(payload["data"]["performance_id"], show.performance_id);
     assert_eq!(payload["data"]["payment_id"], first.body["payment_id"]);
+    assert_eq!(
+        payload["data"]["session_id"],
+        token.session_id(),
+        "the event names the admission session that paid, the one to release"
+    );
 
     // A later replay still answers the same, marked as a replay.
     let replay = app.pay(&token, "pay-once-7f3a", &reservation).await;
@@ -416,137 +402,6 @@ async fn insufficient_balance_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_hold_can_be_reheld_by_someone_else_and_the_late_payer_gets_410_without_charge()
-{
-    let app = spawn_app_with(&[("ONSALE__CORE__HOLD_TTL_SECONDS", "1")]).await;
-    let show = app.create_show(1, 4, 30_000, 4).await;
-    let late = app.access_token(show.performance_id, "late").await;
-    let quick = app.access_token(show.performance_id, "quick").await;
-    app.charge("late", 100_000).await;
-    app.charge("quick", 100_000).await;
-
-    let first = app
-        .hold(&late, show.performance_id, &show.seat_ids[..2])
-        .await;
-    assert_eq!(first.status, StatusCode::CREATED);
-    let late_reservation = first.body["reservation_id"].as_str().unwrap().to_owned();
-    // While the hold lives, nobody else gets the seat.
-    let blocked = app
-        .hold(&quick, show.performance_id, &show.seat_ids[1..2])
-        .await;
-    assert_eq!(blocked.status, StatusCode::CONFLICT);
-
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    // Lazy expiry: the seat map shows the seats free again…
-    let map = app
-        .get(&format!("/v1/performances/{}/seats", show.performance_id))
-        .await;
-    assert_eq!(map.body["seats_available"], 4);
-    // …and another buyer can hold one of them.
-    let second = app
-        .hold(&quick, show.performance_id, &show.seat_ids[1..2])
-        .await;
-    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
-
-    let paid_late = app.pay(&late, "late-key", &late_reservation).await;
-    assert_eq!(paid_late.status, StatusCode::GONE, "{}", paid_late.body);
-    assert_eq!(paid_late.code(), "hold_expired");
-    assert_eq!(app.balance("late").await, 100_000, "no charge");
-    assert_eq!(
-        app.scalar("SELECT count(*) FROM ledger_entries WHERE kind = 'spend'")
-            .await,
-        0
-    );
-    let status = app
-        .get(&format!("/v1/reservations/{late_reservation}"))
-        .await;
-    assert_eq!(status.body["status"], "expired");
-
-    let paid_quick = app
-        .pay(
-            &quick,
-            "quick-key",
-            second.body["reservation_id"].as_str().unwrap(),
-        )
-        .await;
-    assert_eq!(
-        paid_quick.status,
-        StatusCode::CREATED,
-        "{}",
-        paid_quick.body
-    );
-    assert_eq!(app.balance("quick").await, 70_000);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn releasing_a_hold_frees_its_seats_at_once() {
-    let app = spawn_app().await;
-    let show = app.create_show(1, 2, 10_000, 2).await;
-    let a = app.access_token(show.performance_id, "releaser").await;
-    let b = app.access_token(show.performance_id, "next-in-line").await;
-    let held = app.hold(&a, show.performance_id, &show.seat_ids).await;
-    let id = held.body["reservation_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        app.get(&format!("/v1/performances/{}/seats", show.performance_id))
-            .await
-            .body["seats_available"],
-        0
-    );
-    // The hold wrote its expiration event in the same transaction.
-    let (key, payload): (String, serde_json::Value) = sqlx::query_as(
-        "SELECT aggregate_key, payload FROM outbox WHERE topic = 'reservation.expiration'",
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    assert_eq!(key, id);
-    assert_eq!(payload["type"], "reservation.expiration");
-    assert_eq!(payload["version"], 1);
-    assert_eq!(payload["data"]["reservation_id"], id.as_str());
-    assert_eq!(payload["data"]["user_id"], "releaser");
-    assert_eq!(payload["data"]["performance_id"], show.performance_id);
-    assert_eq!(
-        payload["data"]["seat_ids"],
-        serde_json::json!(show.seat_ids)
-    );
-    assert_eq!(payload["data"]["held_until"], held.body["held_until"]);
-
-    let not_mine = app
-        .http
-        .delete(format!("{}/v1/reservations/{id}", app.base))
-        .bearer_auth(&b)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(not_mine.status(), StatusCode::FORBIDDEN);
-    let released = app
-        .http
-        .delete(format!("{}/v1/reservations/{id}", app.base))
-        .bearer_auth(&a)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(released.status(), StatusCode::NO_CONTENT);
-    // The cached seat map was invalidated by the change.
-    assert_eq!(
-        app.get(&format!("/v1/performances/{}/seats", show.performance_id))
-            .await
-            .body["seats_available"],
-        2
-    );
-    assert_eq!(
-        app.get(&format!("/v1/reservations/{id}")).await.body["status"],
-        "cancelled"
-    );
-    assert_eq!(
-        app.hold(&b, show.performance_id, &show.seat_ids)
-            .await
-            .status,
-        StatusCode::CREATED
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paying_another_users_reservation_is_forbidden_and_charges_nobody() {
     let app = spawn_app().await;
     let show = app.create_show(1, 2, 10_000, 2).await;
@@ -566,63 +421,6 @@ async fn paying_another_users_reservation_is_forbidden_and_charges_nobody() {
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert_eq!(reply.code(), "not_owner");
     assert_eq!(app.balance("thief").await, 50_000);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_expiration_consumer_frees_only_lapsed_holds() {
-    let app = spawn_app_with(&[("ONSALE__CORE__HOLD_TTL_SECONDS", "1")]).await;
-    let show = app.create_show(1, 3, 10_000, 3).await;
-    let token = app.access_token(show.performance_id, "sleepy").await;
-    let held = app
-        .hold(&token, show.performance_id, &show.seat_ids[..2])
-        .await;
-    let id: uuid::Uuid = held.body["reservation_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let settings = common::core_settings(&app.database_url, "http://127.0.0.1:1", &[]);
-    let db = core_service::db::Db::connect_lazy(&settings.database).unwrap();
-
-    assert!(
-        !core_service::store::holds::expire_if_lapsed(&db, id)
-            .await
-            .unwrap(),
-        "a live hold stays"
-    );
-    assert_eq!(
-        app.scalar("SELECT count(*) FROM seats WHERE status = 'held'")
-            .await,
-        2
-    );
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert!(
-        core_service::store::holds::expire_if_lapsed(&db, id)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !core_service::store::holds::expire_if_lapsed(&db, id)
-            .await
-            .unwrap(),
-        "expiring is idempotent"
-    );
-    assert_eq!(
-        app.scalar("SELECT count(*) FROM seats WHERE status = 'free'")
-            .await,
-        3
-    );
-    assert_eq!(
-        app.scalar("SELECT count(*) FROM reservation_seats WHERE active")
-            .await,
-        0
-    );
-    assert_eq!(
-        app.get(&format!("/v1/reservations/{id}")).await.body["status"],
-        "expired"
-    );
-    let unknown = core_service::store::holds::expire_if_lapsed(&db, uuid::Uuid::now_v7()).await;
-    assert!(unknown.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

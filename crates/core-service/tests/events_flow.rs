@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Reply, Show, TestApp, spawn_app_on};
+use common::{Pass, Reply, Show, TestApp, spawn_app_on};
 use devstack::testing::PrivateBroker;
 use futures::future::join_all;
 use reqwest::StatusCode;
@@ -35,12 +35,12 @@ async fn room_stats(app: &TestApp, performance: i64) -> serde_json::Value {
 }
 
 /// Admits every user and has each hold one seat (user i gets seat i), all at
-/// once; returns the access tokens and the hold replies in user order.
+/// once; returns the passes and the hold replies in user order.
 async fn hold_one_seat_each(
     app: &TestApp,
     show: &Show,
     users: &[String],
-) -> (Vec<String>, Vec<Reply>) {
+) -> (Vec<Pass>, Vec<Reply>) {
     let tokens = join_all(
         users
             .iter()

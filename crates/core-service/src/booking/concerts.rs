@@ -14,6 +14,8 @@ use crate::{
 pub const MAX_SEATS_PER_PERFORMANCE: i64 = 100_000;
 /// Most performances in one concert request.
 pub const MAX_PERFORMANCES: usize = 100;
+/// Largest per-fan limit a performance may set.
+pub const MAX_TICKETS_PER_FAN: i32 = 1_000;
 
 /// Refuses the concert for the reason `detail` (shown to the client).
 fn invalid(detail: impl Into<String>) -> Result<(), BookingError> {
@@ -47,6 +49,12 @@ pub fn validate(new: &NewConcert) -> Result<(), BookingError> {
         }
         if !(1..=50).contains(&p.max_seats_per_order) {
             return invalid("max_seats_per_order must be 1-50");
+        }
+        let per_fan = p.tickets_per_fan();
+        if !(p.max_seats_per_order..=MAX_TICKETS_PER_FAN).contains(&per_fan) {
+            return invalid(format!(
+                "max_tickets_per_fan must be from max_seats_per_order to {MAX_TICKETS_PER_FAN}"
+            ));
         }
         if p.sections.is_empty() {
             return invalid("a performance needs at least one section");
@@ -102,6 +110,7 @@ mod tests {
                 starts_at: now,
                 sale_opens_at: now,
                 max_seats_per_order: 4,
+                max_tickets_per_fan: None,
                 sections: vec![NewSection {
                     section: "A".into(),
                     grade: "R".into(),
@@ -123,6 +132,21 @@ mod tests {
         assert!(validate(&concert(1000, 1000)).is_err());
         assert!(validate(&concert(0, 10)).is_err());
         assert!(validate(&concert(1, 0)).is_err());
+    }
+
+    #[test]
+    fn a_per_fan_limit_defaults_to_eight_or_the_order_limit_and_never_undercuts_it() {
+        let mut c = concert(2, 2);
+        assert_eq!(c.performances[0].tickets_per_fan(), 8);
+        c.performances[0].max_seats_per_order = 12;
+        assert_eq!(c.performances[0].tickets_per_fan(), 12);
+        assert!(validate(&c).is_ok());
+        c.performances[0].max_tickets_per_fan = Some(11);
+        assert!(validate(&c).is_err(), "below max_seats_per_order");
+        c.performances[0].max_tickets_per_fan = Some(MAX_TICKETS_PER_FAN + 1);
+        assert!(validate(&c).is_err(), "above the cap");
+        c.performances[0].max_tickets_per_fan = Some(20);
+        assert!(validate(&c).is_ok());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Why a booking operation was refused or failed. Transport-free: each
 //! transport maps it to its own status (HTTP: `crate::error`).
 
-use crate::{queue::QueueError, store::StoreError};
+use crate::{
+    queue::QueueError,
+    store::{StoreError, limits::LimitExceeded},
+};
 
 /// Every way a [`super::Booking`] operation can end without its result.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +23,20 @@ pub enum BookingError {
         /// The limit that was exceeded.
         max: i32,
     },
+    /// The access token was issued to another fan than the identity token
+    /// names; nothing was done.
+    #[error("the access token was issued to another fan")]
+    SubjectMismatch,
+    /// The fan asked for what belongs to another fan (`what`: `balance`).
+    #[error("this {what} belongs to another fan")]
+    NotOwner {
+        /// What was asked for.
+        what: &'static str,
+    },
+    /// The seats would take the admission session or the fan past a
+    /// purchase limit of the performance; nothing was held.
+    #[error("{}", limit_message(.0))]
+    OverLimit(LimitExceeded),
     /// The performance's sale has not opened yet.
     #[error("the sale of this performance has not opened yet")]
     SaleNotOpen,
@@ -49,4 +66,16 @@ pub enum BookingError {
     /// The store refused (a rule its transaction enforces) or failed.
     #[error("booking store failed")]
     Store(#[from] StoreError),
+}
+
+fn limit_message(exceeded: &LimitExceeded) -> String {
+    match exceeded {
+        LimitExceeded::Order { max, remaining } => format!(
+            "an admission session holds and buys at most {max} seats of this performance; \
+             {remaining} left"
+        ),
+        LimitExceeded::Fan { max, remaining } => format!(
+            "a fan holds and buys at most {max} seats of this performance; {remaining} left"
+        ),
+    }
 }

@@ -5,11 +5,15 @@ use std::collections::BTreeSet;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Booking, BookingError, record_user};
+use super::{Booking, BookingError, admits, record_user};
 use crate::{
     api::Reservation,
-    domain::{PerformanceId, SeatId},
-    store::holds::{self, HoldOutcome, Release},
+    domain::{PerformanceId, SeatId, UserId},
+    queue::QueueError,
+    store::{
+        holds::{self, HoldOutcome, HoldRequest, Release},
+        limits::Limits,
+    },
 };
 
 /// Most seats one request may name, whatever the performance allows: it
@@ -35,27 +39,36 @@ fn selection(seat_ids: &[SeatId]) -> Result<Vec<SeatId>, BookingError> {
 }
 
 impl Booking {
-    /// Holds `seat_ids` of `performance` for the holder of `access_token`,
-    /// all or nothing, for `hold_ttl_seconds`. The checks run cheapest
-    /// first: the seat list, the token, then the performance's sale rules.
+    /// Holds `seat_ids` of `performance` for `fan`, admitted by
+    /// `access_token`, all or nothing, for `hold_ttl_seconds` but never past
+    /// the token's expiry. The checks run cheapest first: the seat list,
+    /// the token, the performance's sale rules, then the purchase limits
+    /// and the claim in one transaction.
     ///
     /// # Errors
     /// - [`BookingError::NoSeats`], [`BookingError::DuplicateSeats`],
     ///   [`BookingError::TooManySeats`] (per request, then per the
     ///   performance's `max_seats_per_order`);
-    /// - [`BookingError::Access`]: the token does not admit the performance;
+    /// - [`BookingError::Access`]: the token does not admit the performance
+    ///   (or expired meanwhile);
+    /// - [`BookingError::SubjectMismatch`]: the token is another fan's;
     /// - [`BookingError::SaleNotOpen`];
+    /// - [`BookingError::OverLimit`]: the session's or the fan's seats
+    ///   would exceed a purchase limit, nothing held;
     /// - [`BookingError::SeatTaken`]: a seat is held or sold, nothing held;
-    /// - store errors (unknown performance or seats, faults).
+    /// - store errors (unknown performance or seats, the fan's other hold
+    ///   in progress, faults).
     pub async fn hold(
         &self,
+        fan: &UserId,
         access_token: &str,
         performance: PerformanceId,
         seat_ids: &[SeatId],
     ) -> Result<Reservation, BookingError> {
         let seats = selection(seat_ids)?;
-        let user = self.queue.verify(performance, access_token).await?;
-        record_user(&user);
+        record_user(fan);
+        let access = self.queue.verify(performance, access_token).await?;
+        admits(fan, &access)?;
         let rules = self.sale_rules(performance).await?;
         if seats.len() > rules.max_seats_per_order as usize {
             return Err(BookingError::TooManySeats {
@@ -65,15 +78,19 @@ impl Booking {
         if Utc::now() < rules.sale_opens_at {
             return Err(BookingError::SaleNotOpen);
         }
-        match holds::hold(
-            &self.db,
-            &user,
+        let request = HoldRequest {
+            user: fan,
+            session_id: &access.session_id,
             performance,
-            &seats,
-            self.settings.hold_ttl(),
-        )
-        .await?
-        {
+            seats: &seats,
+            ttl: self.settings.hold_ttl(),
+            access_expires_at: access.expires_at,
+            limits: Limits {
+                per_session: rules.max_seats_per_order,
+                per_fan: rules.max_tickets_per_fan,
+            },
+        };
+        match holds::hold(&self.db, request).await? {
             HoldOutcome::Held(reservation) => {
                 self.seats.invalidate(performance);
                 Ok(reservation)
@@ -81,24 +98,22 @@ impl Booking {
             HoldOutcome::Taken => Err(BookingError::SeatTaken {
                 seats_available: self.seats_available(performance).await?,
             }),
+            HoldOutcome::OverLimit(exceeded) => Err(BookingError::OverLimit(exceeded)),
+            HoldOutcome::AccessExpired => Err(BookingError::Access(QueueError::InvalidToken)),
         }
     }
 
-    /// Releases hold `id` for the holder of `access_token`: its seats are
-    /// free at once. Releasing a hold that already ended is a no-op.
+    /// Releases `fan`'s hold `id`: its seats are free at once. Releasing a
+    /// hold that already ended is a no-op. Needs no admission: a fan whose
+    /// access ended may still give their seats back.
     ///
     /// # Errors
-    /// - store errors: unknown reservation, another user's, being paid;
-    /// - [`BookingError::Access`]: the token does not admit its performance;
+    /// - store errors: unknown reservation, another fan's, being paid;
     /// - [`BookingError::ReleasePaid`]: the reservation is paid.
-    pub async fn release(&self, access_token: &str, id: Uuid) -> Result<(), BookingError> {
+    pub async fn release(&self, fan: &UserId, id: Uuid) -> Result<(), BookingError> {
+        record_user(fan);
         let header = holds::header(&self.db, id).await?;
-        let user = self
-            .queue
-            .verify(header.performance_id, access_token)
-            .await?;
-        record_user(&user);
-        match holds::release(&self.db, &user, id).await? {
+        match holds::release(&self.db, fan, id).await? {
             Release::Paid => Err(BookingError::ReleasePaid),
             Release::Ended | Release::AlreadyEnded => {
                 self.seats.invalidate(header.performance_id);

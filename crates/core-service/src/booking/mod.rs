@@ -4,10 +4,13 @@
 //! shapes the answer or maps the [`BookingError`] (HTTP: `crate::error`).
 //!
 //! - [`Booking::hold`] / [`Booking::release`] (`holds.rs`): the seat
-//!   selection rules, the access check, the sale rules, then the store's
-//!   all-or-nothing claim;
+//!   selection rules, the access check (the access token must be the
+//!   fan's own), the sale rules, then the store's all-or-nothing claim
+//!   within the purchase limits; a release needs only the fan's identity;
 //! - [`Booking::pay`] (`payments.rs`): the access check (a completed
 //!   session may only replay) and the idempotent payment;
+//! - reads of a fan's data (reservations, balances) are the fan's own, or
+//!   the operator's ([`Viewer`]);
 //! - [`concerts`]: the rules of a new concert, and its creation;
 //! - catalog and balance reads, here; seat maps and sale rules are cached
 //!   in process (`cache.rs`) and dropped on every change this process
@@ -32,7 +35,7 @@ use crate::{
     },
     db::Db,
     domain::{ConcertId, Krw, PerformanceId, UserId},
-    queue::QueueClient,
+    queue::{Access, QueueClient},
     settings::CoreSettings,
     store::{
         self, StoreError,
@@ -109,13 +112,24 @@ impl Booking {
         Ok(map)
     }
 
-    /// A reservation by its (unguessable) id; a hold past `held_until`
-    /// reads as `expired`.
+    /// A reservation by its (unguessable) id, for the operator or its
+    /// holder; a hold past `held_until` reads as `expired`.
     ///
     /// # Errors
-    /// [`StoreError::NotFound`]; store errors.
-    pub async fn reservation(&self, id: Uuid) -> Result<Reservation, BookingError> {
-        Ok(store::holds::get(&self.db, id).await?)
+    /// [`StoreError::NotFound`], also for another fan's reservation (whose
+    /// existence is not told); store errors.
+    pub async fn reservation(
+        &self,
+        viewer: Viewer<'_>,
+        id: Uuid,
+    ) -> Result<Reservation, BookingError> {
+        let reservation = store::holds::get(&self.db, id).await?;
+        match viewer {
+            Viewer::Fan(fan) if fan.as_str() != reservation.user_id => {
+                Err(StoreError::NotFound("reservation").into())
+            }
+            _ => Ok(reservation),
+        }
     }
 
     /// Adds `amount` to `user`'s prepaid balance, creating the user on the
@@ -127,11 +141,22 @@ impl Booking {
         Ok(store::balance::charge(&self.db, user, amount).await?)
     }
 
-    /// `user`'s balance and its `recent_ledger_entries` latest entries.
+    /// `user`'s balance and its `recent_ledger_entries` latest entries, for
+    /// the operator or `user` themself.
     ///
     /// # Errors
+    /// [`BookingError::NotOwner`] for another fan's balance;
     /// [`StoreError::NotFound`] for a user who never charged; store errors.
-    pub async fn balance(&self, user: &UserId) -> Result<Balance, BookingError> {
+    pub async fn balance(
+        &self,
+        viewer: Viewer<'_>,
+        user: &UserId,
+    ) -> Result<Balance, BookingError> {
+        if let Viewer::Fan(fan) = viewer
+            && fan != user
+        {
+            return Err(BookingError::NotOwner { what: "balance" });
+        }
         Ok(store::balance::get(&self.db, user, self.settings.recent_ledger_entries).await?)
     }
 
@@ -166,6 +191,31 @@ impl Booking {
         let count = store::holds::available_seats(&self.db, id).await?;
         self.seats.put_count(id, fetched_at, count);
         Ok(count)
+    }
+}
+
+/// Who reads a fan's data: the operator, who may read anyone's, or a
+/// verified fan, who may read only their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer<'a> {
+    /// A request with the admin key.
+    Operator,
+    /// A fan, by their identity token's subject.
+    Fan(&'a UserId),
+}
+
+/// Checks that `access` (a verified access token) was issued to `fan`, the
+/// subject of the verified identity token: a fan cannot use another fan's
+/// admission.
+fn admits(fan: &UserId, access: &Access) -> Result<(), BookingError> {
+    if access.user == *fan {
+        Ok(())
+    } else {
+        tracing::warn!(
+            token_user = access.user.as_str(),
+            "an access token was presented with another fan's identity"
+        );
+        Err(BookingError::SubjectMismatch)
     }
 }
 

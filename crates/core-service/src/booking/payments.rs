@@ -2,9 +2,9 @@
 
 use uuid::Uuid;
 
-use super::{Booking, BookingError, record_user};
+use super::{Booking, BookingError, admits, record_user};
 use crate::{
-    domain::IdempotencyKey,
+    domain::{IdempotencyKey, UserId},
     store::{
         holds,
         payments::{self, PaymentOutcome, PaymentRequest},
@@ -12,35 +12,41 @@ use crate::{
 };
 
 impl Booking {
-    /// Pays reservation `reservation_id` from the balance of the holder of
-    /// `access_token`, idempotently under `key` (scoped to the holder).
+    /// Pays reservation `reservation_id` from `fan`'s balance, admitted by
+    /// `access_token`, idempotently under `key` (scoped to the fan). The
+    /// `payment.completed` event names the token's admission session, so
+    /// that exactly this session is released.
     ///
     /// A session whose purchase already completed (its slot was released
     /// by `payment.completed`) gets the stored response of a key it already
     /// used, and never starts a new payment.
     ///
     /// # Errors
-    /// - store errors: unknown reservation, another user's, same key or
+    /// - store errors: unknown reservation, another fan's, same key or
     ///   reservation in flight, key reused, already paid or released, hold
     ///   expired, insufficient balance, faults;
     /// - [`BookingError::Access`]: the token does not admit the
     ///   reservation's performance;
+    /// - [`BookingError::SubjectMismatch`]: the token is another fan's;
     /// - [`BookingError::AccessCompleted`]: a completed session with a key
     ///   it never used.
     pub async fn pay(
         &self,
+        fan: &UserId,
         access_token: &str,
         key: &IdempotencyKey,
         reservation_id: Uuid,
     ) -> Result<PaymentOutcome, BookingError> {
+        record_user(fan);
         let header = holds::header(&self.db, reservation_id).await?;
         let access = self
             .queue
             .verify_for_replay(header.performance_id, access_token)
             .await?;
-        record_user(&access.user);
+        admits(fan, &access)?;
         let request = PaymentRequest {
-            user: &access.user,
+            user: fan,
+            session_id: &access.session_id,
             key,
             reservation_id,
             lease_seconds: self.settings.idempotency_lease_seconds,

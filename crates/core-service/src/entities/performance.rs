@@ -10,6 +10,7 @@ pub struct Model {
     pub starts_at: DateTimeUtc,
     pub sale_opens_at: DateTimeUtc,
     pub max_seats_per_order: i32,
+    pub max_tickets_per_fan: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,13 +10,19 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use platform::problem::{ApiJson, ApiPath, ApiQuery};
+use platform::{
+    identity::Fan,
+    problem::{ApiJson, ApiPath, ApiQuery},
+};
 use serde::Deserialize;
 use tracing::instrument;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::AppState;
+use super::{
+    AppState,
+    access::{Caller, access_token},
+};
 use crate::{
     api::{
         Balance, ChargeRequest, Concert, ConcertCreated, ConcertPage, CreatePayment,
@@ -27,20 +33,6 @@ use crate::{
     metrics,
     store::payments::PaymentOutcome,
 };
-
-/// The bearer token of `Authorization`.
-///
-/// # Errors
-/// 401 `missing_access_token` when absent or malformed (see
-/// [`platform::auth::bearer`]).
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    platform::auth::bearer(headers).ok_or_else(|| {
-        ApiError::unauthorized(
-            "missing_access_token",
-            "Authorization: Bearer <access_token> is required",
-        )
-    })
-}
 
 /// `raw` parsed by `parse`; 400 `invalid_request` with its message.
 fn parsed<T, R>(parse: impl FnOnce(R) -> Result<T, ParseError>, raw: R) -> Result<T, ApiError> {
@@ -102,7 +94,8 @@ pub struct ConcertQuery {
 
 /// `GET /v1/concerts`: concerts by id, with their performances.
 #[utoipa::path(get, path = "/v1/concerts", tag = "catalog", params(ConcertQuery), responses(
-    (status = 200, body = ConcertPage), (status = 400, description = "Bad paging")))]
+    (status = 200, body = ConcertPage), (status = 400, description = "Bad paging"),
+    (status = 429, description = "`rate_limited` per client address (Retry-After, RateLimit-Policy, RateLimit)")))]
 #[instrument(skip_all)]
 pub async fn list_concerts(
     State(state): State<AppState>,
@@ -118,7 +111,8 @@ pub async fn list_concerts(
 
 /// `GET /v1/concerts/{id}`: one concert with seat counts per performance.
 #[utoipa::path(get, path = "/v1/concerts/{id}", tag = "catalog", params(("id" = i64, Path)), responses(
-    (status = 200, body = Concert), (status = 404, description = "Unknown concert")))]
+    (status = 200, body = Concert), (status = 404, description = "Unknown concert"),
+    (status = 429, description = "`rate_limited` per client address (Retry-After, RateLimit-Policy, RateLimit)")))]
 #[instrument(skip_all, fields(concert_id = id))]
 pub async fn get_concert(
     State(state): State<AppState>,
@@ -131,7 +125,8 @@ pub async fn get_concert(
 /// `GET /v1/performances/{id}/seats`: the seat map (≤ 1 s stale; a
 /// lapsed hold shows as available).
 #[utoipa::path(get, path = "/v1/performances/{id}/seats", tag = "catalog", params(("id" = i64, Path)), responses(
-    (status = 200, body = SeatMap), (status = 404, description = "Unknown performance")))]
+    (status = 200, body = SeatMap), (status = 404, description = "Unknown performance"),
+    (status = 429, description = "`rate_limited` per client address (Retry-After, RateLimit-Policy, RateLimit)")))]
 #[instrument(skip_all, fields(performance_id = id))]
 pub async fn get_seats(
     State(state): State<AppState>,
@@ -146,29 +141,33 @@ pub async fn get_seats(
     Ok(response)
 }
 
-/// `POST /v1/reservations`: hold seats, all or nothing, for `hold_ttl`.
+/// `POST /v1/reservations`: hold seats for the fan, all or nothing, for
+/// `hold_ttl` (never past the access token's expiry), within the
+/// performance's purchase limits.
 #[utoipa::path(post, path = "/v1/reservations", tag = "reservations", request_body = CreateReservation,
-    security(("access_token" = [])),
+    security(("identity" = [], "access_token" = [])),
     responses(
         (status = 201, body = Reservation, description = "Held"),
         (status = 400, description = "Malformed body"),
-        (status = 401, description = "Missing or invalid access token"),
-        (status = 403, description = "Token of another performance, or sale not open"),
+        (status = 401, description = "`missing_identity_token` or `invalid_identity_token` (Authorization); `missing_access_token` or `invalid_access_token` (Onsale-Access-Token)"),
+        (status = 403, description = "`token_subject_mismatch`: the access token is another fan's; `access_denied`: of another performance or released; `sale_not_open`"),
         (status = 404, description = "Unknown performance"),
-        (status = 409, description = "A seat is taken; `seats_available` in the problem"),
+        (status = 409, description = "`seat_taken` (with `seats_available`); `order_limit` (with `max_seats_per_order`, `remaining`): the admission session's holds and purchases would exceed it; `fan_limit` (with `max_tickets_per_fan`, `remaining`): the fan's, across sessions; `hold_in_progress` (Retry-After): the fan's other hold of this performance"),
         (status = 422, description = "Too many, duplicate or unknown seats"),
-        (status = 503, description = "Database or queue-service unavailable")))]
+        (status = 429, description = "`rate_limited` per fan (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 503, description = "Database, queue-service or identity provider (`identity_unavailable`) unavailable")))]
 #[instrument(skip_all, fields(performance_id = body.performance_id.get(), seats = body.seat_ids.len(), user_id))]
 pub async fn create_reservation(
     State(state): State<AppState>,
+    Fan(fan): Fan,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateReservation>,
 ) -> Result<Response, ApiError> {
     let result = async {
-        let token = bearer(&headers)?;
+        let token = access_token(&headers)?;
         let held = state
             .booking
-            .hold(token, body.performance_id, &body.seat_ids);
+            .hold(&fan.subject, token, body.performance_id, &body.seat_ids);
         Ok::<_, ApiError>(held.await?)
     }
     .await;
@@ -176,6 +175,7 @@ pub async fn create_reservation(
         Ok(_) => "held",
         Err(ApiError::SeatTaken { .. }) => "seat_taken",
         Err(ApiError::TooManySeats { .. }) => "too_many_seats",
+        Err(ApiError::OverLimit(..)) => "over_limit",
         Err(e) if e.status().is_server_error() => "error",
         Err(_) => "rejected",
     });
@@ -188,64 +188,80 @@ pub async fn create_reservation(
     Ok(response)
 }
 
-/// `GET /v1/reservations/{id}`: a reservation by its (unguessable) id.
-#[utoipa::path(get, path = "/v1/reservations/{id}", tag = "reservations", params(("id" = Uuid, Path)), responses(
-    (status = 200, body = Reservation), (status = 400, description = "Malformed id"),
-    (status = 404, description = "Unknown reservation")))]
+/// `GET /v1/reservations/{id}`: one of the fan's own reservations (any,
+/// with the admin key).
+#[utoipa::path(get, path = "/v1/reservations/{id}", tag = "reservations", params(("id" = Uuid, Path)),
+    security(("identity" = []), ("admin_key" = [])),
+    responses(
+        (status = 200, body = Reservation), (status = 400, description = "Malformed id"),
+        (status = 401, description = "`missing_identity_token` or `invalid_identity_token`"),
+        (status = 404, description = "Unknown reservation, or another fan's (whose existence is not told)"),
+        (status = 429, description = "`rate_limited` per fan (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 503, description = "Database or identity provider (`identity_unavailable`) unavailable")))]
 #[instrument(skip_all, fields(reservation_id = %id))]
 pub async fn get_reservation(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Reservation>, ApiError> {
-    Ok(Json(state.booking.reservation(id).await?))
+    Ok(Json(state.booking.reservation(caller.viewer(), id).await?))
 }
 
-/// `DELETE /v1/reservations/{id}`: release one's own hold (204).
+/// `DELETE /v1/reservations/{id}`: release one's own hold (204). Needs
+/// the identity only, so a fan whose admission ended can still give the
+/// seats back.
 #[utoipa::path(delete, path = "/v1/reservations/{id}", tag = "reservations", params(("id" = Uuid, Path)),
-    security(("access_token" = [])),
+    security(("identity" = [])),
     responses(
         (status = 204, description = "Released (or already ended)"),
-        (status = 401, description = "Missing or invalid access token"),
-        (status = 403, description = "Another user's reservation"),
+        (status = 401, description = "`missing_identity_token` or `invalid_identity_token`"),
+        (status = 403, description = "`not_owner`: another fan's reservation"),
         (status = 404, description = "Unknown reservation"),
-        (status = 409, description = "Already paid, or being paid")))]
+        (status = 409, description = "Already paid, or being paid"),
+        (status = 429, description = "`rate_limited` per fan (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 503, description = "Database or identity provider (`identity_unavailable`) unavailable")))]
 #[instrument(skip_all, fields(reservation_id = %id, user_id))]
 pub async fn delete_reservation(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Fan(fan): Fan,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let token = bearer(&headers)?;
-    state.booking.release(token, id).await?;
+    state.booking.release(&fan.subject, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/payments`: pay a held reservation from the balance.
+/// `POST /v1/payments`: pay one of the fan's held reservations from their
+/// balance.
 #[utoipa::path(post, path = "/v1/payments", tag = "payments", request_body = CreatePayment,
-    security(("access_token" = [])),
+    security(("identity" = [], "access_token" = [])),
     params(("Idempotency-Key" = String, Header, description = "1-255 visible ASCII characters, unique per payment")),
     responses(
         (status = 201, body = Payment, description = "Paid, or the replay of an earlier success with the same key"),
         (status = 400, description = "Malformed body or Idempotency-Key"),
-        (status = 401, description = "Missing or invalid access token"),
+        (status = 401, description = "`missing_identity_token` or `invalid_identity_token` (Authorization); `missing_access_token` or `invalid_access_token` (Onsale-Access-Token)"),
         (status = 402, description = "Insufficient balance; nothing changed"),
-        (status = 403, description = "Another user's reservation, or `access_completed`: a new key from a session whose purchase already completed"),
+        (status = 403, description = "`not_owner`: another fan's reservation; `token_subject_mismatch`: the access token is another fan's; `access_completed`: a new key from a session whose purchase already completed"),
         (status = 404, description = "Unknown reservation"),
         (status = 409, description = "Same key in flight (Retry-After), already paid, or cancelled"),
         (status = 410, description = "Hold expired; nothing charged"),
         (status = 422, description = "Key reused for another reservation"),
-        (status = 503, description = "Database or queue-service unavailable")))]
+        (status = 429, description = "`rate_limited` per fan (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 503, description = "Database, queue-service or identity provider (`identity_unavailable`) unavailable")))]
 #[instrument(skip_all, fields(reservation_id = %body.reservation_id, user_id))]
 pub async fn create_payment(
     State(state): State<AppState>,
+    Fan(fan): Fan,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreatePayment>,
 ) -> Result<Response, ApiError> {
-    // The token is checked before the key: a request with neither is 401.
+    // The access token is checked before the key: a request with neither
+    // is 401.
     let result = async {
-        let token = bearer(&headers)?;
+        let token = access_token(&headers)?;
         let key = idempotency_key(&headers)?;
-        let paid = state.booking.pay(token, &key, body.reservation_id);
+        let paid = state
+            .booking
+            .pay(&fan.subject, token, &key, body.reservation_id);
         Ok::<_, ApiError>(paid.await?)
     }
     .await;
@@ -292,17 +308,26 @@ pub async fn charge_balance(
     ))
 }
 
-/// `GET /v1/users/{id}/balance`: the balance and recent ledger entries.
-#[utoipa::path(get, path = "/v1/users/{id}/balance", tag = "balance", params(("id" = String, Path)), responses(
-    (status = 200, body = Balance), (status = 400, description = "Malformed id"),
-    (status = 404, description = "User never charged")))]
+/// `GET /v1/users/{id}/balance`: the balance and recent ledger entries of
+/// the fan themself (`id` is their identity token's `sub`), or of anyone
+/// with the admin key.
+#[utoipa::path(get, path = "/v1/users/{id}/balance", tag = "balance", params(("id" = String, Path)),
+    security(("identity" = []), ("admin_key" = [])),
+    responses(
+        (status = 200, body = Balance), (status = 400, description = "Malformed id"),
+        (status = 401, description = "`missing_identity_token` or `invalid_identity_token`"),
+        (status = 403, description = "`not_owner`: another fan's balance"),
+        (status = 404, description = "User never charged"),
+        (status = 429, description = "`rate_limited` per fan (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 503, description = "Database or identity provider (`identity_unavailable`) unavailable")))]
 #[instrument(skip_all, fields(user_id = %id))]
 pub async fn get_balance(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Balance>, ApiError> {
     let user = user_id(&id)?;
-    Ok(Json(state.booking.balance(&user).await?))
+    Ok(Json(state.booking.balance(caller.viewer(), &user).await?))
 }
 
 /// `POST /admin/v1/concerts`: create a concert, its performances and seat
@@ -328,23 +353,6 @@ pub async fn create_concert(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_missing_or_foreign_authorization_is_401_missing_access_token() {
-        for value in ["Basic abc", "Bearer ", "abc"] {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-            let error = bearer(&headers).unwrap_err();
-            assert_eq!(error.status(), StatusCode::UNAUTHORIZED, "{value}");
-        }
-        assert!(matches!(
-            bearer(&HeaderMap::new()),
-            Err(ApiError::Unauthorized {
-                code: "missing_access_token",
-                ..
-            })
-        ));
-    }
 
     #[test]
     fn user_ids_keep_their_messages() {

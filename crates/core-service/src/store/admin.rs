@@ -40,6 +40,7 @@ pub async fn create_concert(db: &Db, new: &NewConcert) -> Result<ConcertCreated,
             starts_at: Set(p.starts_at),
             sale_opens_at: Set(p.sale_opens_at),
             max_seats_per_order: Set(p.max_seats_per_order),
+            max_tickets_per_fan: Set(p.tickets_per_fan()),
         }
         .insert(&txn)
         .await?;

@@ -18,8 +18,10 @@ use crate::{
 /// The sale rules of a performance, read before every hold.
 #[derive(Debug, Clone, Copy)]
 pub struct SaleRules {
-    /// Most seats per reservation.
+    /// Most seats per admission session (and so per reservation).
     pub max_seats_per_order: i32,
+    /// Most seats per fan, across their admission sessions.
+    pub max_tickets_per_fan: i32,
     /// When the sale opens.
     pub sale_opens_at: DateTime<Utc>,
 }
@@ -30,6 +32,7 @@ fn to_view(model: performance::Model) -> Performance {
         starts_at: model.starts_at,
         sale_opens_at: model.sale_opens_at,
         max_seats_per_order: model.max_seats_per_order,
+        max_tickets_per_fan: model.max_tickets_per_fan,
         seats_total: None,
         seats_available: None,
     }
@@ -136,6 +139,7 @@ pub async fn sale_rules(db: &Db, id: PerformanceId) -> Result<SaleRules, StoreEr
         .ok_or(StoreError::NotFound("performance"))?;
     Ok(SaleRules {
         max_seats_per_order: p.max_seats_per_order,
+        max_tickets_per_fan: p.max_tickets_per_fan,
         sale_opens_at: p.sale_opens_at,
     })
 }

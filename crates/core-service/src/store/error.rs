@@ -43,6 +43,10 @@ pub enum StoreError {
     /// holds the same `Idempotency-Key`, right now: retry shortly.
     #[error("a payment of this reservation or with this key is in progress")]
     PaymentInProgress,
+    /// Another hold of the same fan for the same performance kept the
+    /// fan's lock past `lock_timeout`: retry shortly. Nothing was held.
+    #[error("another hold of yours for this performance is in progress")]
+    HoldInProgress,
     /// A requested seat is not part of the performance; nothing was held.
     #[error("one or more seats do not belong to this performance")]
     UnknownSeats,

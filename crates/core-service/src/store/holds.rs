@@ -1,6 +1,8 @@
 //! Seat holds: claim, read, release.
 //!
 //! A hold is one transaction around one conditional write:
+//! 0. take the fan's lock for the performance and check the purchase
+//!    limits ([`limits`]); over one → roll back, [`HoldOutcome::OverLimit`];
 //! 1. `UPDATE seats … FROM (SELECT … WHERE status = 'free' OR the hold
 //!    expired … FOR UPDATE SKIP LOCKED)` claims every requested seat that is
 //!    available and not being claimed by a concurrent buyer right now. Rows
@@ -18,7 +20,11 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{StoreError, sql, sqlstate};
+use super::{
+    StoreError,
+    limits::{self, Checked, LimitExceeded, Limits},
+    sql, sqlstate,
+};
 use crate::{
     api::{Reservation, ReservedSeat},
     db::Db,
@@ -34,6 +40,32 @@ pub enum HoldOutcome {
     /// At least one seat is held, sold or being claimed right now; nothing
     /// was held. The caller reports it with [`available_seats`].
     Taken,
+    /// The seats would take the session or the fan past a purchase limit;
+    /// nothing was held.
+    OverLimit(LimitExceeded),
+    /// The access token expired before the hold could start; nothing was
+    /// held.
+    AccessExpired,
+}
+
+/// What a hold needs: who, in which admission session and until when,
+/// which seats, and the limits they must stay within.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldRequest<'a> {
+    /// The verified fan.
+    pub user: &'a UserId,
+    /// Their admission session (the access token's session id).
+    pub session_id: &'a str,
+    /// The performance.
+    pub performance: PerformanceId,
+    /// The seats: sorted, unique, non-empty.
+    pub seats: &'a [SeatId],
+    /// How long the hold lasts at most.
+    pub ttl: Duration,
+    /// When the access token expires: the hold never outlasts it.
+    pub access_expires_at: DateTime<Utc>,
+    /// The performance's purchase limits.
+    pub limits: Limits,
 }
 
 /// Seats of `performance` that can be held now (free, or held with a lapsed
@@ -52,31 +84,42 @@ pub async fn available_seats(db: &Db, performance: PerformanceId) -> Result<i64,
     .await?)
 }
 
-/// Holds `seats` (sorted, unique, non-empty) of `performance` for `user`
-/// during `ttl`, all or nothing.
+/// Holds the request's seats for its fan, all or nothing, until `ttl` from
+/// now or the access token's expiry, whichever comes first.
 ///
-/// Returns [`HoldOutcome::Taken`] when any seat is held, sold or being
-/// claimed concurrently; nothing is held then.
+/// Returns [`HoldOutcome::OverLimit`] when the seats would take the session
+/// or the fan past a purchase limit, [`HoldOutcome::AccessExpired`] when
+/// the access token has expired by the database's clock, and
+/// [`HoldOutcome::Taken`] when any seat is held, sold or being claimed
+/// concurrently; nothing is held then.
 ///
 /// # Errors
 /// - [`StoreError::UnknownSeats`] when a seat is not part of the
 ///   performance; [`StoreError::AmountOverflow`];
+/// - [`StoreError::HoldInProgress`] when the fan's other holds of the
+///   performance keep the lock past `lock_timeout`;
 /// - database errors.
-pub async fn hold(
-    db: &Db,
-    user: &UserId,
-    performance: PerformanceId,
-    seats: &[SeatId],
-    ttl: Duration,
-) -> Result<HoldOutcome, StoreError> {
+pub async fn hold(db: &Db, request: HoldRequest<'_>) -> Result<HoldOutcome, StoreError> {
+    let HoldRequest {
+        user,
+        session_id,
+        performance,
+        seats,
+        ..
+    } = request;
     let reservation_id = ReservationId::generate();
     let seat_ids: Vec<i64> = seats.iter().map(|s| s.get()).collect();
     let mut tx = db.begin_with(sql::HOLD_BEGIN).await?;
+    let ttl = match limits::check(&mut tx, &request).await? {
+        Checked::Within { seconds } => seconds,
+        Checked::Exceeded(exceeded) => return refuse(tx, HoldOutcome::OverLimit(exceeded)).await,
+        Checked::AccessExpired => return refuse(tx, HoldOutcome::AccessExpired).await,
+    };
     let rows = sqlx::query(sql::HOLD_CLAIM)
         .bind(&seat_ids)
         .bind(performance.get())
         .bind(reservation_id.0)
-        .bind(ttl.as_secs_f64())
+        .bind(ttl)
         .fetch_all(&mut *tx)
         .await?;
     if rows.len() != seat_ids.len() {
@@ -149,6 +192,7 @@ pub async fn hold(
         .bind(&event.aggregate_key)
         .bind(&event.payload)
         .bind(&event.headers)
+        .bind(session_id)
         .execute(&mut *tx)
         .await;
     if let Err(error) = inserted {
@@ -170,6 +214,15 @@ pub async fn hold(
         seats: reserved,
         amount,
     }))
+}
+
+/// Rolls `tx` back and answers `outcome`: the hold is refused.
+async fn refuse(
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    outcome: HoldOutcome,
+) -> Result<HoldOutcome, StoreError> {
+    tx.rollback().await?;
+    Ok(outcome)
 }
 
 /// The stored facts of a reservation needed to authorise an action on it.

@@ -16,6 +16,7 @@ pub mod balance;
 pub mod catalog;
 mod error;
 pub mod holds;
+pub mod limits;
 pub mod payments;
 pub mod sql;
 

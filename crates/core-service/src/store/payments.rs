@@ -44,6 +44,10 @@ pub enum PaymentOutcome {
 pub struct PaymentRequest<'a> {
     /// The verified payer.
     pub user: &'a UserId,
+    /// The admission session paying (the access token's session id),
+    /// written into `payment.completed` so that exactly this session is
+    /// released.
+    pub session_id: &'a str,
     /// The client's key, scoped to `user`.
     pub key: &'a IdempotencyKey,
     /// The reservation to pay.
@@ -218,6 +222,7 @@ async fn pay_claimed(
             payment_id: payment_id.0,
             reservation_id: request.reservation_id,
             user_id: request.user.as_str().to_owned(),
+            session_id: Some(request.session_id.to_owned()),
             performance_id,
             amount_krw: amount,
             seat_ids,

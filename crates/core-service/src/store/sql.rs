@@ -11,11 +11,23 @@
 /// `ARRAY[$1]` literal). The generic plan is the same index scan on
 /// `seats_by_performance` for any seat count, so the hold forces it.
 pub const HOLD_BEGIN: &str = include_str!("sql/hold_begin.sql");
+/// Serializes the holds of one fan (`$1`) for one performance (`$2`) with
+/// a transaction-scoped advisory lock on a hash of both, so the purchase
+/// limits below are checked against every earlier hold. It runs as a
+/// statement of its own: a statement reads the snapshot taken when it
+/// started, so the count must start after the lock is granted to see the
+/// hold that held it.
+pub const HOLD_LOCK_FAN: &str = include_str!("sql/hold_lock_fan.sql");
+/// The database's `now()` and the seats counted against the purchase
+/// limits: those of admission session `$3` and those of fan `$1` for
+/// performance `$2`, each in live holds (not lapsed) and purchases.
+pub const HOLD_FAN_SEATS: &str = include_str!("sql/hold_fan_seats.sql");
 /// Claims free (or lapsed) seats of one performance for a hold.
 pub const HOLD_CLAIM: &str = include_str!("sql/hold_claim.sql");
 /// Deactivates the lapsed claims that a hold takes over.
 pub const HOLD_RELEASE_EXPIRED_CLAIMS: &str = include_str!("sql/hold_release_expired_claims.sql");
-/// Inserts the reservation of a hold, with its outbox row.
+/// Inserts the reservation of a hold (`$13`: its admission session), with
+/// its outbox row.
 pub const HOLD_INSERT_RESERVATION: &str = include_str!("sql/hold_insert_reservation.sql");
 /// A reservation's header (owner, performance, state, expiry).
 pub const RESERVATION_HEADER: &str = include_str!("sql/reservation_header.sql");

@@ -1,13 +1,16 @@
 //! Test harness: `spawn_app()` starts the real queue-service and
 //! core-service in-process on port 0, against the devstack Postgres (a fresh
-//! database per test, migrated) and Redis Cluster (a fresh key prefix).
+//! database per test, migrated) and Redis Cluster (a fresh key prefix), and
+//! an identity provider of the test's own that both services trust
+//! ([`TestIssuer`]). Fans sign in with its identity tokens and are admitted
+//! by the waiting room ([`TestApp::access_token`] gives their [`Pass`]).
 //! Requests are built by `onsale_client`; the helpers that return a
 //! [`Reply`] hand back the raw response for assertions on status, headers
 //! and body.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use std::time::Duration;
+pub mod identity;
 
 use core_service::{
     api::{
@@ -15,14 +18,15 @@ use core_service::{
     },
     domain::{Krw, PerformanceId, SeatId},
 };
-use onsale_client::{
-    Client, RoomState,
-    queue_api::{EnterRequest, FanStatus, RoomRequest},
-};
+pub use identity::{Pass, TestIssuer};
+use onsale_client::{Client, RoomState, queue_api::RoomRequest};
 use platform::{settings::Environment, shutdown::CancellationToken};
 use sqlx::PgPool;
 
 pub const CORE_ADMIN_KEY: &str = "core-test-admin-key";
+/// The per-fan limit of the shows [`TestApp::create_show`] makes: the
+/// highest allowed, so only the per-session limit applies.
+pub const MAX_TICKETS_PER_FAN: i32 = core_service::booking::concerts::MAX_TICKETS_PER_FAN;
 /// queue-service's local admin key (its `config/local.toml`).
 pub const QUEUE_ADMIN_KEY: &str = "local-admin-key";
 
@@ -38,6 +42,8 @@ pub struct TestApp {
     /// A separate pool on the test database, for assertions.
     pub db: PgPool,
     pub database_url: String,
+    /// The identity provider both services trust.
+    pub issuer: TestIssuer,
     shutdown: CancellationToken,
 }
 
@@ -56,10 +62,11 @@ pub struct Show {
     pub seat_ids: Vec<i64>,
 }
 
-fn queue_settings(extra: &[(String, String)]) -> queue_service::Settings {
+fn queue_settings(issuer: &str, extra: &[(String, String)]) -> queue_service::Settings {
     let stack = devstack::testing::stack();
     let prefix = format!("{}:", devstack::testing::unique_suffix());
     let mut vars = vec![
+        ("ONSALE__IDENTITY__ISSUER".to_owned(), issuer.to_owned()),
         ("ONSALE__REDIS__URLS".to_owned(), stack.redis_urls.join(",")),
         ("ONSALE__REDIS__KEY_PREFIX".to_owned(), prefix),
         // A loaded 2-core machine answers Redis slower than production; the
@@ -133,6 +140,17 @@ pub fn core_settings(
             "ONSALE__KAFKA__BROKERS".to_owned(),
             devstack::testing::stack().kafka_brokers.clone(),
         ),
+        // Hundreds of fans share 127.0.0.1 for the catalog reads; each fan
+        // has a bucket of their own for the rest (tests/identity.rs checks
+        // the limit itself).
+        (
+            "ONSALE__CORE__RATE_LIMIT__PER_SECOND".to_owned(),
+            "100000".to_owned(),
+        ),
+        (
+            "ONSALE__CORE__RATE_LIMIT__BURST".to_owned(),
+            "100000".to_owned(),
+        ),
     ];
     vars.extend(
         extra
@@ -204,12 +222,13 @@ pub async fn spawn_app_on(brokers: &str, suffix: &str, extra: &[(&str, &str)]) -
 
 async fn spawn_apps(core_extra: &[(&str, &str)], queue_extra: &[(String, String)]) -> TestApp {
     let shutdown = CancellationToken::new();
+    let issuer = TestIssuer::start().await;
 
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let queue_base = format!("http://{}", http.local_addr().unwrap());
     let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
-    let queue = queue_service::build(queue_settings(queue_extra))
+    let queue = queue_service::build(queue_settings(issuer.url(), queue_extra))
         .await
         .expect("queue-service builds");
     let token = shutdown.clone();
@@ -220,16 +239,27 @@ async fn spawn_apps(core_extra: &[(&str, &str)], queue_extra: &[(String, String)
     });
 
     let database_url = devstack::testing::fresh_database().await;
-    let core_settings = core_settings(&database_url, &grpc_url, core_extra);
-    spawn_core(core_settings, shutdown, queue_base, grpc_url, database_url).await
+    let mut core_extra = core_extra.to_vec();
+    core_extra.push(("ONSALE__IDENTITY__ISSUER", issuer.url()));
+    let core_settings = core_settings(&database_url, &grpc_url, &core_extra);
+    spawn_core(
+        core_settings,
+        shutdown,
+        (queue_base, grpc_url),
+        database_url,
+        issuer,
+    )
+    .await
 }
 
+/// Starts core-service with `settings`, beside the queue-service at
+/// `queue` (HTTP base, gRPC URL).
 async fn spawn_core(
     settings: core_service::Settings,
     shutdown: CancellationToken,
-    queue_base: String,
-    queue_grpc: String,
+    (queue_base, queue_grpc): (String, String),
     database_url: String,
+    issuer: TestIssuer,
 ) -> TestApp {
     let app = core_service::build(settings)
         .await
@@ -269,13 +299,17 @@ async fn spawn_core(
         client,
         db,
         database_url,
+        issuer,
         shutdown,
     }
 }
 
 impl TestApp {
+    /// `GET path` as the operator (with the admin key): catalog reads, and
+    /// any fan's reservation.
     pub async fn get(&self, path: &str) -> Reply {
-        Reply::send(self.http.get(format!("{}{path}", self.base))).await
+        let request = self.http.get(format!("{}{path}", self.base));
+        Reply::send(request.header("x-admin-key", CORE_ADMIN_KEY)).await
     }
 
     /// Creates a concert with one performance of `rows` × `per_row` seats at
@@ -287,6 +321,20 @@ impl TestApp {
         price: i64,
         max_per_order: i32,
     ) -> Show {
+        // As high as allowed, so that only the per-session limit applies.
+        let limits = (max_per_order, MAX_TICKETS_PER_FAN);
+        self.create_show_limited(rows, per_row, price, limits).await
+    }
+
+    /// [`Self::create_show`] with both purchase limits:
+    /// `(max_seats_per_order, max_tickets_per_fan)`.
+    pub async fn create_show_limited(
+        &self,
+        rows: usize,
+        per_row: i32,
+        price: i64,
+        (max_per_order, max_per_fan): (i32, i32),
+    ) -> Show {
         let now = chrono::Utc::now();
         let concert = NewConcert {
             title: "Test Concert".into(),
@@ -296,6 +344,7 @@ impl TestApp {
                 starts_at: now + chrono::Duration::days(7),
                 sale_opens_at: now - chrono::Duration::minutes(1),
                 max_seats_per_order: max_per_order,
+                max_tickets_per_fan: Some(max_per_fan),
                 sections: vec![NewSection {
                     section: "A".into(),
                     grade: "R".into(),
@@ -339,46 +388,6 @@ impl TestApp {
             .unwrap_or_else(|error| panic!("opening the room failed: {error}"));
     }
 
-    /// Queues `user` for `performance` and waits until admitted; returns the
-    /// access token.
-    pub async fn access_token(&self, performance: i64, user: &str) -> String {
-        let entry = EnterRequest {
-            user_id: user.to_owned(),
-        };
-        // Entering is retried on 429/503 (load shedding under 500 concurrent
-        // fans), as a real client would.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let entered = loop {
-            match self.client.enter(performance, &entry).await {
-                Err(error) if error.is_shed() && tokio::time::Instant::now() <= deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                entered => break entered,
-            }
-        };
-        let mut ticket =
-            entered.unwrap_or_else(|error| panic!("entering the queue failed: {error}"));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if ticket.status == FanStatus::Active
-                && let Some(token) = ticket.access_token.take()
-            {
-                return token;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{user} was not admitted: {ticket:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            match self.client.poll(performance, &ticket.queue_token).await {
-                Ok(next) => ticket = next,
-                // A refused poll (shed, say) is tried again at the next step.
-                Err(error) if error.status().is_some() => {}
-                Err(error) => panic!("polling the queue failed: {error}"),
-            }
-        }
-    }
-
     pub async fn charge(&self, user: &str, amount: i64) -> Reply {
         let charge = ChargeRequest {
             amount: Krw::positive(amount).expect("a positive amount"),
@@ -386,26 +395,30 @@ impl TestApp {
         Reply::send(self.client.charge_request(user, &charge)).await
     }
 
-    pub async fn hold(&self, token: &str, performance: i64, seats: &[i64]) -> Reply {
-        let hold = CreateReservation {
-            performance_id: PerformanceId::new(performance).expect("a performance id"),
-            seat_ids: seats
-                .iter()
-                .map(|s| SeatId::new(*s).expect("a seat id"))
-                .collect(),
-        };
-        Reply::send(self.client.hold_request(token, &hold)).await
+    /// Holds `seats` with `pass`: its identity, its access token.
+    pub async fn hold(&self, pass: &Pass, performance: i64, seats: &[i64]) -> Reply {
+        let fan = self.client.as_fan(&pass.identity);
+        Reply::send(fan.hold_request(&pass.access, &hold_body(performance, seats))).await
     }
 
-    pub async fn pay(&self, token: &str, key: &str, reservation: &str) -> Reply {
+    /// Pays `reservation` with `pass` under `key`.
+    pub async fn pay(&self, pass: &Pass, key: &str, reservation: &str) -> Reply {
         let payment = CreatePayment {
             reservation_id: reservation.parse().expect("a reservation id"),
         };
-        Reply::send(self.client.pay_request(token, key, &payment)).await
+        let fan = self.client.as_fan(&pass.identity);
+        Reply::send(fan.pay_request(&pass.access, key, &payment)).await
     }
 
+    /// `DELETE /v1/reservations/{id}` as the fan of `identity`.
+    pub async fn release(&self, identity: &str, reservation: &str) -> Reply {
+        let path = format!("/v1/reservations/{reservation}");
+        Reply::send(self.signed(reqwest::Method::DELETE, &path, identity)).await
+    }
+
+    /// `user`'s balance, read by `user`.
     pub async fn balance(&self, user: &str) -> i64 {
-        self.client
+        self.fan(user)
             .balance(user)
             .await
             .unwrap_or_else(|error| panic!("reading {user}'s balance failed: {error}"))
@@ -417,5 +430,16 @@ impl TestApp {
             .fetch_one(&self.db)
             .await
             .unwrap()
+    }
+}
+
+/// The body of a hold of `seats` of `performance`.
+pub fn hold_body(performance: i64, seats: &[i64]) -> CreateReservation {
+    CreateReservation {
+        performance_id: PerformanceId::new(performance).expect("a performance id"),
+        seat_ids: seats
+            .iter()
+            .map(|s| SeatId::new(*s).expect("a seat id"))
+            .collect(),
     }
 }

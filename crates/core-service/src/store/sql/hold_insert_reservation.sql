@@ -1,6 +1,6 @@
 WITH r AS (
-  INSERT INTO reservations (id, user_id, performance_id, status, amount_krw, held_until)
-  VALUES ($1, $2, $3, 'held', $4, $5)
+  INSERT INTO reservations (id, user_id, performance_id, status, amount_krw, held_until, session_id)
+  VALUES ($1, $2, $3, 'held', $4, $5, $13)
   RETURNING id
 ), o AS (
   INSERT INTO outbox (event_id, topic, aggregate_key, payload, headers)

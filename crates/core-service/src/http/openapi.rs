@@ -1,0 +1,182 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`: the paths of
+//! [`super::handlers`], the security schemes of the module docs of
+//! [`super`], and a problem+json body on every error answer.
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        Content, RefOr, Response,
+        schema::Ref,
+        security::{ApiKey, ApiKeyValue, SecurityScheme},
+    },
+};
+
+use super::handlers;
+use crate::api::ProblemDetails;
+
+/// The OpenAPI document served at `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "onsale core-service", description = "Concerts, seat holds, payments and balances. \
+        Fan routes need the fan's OIDC identity token (`Authorization: Bearer`, the `identity` \
+        scheme); holds and payments also need the waiting room's access token issued to the same \
+        fan (`Onsale-Access-Token`, the `access_token` scheme). Errors are RFC 9457 problems \
+        (`application/problem+json`) with a stable `code`."),
+    paths(
+        handlers::healthz,
+        handlers::readyz,
+        handlers::list_concerts,
+        handlers::get_concert,
+        handlers::get_seats,
+        handlers::create_reservation,
+        handlers::get_reservation,
+        handlers::delete_reservation,
+        handlers::create_payment,
+        handlers::charge_balance,
+        handlers::get_balance,
+        handlers::create_concert,
+    ),
+    components(schemas(ProblemDetails)),
+    modifiers(&Security, &Problems),
+    tags(
+        (name = "catalog", description = "Concerts, performances and seat maps"),
+        (name = "reservations", description = "Seat holds"),
+        (name = "payments", description = "Idempotent payments from the prepaid balance"),
+        (name = "balance", description = "Prepaid KRW balances"),
+        (name = "admin", description = "Operator API (X-Admin-Key)"),
+        (name = "ops", description = "Health"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The schemes that the paths' `security` names.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        platform::openapi::add_common_schemes(openapi);
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "access_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Onsale-Access-Token",
+                "The waiting room's access token for the performance (the bare token, no \
+                 scheme), issued on admission to the fan of the identity token.",
+            ))),
+        );
+    }
+}
+
+/// Gives every 4xx and 5xx answer that names no body the
+/// `application/problem+json` body [`ProblemDetails`].
+struct Problems;
+
+impl Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    if let RefOr::T(response) = response
+                        && is_error(status)
+                    {
+                        add_problem_body(response);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_error(status: &str) -> bool {
+    status.parse::<u16>().is_ok_and(|code| code >= 400)
+}
+
+fn add_problem_body(response: &mut Response) {
+    if response.content.is_empty() {
+        response.content.insert(
+            "application/problem+json".to_owned(),
+            Content::new(Some(Ref::from_schema_name("ProblemDetails"))),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document() -> serde_json::Value {
+        serde_json::to_value(ApiDoc::openapi()).unwrap()
+    }
+
+    #[test]
+    fn the_openapi_document_is_3_1_and_lists_the_public_paths() {
+        let doc = document();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for path in [
+            "/v1/reservations",
+            "/v1/payments",
+            "/v1/performances/{id}/seats",
+            "/v1/users/{id}/balance/charges",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path} missing");
+        }
+        assert!(doc["components"]["schemas"].get("Reservation").is_some());
+    }
+
+    #[test]
+    fn holds_and_payments_need_both_the_identity_and_the_access_token() {
+        let doc = document();
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["identity"]["scheme"], "bearer");
+        assert_eq!(schemes["access_token"]["in"], "header");
+        assert_eq!(schemes["access_token"]["name"], "Onsale-Access-Token");
+        for (path, method) in [("/v1/reservations", "post"), ("/v1/payments", "post")] {
+            let security = &doc["paths"][path][method]["security"];
+            assert_eq!(
+                security,
+                &serde_json::json!([{"identity": [], "access_token": []}]),
+                "{method} {path}"
+            );
+        }
+        let read = &doc["paths"]["/v1/users/{id}/balance"]["get"]["security"];
+        assert_eq!(
+            read,
+            &serde_json::json!([{"identity": []}, {"admin_key": []}])
+        );
+    }
+
+    #[test]
+    fn every_error_answer_is_a_problem_and_the_new_ones_are_documented() {
+        let doc = document();
+        let hold = &doc["paths"]["/v1/reservations"]["post"]["responses"];
+        for status in ["401", "403", "409", "429", "503"] {
+            assert_eq!(
+                hold[status]["content"]["application/problem+json"]["schema"]["$ref"],
+                "#/components/schemas/ProblemDetails",
+                "{status}"
+            );
+        }
+        let conflict = hold["409"]["description"].as_str().unwrap();
+        for code in ["order_limit", "fan_limit", "seat_taken"] {
+            assert!(conflict.contains(code), "{code} missing from {conflict}");
+        }
+        assert!(
+            hold["403"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("token_subject_mismatch")
+        );
+        let seats = &doc["paths"]["/v1/performances/{id}/seats"]["get"]["responses"];
+        assert!(seats.get("429").is_some());
+        let read = &doc["paths"]["/v1/reservations/{id}"]["get"]["responses"];
+        assert!(read.get("401").is_some() && read.get("404").is_some());
+        assert!(doc["components"]["schemas"].get("ProblemDetails").is_some());
+    }
+}
