@@ -17,3 +17,23 @@ output "migrate_task_definition" {
   description = "Run this task (command migrate) before each deployment."
   value       = aws_ecs_task_definition.migrate.arn
 }
+
+output "identity_issuer" {
+  description = "OIDC issuer of fans' identity tokens (the Cognito user pool), as both services are configured with (ONSALE__IDENTITY__ISSUER)."
+  value       = local.identity_issuer
+}
+
+output "identity_jwks_url" {
+  description = "JWK Set of the user pool (ONSALE__IDENTITY__JWKS_URL)."
+  value       = local.identity_jwks_url
+}
+
+output "identity_audience" {
+  description = "Audience of fans' ID tokens: the app client id (ONSALE__IDENTITY__AUDIENCE); the fans' app signs in with it."
+  value       = local.identity_audience
+}
+
+output "user_pool_id" {
+  description = "The fans' Cognito user pool."
+  value       = aws_cognito_user_pool.fans.id
+}

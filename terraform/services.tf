@@ -19,13 +19,22 @@ resource "random_password" "token_secret" {
   special = false
 }
 
+# The credential core-service presents on gRPC to queue-service: one value,
+# read by queue-service as queue.grpc_service_key and by core-service as
+# core.queue_service_key.
+resource "random_password" "grpc_service_key" {
+  length  = 48
+  special = false
+}
+
 locals {
   database_url = "postgres://onsale:${random_password.db.result}@${aws_db_instance.postgres.address}:5432/onsale_core"
   secrets = {
-    database_url    = local.database_url
-    queue_admin_key = random_password.queue_admin_key.result
-    core_admin_key  = random_password.core_admin_key.result
-    token_secret    = random_password.token_secret.result
+    database_url     = local.database_url
+    queue_admin_key  = random_password.queue_admin_key.result
+    core_admin_key   = random_password.core_admin_key.result
+    token_secret     = random_password.token_secret.result
+    grpc_service_key = random_password.grpc_service_key.result
   }
 }
 
@@ -103,11 +112,11 @@ resource "aws_service_discovery_http_namespace" "onsale" {
 
 locals {
   redis_urls = "redis://${aws_elasticache_replication_group.redis.configuration_endpoint_address}:6379"
-  common_env = [
+  common_env = concat([
     { name = "ONSALE_ENVIRONMENT", value = "production" },
     { name = "ONSALE__REDIS__URLS", value = local.redis_urls },
     { name = "ONSALE__KAFKA__BROKERS", value = aws_msk_cluster.kafka.bootstrap_brokers },
-  ]
+  ], local.identity_env)
   services = {
     queue-service = {
       image   = var.queue_image
@@ -118,13 +127,15 @@ locals {
       env = [
         { name = "ONSALE__QUEUE__HTTP_ADDR", value = "0.0.0.0:8080" },
         { name = "ONSALE__QUEUE__GRPC_ADDR", value = "0.0.0.0:50051" },
-        # Behind the ALB the peer is the load balancer; the fan's address is
-        # the first X-Forwarded-For entry.
-        { name = "ONSALE__QUEUE__RATE_LIMIT__CLIENT_IP_HEADER", value = "x-forwarded-for" },
+        # Behind the ALB the peer is the load balancer, which appends the
+        # address it saw to X-Forwarded-For: anonymous clients are keyed on
+        # that right-most entry (signed-in fans on their identity).
+        { name = "ONSALE__QUEUE__RATE_LIMIT__TRUSTED_PROXY_HOPS", value = "1" },
       ]
       secrets = {
-        ONSALE__QUEUE__ADMIN_KEY    = "queue_admin_key"
-        ONSALE__QUEUE__TOKEN_SECRET = "token_secret"
+        ONSALE__QUEUE__ADMIN_KEY        = "queue_admin_key"
+        ONSALE__QUEUE__TOKEN_SECRET     = "token_secret"
+        ONSALE__QUEUE__GRPC_SERVICE_KEY = "grpc_service_key"
       }
     }
     core-service = {
@@ -136,10 +147,12 @@ locals {
       env = [
         { name = "ONSALE__CORE__HTTP_ADDR", value = "0.0.0.0:8081" },
         { name = "ONSALE__CORE__QUEUE_GRPC_URL", value = "http://queue-service:50051" },
+        { name = "ONSALE__CORE__RATE_LIMIT__TRUSTED_PROXY_HOPS", value = "1" },
       ]
       secrets = {
-        ONSALE__CORE__ADMIN_KEY = "core_admin_key"
-        ONSALE__DATABASE__URL   = "database_url"
+        ONSALE__CORE__ADMIN_KEY         = "core_admin_key"
+        ONSALE__CORE__QUEUE_SERVICE_KEY = "grpc_service_key"
+        ONSALE__DATABASE__URL           = "database_url"
       }
     }
   }
@@ -203,6 +216,10 @@ resource "aws_ecs_task_definition" "migrate" {
     }, {
       name      = "ONSALE__CORE__ADMIN_KEY"
       valueFrom = aws_secretsmanager_secret.onsale["core_admin_key"].arn
+    }, {
+      # `migrate` loads and validates the same settings as `serve`.
+      name      = "ONSALE__CORE__QUEUE_SERVICE_KEY"
+      valueFrom = aws_secretsmanager_secret.onsale["grpc_service_key"].arn
     }]
     logConfiguration = {
       logDriver = "awslogs"

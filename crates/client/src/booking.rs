@@ -8,7 +8,7 @@ use core_service::api::{
 use reqwest::{Method, RequestBuilder};
 use uuid::Uuid;
 
-use crate::{Client, Error, Operation, Service};
+use crate::{ACCESS_TOKEN_HEADER, Client, Error, Operation, Service};
 
 /// Header naming a payment attempt; a retry with the same key replays the
 /// first outcome instead of paying twice.
@@ -65,10 +65,12 @@ impl Client {
         )
     }
 
-    /// `user`'s balance in KRW and latest ledger entries.
+    /// `user`'s balance in KRW and latest ledger entries: this client's fan
+    /// reads their own ([`Client::as_fan`]); the admin key reads anyone's.
     ///
     /// # Errors
-    /// [`Error::Status`] 400 for an invalid user id.
+    /// [`Error::Status`] 400 for an invalid user id, 401 without an
+    /// identity, 403 `not_owner` for another fan's balance.
     pub async fn balance(&self, user: &str) -> Result<Balance, Error> {
         self.json(Operation::Balance, self.balance_request(user))
             .await
@@ -93,20 +95,24 @@ impl Client {
             .await
     }
 
-    /// The request of [`Client::hold`].
+    /// The request of [`Client::hold`]: the access token in
+    /// [`ACCESS_TOKEN_HEADER`].
     pub fn hold_request(&self, access_token: &str, hold: &CreateReservation) -> RequestBuilder {
         self.request(Service::Core, Method::POST, "/v1/reservations")
-            .bearer_auth(access_token)
+            .header(ACCESS_TOKEN_HEADER, access_token)
             .json(hold)
     }
 
-    /// Holds `hold.seat_ids` (all or none) for the fan of `access_token`
-    /// until the returned `held_until`.
+    /// Holds `hold.seat_ids` (all or none) for this client's fan, admitted
+    /// with `access_token`, until the returned `held_until` (never after
+    /// the access token expires).
     ///
     /// # Errors
     /// [`Error::Status`]: 409 `seat_taken` when any seat is held or sold,
-    /// 401/403 for an access token queue-service refuses, 422 for a bad
-    /// seat list.
+    /// 409 `order_limit` / `fan_limit` beyond the performance's purchase
+    /// limits, 401 without an identity or for an access token queue-service
+    /// refuses, 403 `token_subject_mismatch` for another fan's access
+    /// token, 422 for a bad seat list.
     pub async fn hold(
         &self,
         access_token: &str,
@@ -125,10 +131,12 @@ impl Client {
         )
     }
 
-    /// A reservation by id; a hold past `held_until` reads as `expired`.
+    /// A reservation of this client's fan by id; a hold past `held_until`
+    /// reads as `expired`.
     ///
     /// # Errors
-    /// [`Error::Status`] 404 for an unknown id.
+    /// [`Error::Status`] 404 for an unknown id or another fan's
+    /// reservation, 401 without an identity.
     pub async fn reservation(&self, id: Uuid) -> Result<Reservation, Error> {
         self.json(Operation::Reservation, self.reservation_request(id))
             .await
@@ -142,18 +150,21 @@ impl Client {
         payment: &CreatePayment,
     ) -> RequestBuilder {
         self.request(Service::Core, Method::POST, "/v1/payments")
-            .bearer_auth(access_token)
+            .header(ACCESS_TOKEN_HEADER, access_token)
             .header(IDEMPOTENCY_KEY, idempotency_key)
             .json(payment)
     }
 
-    /// Pays a held reservation from the fan's balance. A retry with the same
-    /// `idempotency_key` returns the first payment instead of paying again.
+    /// Pays a held reservation from this client's fan's balance, admitted
+    /// with `access_token` (in [`ACCESS_TOKEN_HEADER`]). A retry with the
+    /// same `idempotency_key` returns the first payment instead of paying
+    /// again.
     ///
     /// # Errors
     /// [`Error::Status`]: 402 `insufficient_balance`, 410 `hold_expired`,
     /// 409 `already_paid` or for a key reused on another reservation,
-    /// 403 for someone else's reservation.
+    /// 403 for someone else's reservation or access token, 401 without an
+    /// identity.
     pub async fn pay(
         &self,
         access_token: &str,

@@ -12,14 +12,24 @@
 //! callers that assert on the raw response (status, headers, wire format).
 //! Both use the same builder, so paths and headers are written once.
 //!
+//! # Who the caller is
+//! - A fan signs in with the identity provider ([`Issuer::identity_token`],
+//!   the OIDC issuer's `POST /token`) and calls as that fan through
+//!   [`Client::as_fan`]: every request then carries `Authorization: Bearer
+//!   <identity token>`, and the services take the fan's id from its `sub`.
+//! - The waiting room's tokens travel in headers of their own: the queue
+//!   token in [`QUEUE_TOKEN_HEADER`] (status, leave), the access token in
+//!   [`ACCESS_TOKEN_HEADER`] (hold, pay). Their `sub` must be the identity's.
+//! - Admin calls send `X-Admin-Key` ([`ClientBuilder::queue_admin_key`],
+//!   [`ClientBuilder::core_admin_key`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), onsale_client::Error> {
-//! use onsale_client::{Client, queue_api::EnterRequest};
+//! use onsale_client::{Client, DEFAULT_ISSUER_URL, Issuer};
 //!
-//! let client = Client::builder().queue_admin_key("local-admin-key").build();
-//! let ticket = client
-//!     .enter("42", &EnterRequest { user_id: "fan-1".into() })
-//!     .await?;
+//! let issuer = Issuer::new(reqwest::Client::new(), DEFAULT_ISSUER_URL);
+//! let fan = Client::default().as_fan(&issuer.identity_token("fan-1", 3_600).await?);
+//! let ticket = fan.enter("42").await?;
 //! println!("position {}", ticket.position);
 //! # Ok(()) }
 //! ```
@@ -27,8 +37,10 @@
 //! # Layout
 //! - [`Client`], [`ClientBuilder`]: base URLs (default: the services' local
 //!   listeners), admin keys, the [`reqwest::Client`], an [`Observer`] that
-//!   sees every response (operation, status, latency), and a per-fan
-//!   `X-Forwarded-For` ([`Client::forwarded_for`]).
+//!   sees every response (operation, status, latency), the fan's identity
+//!   ([`Client::as_fan`]) and a per-fan `X-Forwarded-For`
+//!   ([`Client::forwarded_for`]).
+//! - [`Issuer`]: identity tokens from an OIDC issuer's token endpoint.
 //! - `waiting_room` (private): queue-service's operations: configure a room,
 //!   room stats, enter, poll, leave, metrics.
 //! - `booking` (private): core-service's operations: create a concert,
@@ -37,6 +49,7 @@
 
 mod booking;
 mod error;
+mod identity;
 mod waiting_room;
 
 use std::{
@@ -55,6 +68,7 @@ use serde::de::DeserializeOwned;
 /// core-service's request and response bodies.
 pub use core_service::api as core_api;
 pub use error::{Error, Problem};
+pub use identity::{DEFAULT_ISSUER_URL, Issuer};
 /// queue-service's request and response bodies.
 pub use queue_service::api as queue_api;
 /// queue-service's room settings, returned when a room is configured.
@@ -64,6 +78,13 @@ pub use queue_service::domain::{RoomConfig, RoomState};
 pub const DEFAULT_QUEUE_URL: &str = "http://127.0.0.1:8080";
 /// core-service's HTTP base URL when none is given (its local listener).
 pub const DEFAULT_CORE_URL: &str = "http://127.0.0.1:8081";
+
+/// The header carrying a fan's access token (core-service's hold and pay),
+/// `onsale-access-token`, as core-service names it.
+pub use core_service::http::access::ACCESS_TOKEN_HEADER;
+/// The header carrying a fan's queue token (queue-service's status and
+/// leave), `onsale-queue-token`, as queue-service names it.
+pub use queue_service::http::QUEUE_TOKEN_HEADER;
 
 const ADMIN_KEY: &str = "x-admin-key";
 const FORWARDED_FOR: &str = "x-forwarded-for";
@@ -97,6 +118,8 @@ pub enum Operation {
     Reservation,
     /// `POST /v1/payments`.
     Pay,
+    /// `POST /token` of the identity issuer.
+    SignIn,
 }
 
 impl fmt::Display for Operation {
@@ -115,6 +138,7 @@ impl fmt::Display for Operation {
             Self::Hold => "holding seats",
             Self::Reservation => "reading the reservation",
             Self::Pay => "paying",
+            Self::SignIn => "signing in with the identity issuer",
         })
     }
 }
@@ -204,6 +228,7 @@ impl ClientBuilder {
                 observer: self.observer,
             }),
             forwarded_for: None,
+            identity: None,
         }
     }
 }
@@ -223,6 +248,8 @@ struct Shared {
 pub struct Client {
     shared: Arc<Shared>,
     forwarded_for: Option<HeaderValue>,
+    /// `Bearer <identity token>`, marked sensitive.
+    identity: Option<HeaderValue>,
 }
 
 impl fmt::Debug for Client {
@@ -231,6 +258,8 @@ impl fmt::Debug for Client {
             .field("queue_url", &self.shared.queue_url)
             .field("core_url", &self.shared.core_url)
             .field("forwarded_for", &self.forwarded_for)
+            // Never the token itself: it is the fan's credential.
+            .field("as_fan", &self.identity.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -276,9 +305,34 @@ impl Client {
     #[must_use]
     pub fn forwarded_for(&self, address: IpAddr) -> Self {
         Self {
-            shared: self.shared.clone(),
             forwarded_for: HeaderValue::from_str(&address.to_string()).ok(),
+            ..self.clone()
         }
+    }
+
+    /// This client, calling as the fan `identity_token` names: every request
+    /// carries `Authorization: Bearer <identity_token>` (an OIDC identity
+    /// token from the platform's issuer, e.g. [`Issuer::identity_token`]).
+    /// A token that cannot be a header value (control characters) is sent
+    /// as no identity, which the services answer with 401
+    /// `missing_identity_token`.
+    #[must_use]
+    pub fn as_fan(&self, identity_token: &str) -> Self {
+        let identity = HeaderValue::from_str(&format!("Bearer {identity_token}"))
+            .ok()
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+        Self {
+            identity,
+            ..self.clone()
+        }
+    }
+
+    /// Whether this client calls as a fan ([`Client::as_fan`]).
+    pub fn is_fan(&self) -> bool {
+        self.identity.is_some()
     }
 
     fn request(&self, service: Service, method: Method, path: &str) -> RequestBuilder {
@@ -286,11 +340,14 @@ impl Client {
             Service::Queue => &self.shared.queue_url,
             Service::Core => &self.shared.core_url,
         };
-        let request = self.shared.http.request(method, format!("{base}{path}"));
-        match &self.forwarded_for {
-            Some(address) => request.header(FORWARDED_FOR, address.clone()),
-            None => request,
+        let mut request = self.shared.http.request(method, format!("{base}{path}"));
+        if let Some(address) = &self.forwarded_for {
+            request = request.header(FORWARDED_FOR, address.clone());
         }
+        if let Some(identity) = &self.identity {
+            request = request.header(header::AUTHORIZATION, identity.clone());
+        }
+        request
     }
 
     /// A request carrying the service's admin key (none when not set, which
@@ -314,24 +371,7 @@ impl Client {
         operation: Operation,
         request: RequestBuilder,
     ) -> Result<(StatusCode, Vec<u8>), Error> {
-        let started = Instant::now();
-        let transport = |source| Error::Transport { operation, source };
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport)?.to_vec();
-        if let Some(observer) = &self.shared.observer {
-            observer(&Observation {
-                operation,
-                status,
-                elapsed: started.elapsed(),
-            });
-        }
-        if status.is_success() {
-            Ok((status, body))
-        } else {
-            Err(Error::refused(operation, status, &headers, &body))
-        }
+        exchange(self.shared.observer.as_ref(), operation, request).await
     }
 
     /// [`Self::exchange`], then the body as `T`.
@@ -341,11 +381,7 @@ impl Client {
         request: RequestBuilder,
     ) -> Result<T, Error> {
         let (status, body) = self.exchange(operation, request).await?;
-        serde_json::from_slice(&body).map_err(|source| Error::Decode {
-            operation,
-            status,
-            source,
-        })
+        decode(operation, status, &body)
     }
 
     /// [`Self::exchange`], ignoring the body.
@@ -360,6 +396,46 @@ impl Client {
     }
 }
 
+/// Sends `request`, shows the response to `observer` and returns its status
+/// and body; a status that is not 2xx is an [`Error::Status`].
+async fn exchange(
+    observer: Option<&Observer>,
+    operation: Operation,
+    request: RequestBuilder,
+) -> Result<(StatusCode, Vec<u8>), Error> {
+    let started = Instant::now();
+    let transport = |source| Error::Transport { operation, source };
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(transport)?.to_vec();
+    if let Some(observer) = observer {
+        observer(&Observation {
+            operation,
+            status,
+            elapsed: started.elapsed(),
+        });
+    }
+    if status.is_success() {
+        Ok((status, body))
+    } else {
+        Err(Error::refused(operation, status, &headers, &body))
+    }
+}
+
+/// A 2xx body as `T`.
+fn decode<T: DeserializeOwned>(
+    operation: Operation,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|source| Error::Decode {
+        operation,
+        status,
+        source,
+    })
+}
+
 /// True when `headers` say the body is an RFC 9457 problem.
 fn is_problem(headers: &reqwest::header::HeaderMap) -> bool {
     headers
@@ -367,3 +443,6 @@ fn is_problem(headers: &reqwest::header::HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/problem+json"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@ use queue_service::{
 };
 use reqwest::{Method, RequestBuilder};
 
-use crate::{Client, Error, Operation, Service};
+use crate::{Client, Error, Operation, QUEUE_TOKEN_HEADER, Service};
 
 impl Client {
     /// The request of [`Client::configure_room`].
@@ -64,62 +64,70 @@ impl Client {
             .await
     }
 
-    /// The request of [`Client::enter`].
-    pub fn enter_request(&self, event: impl Display, body: &EnterRequest) -> RequestBuilder {
+    /// The request of [`Client::enter`]: an empty [`EnterRequest`] (`{}`),
+    /// since the fan is the identity's `sub` (see [`Client::as_fan`]).
+    pub fn enter_request(&self, event: impl Display) -> RequestBuilder {
         self.request(
             Service::Queue,
             Method::POST,
             &format!("/v1/events/{event}/queue"),
         )
-        .json(body)
+        .json(&EnterRequest {})
     }
 
-    /// Enters `event`'s line (201), or returns the fan's existing place
-    /// (200). The ticket carries the queue token for polls and leaving.
+    /// Enters `event`'s line as this client's fan (201), or returns the
+    /// fan's existing place (200). The ticket carries the queue token for
+    /// polls and leaving.
     ///
     /// # Errors
-    /// [`Error::Status`]: 404 for no room, 503 while paused, 403 when
-    /// closed, 429 over the rate limit (429 and 503 with `Retry-After`).
-    pub async fn enter(&self, event: impl Display, body: &EnterRequest) -> Result<Ticket, Error> {
-        self.json(Operation::Enter, self.enter_request(event, body))
-            .await
+    /// [`Error::Status`]: 401 `missing_identity_token` /
+    /// `invalid_identity_token` without a valid identity, 404 for no room,
+    /// 503 while paused, 403 when closed, 429 over the rate limit (429 and
+    /// 503 with `Retry-After`).
+    pub async fn enter(&self, event: impl Display) -> Result<Ticket, Error> {
+        self.json(Operation::Enter, self.enter_request(event)).await
     }
 
-    /// The request of [`Client::poll`].
+    /// The request of [`Client::poll`]: the queue token in
+    /// [`QUEUE_TOKEN_HEADER`].
     pub fn poll_request(&self, event: impl Display, queue_token: &str) -> RequestBuilder {
         self.request(
             Service::Queue,
             Method::GET,
             &format!("/v1/events/{event}/queue/status"),
         )
-        .bearer_auth(queue_token)
+        .header(QUEUE_TOKEN_HEADER, queue_token)
     }
 
     /// The fan's place: position, fans ahead, ETA in seconds, when to poll
     /// next (`poll_after_ms`) and, once active, the access token.
     ///
     /// # Errors
-    /// [`Error::Status`]: 401 for a bad token, 410 once the place is lost
-    /// (abandoned, expired), 503 while paused, 403 when closed.
+    /// [`Error::Status`]: 401 for a bad identity or queue token, 403
+    /// `token_subject_mismatch` for another fan's queue token, 410 once the
+    /// place is lost (abandoned, expired), 503 while paused, 403 when
+    /// closed.
     pub async fn poll(&self, event: impl Display, queue_token: &str) -> Result<Ticket, Error> {
         self.json(Operation::Poll, self.poll_request(event, queue_token))
             .await
     }
 
-    /// The request of [`Client::leave`].
+    /// The request of [`Client::leave`]: the queue token in
+    /// [`QUEUE_TOKEN_HEADER`].
     pub fn leave_request(&self, event: impl Display, queue_token: &str) -> RequestBuilder {
         self.request(
             Service::Queue,
             Method::DELETE,
             &format!("/v1/events/{event}/queue"),
         )
-        .bearer_auth(queue_token)
+        .header(QUEUE_TOKEN_HEADER, queue_token)
     }
 
     /// Leaves the line or the active set (204).
     ///
     /// # Errors
-    /// [`Error::Status`] 401 for a bad token.
+    /// [`Error::Status`] 401 for a bad identity or queue token, 403
+    /// `token_subject_mismatch` for another fan's queue token.
     pub async fn leave(&self, event: impl Display, queue_token: &str) -> Result<(), Error> {
         self.empty(Operation::Leave, self.leave_request(event, queue_token))
             .await

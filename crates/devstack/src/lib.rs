@@ -1,11 +1,13 @@
 //! The local onsale stack, without Docker: a Redis Cluster of 3 masters and
-//! 3 replicas, Postgres 15 with one database per service, and Tansu, a
-//! Kafka-API broker, with the topics the services use. Everything listens on
+//! 3 replicas, Postgres 15 with one database per service, Tansu, a
+//! Kafka-API broker, with the topics the services use, and a local OpenID
+//! Connect issuer that signs fans' identity tokens. Everything listens on
 //! 127.0.0.1 and is started from packages the project installs itself
 //! (Debian's `redis-server`, the machine's Postgres 15 binaries, and
-//! `cargo install tansu`).
+//! `cargo install tansu`) or from this crate (the issuer).
 //!
-//! The `devstack` binary drives it (`up`, `down`, `status`, `env`, `test`);
+//! The `devstack` binary drives it (`up`, `down`, `status`, `env`, `token`,
+//! `test`);
 //! integration tests use [`testing`]. The load tools (the on-sale
 //! simulation, the benchmarks) live in the `loadtest` crate, which brings
 //! the stack and the services up through [`stack`] and [`services`].
@@ -14,18 +16,20 @@
 //! - [`StackConfig`]: ports and the state folder (`.devstack/` in the
 //!   workspace by default; logs in `.devstack/logs/`).
 //! - [`install`]: installs what is missing (apt-get, `cargo install`).
-//! - [`redis`], [`postgres`], [`kafka`]: one component each: start, health,
-//!   stop.
+//! - [`redis`], [`postgres`], [`kafka`], [`issuer_process`]: one component
+//!   each: start, health, stop.
+//! - [`issuer`]: the OIDC issuer itself (keys, discovery, JWKS, `/token`).
 //! - [`process`]: PID files and signals; `down` stops only what `up`
 //!   started, by recorded PID.
 //! - [`stack`]: `up`, `down`, `status` and the `ONSALE__…` environment.
 //! - [`services`]: builds and starts queue-service and core-service against
 //!   the stack.
-//! - [`testing`]: endpoints for tests, isolated databases, key prefixes and
-//!   topics.
+//! - [`testing`]: endpoints for tests, identity tokens, isolated databases,
+//!   key prefixes and topics.
 
 pub mod install;
 pub mod issuer;
+pub mod issuer_process;
 pub mod kafka;
 pub mod postgres;
 pub mod process;
@@ -41,6 +45,12 @@ use clap::Args;
 /// Topics the services use, created with [`kafka::PARTITIONS`] partitions
 /// each. Every topic has a `.dlq` dead-letter twin.
 pub const TOPICS: &[&str] = &["payment.completed", "reservation.expiration"];
+
+/// The credential core-service presents on gRPC to queue-service in the
+/// stack (`queue.grpc_service_key` and `core.queue_service_key`, the
+/// services' own local default). Production keys come from the
+/// environment.
+pub const LOCAL_SERVICE_KEY: &str = "local-grpc-service-key";
 
 /// Where the stack listens and keeps its state. Every field can be set by a
 /// flag or a `DEVSTACK_…` variable.
@@ -58,6 +68,9 @@ pub struct StackConfig {
     /// Kafka-API (Tansu) port.
     #[arg(long, env = "DEVSTACK_KAFKA_PORT", default_value_t = 9092)]
     pub kafka_port: u16,
+    /// Port of the local OIDC issuer (discovery, JWKS, `/token`).
+    #[arg(long, env = "DEVSTACK_ISSUER_PORT", default_value_t = issuer::DEFAULT_PORT)]
+    pub issuer_port: u16,
 }
 
 impl Default for StackConfig {
@@ -67,6 +80,7 @@ impl Default for StackConfig {
             redis_port: env_port("DEVSTACK_REDIS_PORT", 7000),
             postgres_port: env_port("DEVSTACK_POSTGRES_PORT", 5433),
             kafka_port: env_port("DEVSTACK_KAFKA_PORT", 9092),
+            issuer_port: env_port("DEVSTACK_ISSUER_PORT", issuer::DEFAULT_PORT),
         }
     }
 }
@@ -101,6 +115,12 @@ impl StackConfig {
     pub fn run_dir(&self) -> PathBuf {
         self.dir.join("run")
     }
+
+    /// The local issuer's identifier (its `iss`), e.g.
+    /// `http://127.0.0.1:8090`.
+    pub fn issuer_url(&self) -> String {
+        issuer::url_for(([127, 0, 0, 1], self.issuer_port).into())
+    }
 }
 
 /// How services and tests reach a stack.
@@ -113,6 +133,9 @@ pub struct Endpoints {
     pub database_url: String,
     /// Kafka `bootstrap.servers`.
     pub kafka_brokers: String,
+    /// The OIDC issuer of fans' identity tokens (`identity.issuer`); tokens
+    /// name [`issuer::DEFAULT_AUDIENCE`] as their audience.
+    pub issuer_url: String,
 }
 
 impl Endpoints {
@@ -124,15 +147,31 @@ impl Endpoints {
                 .collect(),
             database_url: postgres::database_url(config, postgres::CORE_DATABASE),
             kafka_brokers: format!("127.0.0.1:{}", config.kafka_port),
+            issuer_url: config.issuer_url(),
         }
     }
 
-    /// The `ONSALE__…` variables that point services and tests here.
+    /// The `ONSALE__…` variables that point services and tests here: the
+    /// stores, the identity issuer and audience, and the gRPC service key
+    /// both services share ([`LOCAL_SERVICE_KEY`]).
     pub fn env_vars(&self) -> Vec<(&'static str, String)> {
         vec![
             ("ONSALE__REDIS__URLS", self.redis_urls.join(",")),
             ("ONSALE__DATABASE__URL", self.database_url.clone()),
             ("ONSALE__KAFKA__BROKERS", self.kafka_brokers.clone()),
+            ("ONSALE__IDENTITY__ISSUER", self.issuer_url.clone()),
+            (
+                "ONSALE__IDENTITY__AUDIENCE",
+                issuer::DEFAULT_AUDIENCE.to_owned(),
+            ),
+            (
+                "ONSALE__QUEUE__GRPC_SERVICE_KEY",
+                LOCAL_SERVICE_KEY.to_owned(),
+            ),
+            (
+                "ONSALE__CORE__QUEUE_SERVICE_KEY",
+                LOCAL_SERVICE_KEY.to_owned(),
+            ),
         ]
     }
 }

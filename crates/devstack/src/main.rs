@@ -4,12 +4,12 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use devstack::{Endpoints, StackConfig, services, stack};
+use devstack::{Endpoints, StackConfig, issuer, issuer_process, services, stack};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "The local onsale stack: Redis Cluster, Postgres 15 and a Kafka-API broker on loopback"
+    about = "The local onsale stack: Redis Cluster, Postgres 15, a Kafka-API broker and an OIDC issuer on loopback"
 )]
 struct Cli {
     #[command(flatten)]
@@ -43,6 +43,23 @@ enum Cmd {
     },
     /// Print `export ONSALE__…=…` lines for services and tests.
     Env,
+    /// Print a fresh identity token (an ES256 JWT from the local issuer's
+    /// keys, audience `onsale`) for `Authorization: Bearer …`.
+    Token {
+        /// The fan: the token's `sub`.
+        #[arg(long)]
+        user: String,
+        /// Lifetime in seconds (at most a week).
+        #[arg(long, default_value_t = issuer::DEFAULT_TTL_SECONDS)]
+        ttl: u64,
+        /// The token's `aud`.
+        #[arg(long, default_value = issuer::DEFAULT_AUDIENCE)]
+        audience: String,
+    },
+    /// Serve the local OIDC issuer in the foreground (`up` runs this as a
+    /// background process).
+    #[command(name = issuer_process::SERVE_COMMAND, hide = true)]
+    IssuerServe,
     /// Bring the stack up and run `cargo test` against it: the whole
     /// workspace, or the packages named with `-p`.
     Test {
@@ -77,7 +94,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             print_status(&config, false).await;
             eprintln!(
-                "\nlogs: {}\nnext: eval \"$(cargo run -q -p devstack -- env)\"",
+                "\nlogs: {}\nnext: eval \"$(cargo run -q -p devstack -- env)\"\n\
+                 a fan's identity token: cargo run -q -p devstack -- token --user fan-1",
                 config.logs_dir().display()
             );
             Ok(ExitCode::SUCCESS)
@@ -85,11 +103,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Down { purge } => {
             let stopped = tokio::task::spawn_blocking(move || stack::down(&config, purge)).await?;
             eprintln!(
-                "stopped: {} service(s), {} redis node(s), postgres: {}, kafka: {}{}",
+                "stopped: {} service(s), {} redis node(s), postgres: {}, kafka: {}, issuer: {}{}",
                 stopped.services,
                 stopped.redis_nodes,
                 stopped.postgres,
                 stopped.kafka,
+                stopped.issuer,
                 if purge { "; data purged" } else { "" }
             );
             Ok(ExitCode::SUCCESS)
@@ -103,6 +122,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for (key, value) in Endpoints::of(&config).env_vars() {
                 println!("export {key}={value}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token {
+            user,
+            ttl,
+            audience,
+        } => {
+            let token = issuer::mint_from_state_dir(
+                &issuer::dir(&config),
+                &config.issuer_url(),
+                &user,
+                ttl,
+                &audience,
+            )?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::IssuerServe => {
+            issuer::run_server(
+                &issuer::dir(&config),
+                ([127, 0, 0, 1], config.issuer_port).into(),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Test { args } => {

@@ -1,4 +1,5 @@
-//! The whole stack: `up`, `down`, `status` and `env`.
+//! The whole stack: `up`, `down`, `status` and `env`, the local OIDC issuer
+//! included.
 //!
 //! `up` and `down` hold an exclusive lock on `<dir>/devstack.lock`, so test
 //! binaries running side by side, each asking for the stack, start it once.
@@ -8,7 +9,7 @@ use std::fs;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::{Endpoints, StackConfig, kafka, postgres, redis, services};
+use crate::{Endpoints, StackConfig, issuer_process, kafka, postgres, redis, services};
 
 /// Runs `f` while holding the stack's file lock.
 ///
@@ -54,7 +55,24 @@ pub async fn up(config: &StackConfig) -> Result<Endpoints> {
             logs.join("tansu.log").display()
         ))
     })?;
+    up_issuer(config).await?;
     Ok(Endpoints::of(config))
+}
+
+/// Brings the local OIDC issuer up alone (idempotent), for tests whose
+/// stores come from the environment but whose identity tokens come from
+/// the stack.
+///
+/// # Errors
+/// As [`issuer_process::up`], with the log's location.
+pub async fn up_issuer(config: &StackConfig) -> Result<()> {
+    prepare_dirs(config)?;
+    issuer_process::up(config).await.map_err(|e| {
+        e.context(format!(
+            "local OIDC issuer (log: {})",
+            issuer_process::log_file(config).display()
+        ))
+    })
 }
 
 /// [`up`] under the stack's file lock, on a Tokio runtime of its own.
@@ -64,10 +82,23 @@ pub async fn up(config: &StackConfig) -> Result<Endpoints> {
 /// # Errors
 /// As [`up`], or when the lock or the runtime cannot be had.
 pub fn up_locked(config: &StackConfig) -> Result<Endpoints> {
+    block_locked(config, up(config))
+}
+
+/// Runs `work` (which starts components of `config`'s stack) to completion
+/// under the stack's file lock, on a Tokio runtime of its own. Blocks, as
+/// [`up_locked`].
+///
+/// # Errors
+/// As `work`, or when the lock or the runtime cannot be had.
+pub fn block_locked<T>(
+    config: &StackConfig,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    with_lock(config, || runtime.block_on(up(config)))
+    with_lock(config, || runtime.block_on(work))
 }
 
 /// [`up_locked`] from async code: the lock is a blocking file lock and `up`
@@ -91,6 +122,8 @@ pub struct Stopped {
     pub postgres: bool,
     /// Whether the broker was running.
     pub kafka: bool,
+    /// Whether the local OIDC issuer was running.
+    pub issuer: bool,
 }
 
 /// Stops every process devstack started, by recorded PID, and with `purge`
@@ -98,6 +131,7 @@ pub struct Stopped {
 pub fn down(config: &StackConfig, purge: bool) -> Stopped {
     let stopped = Stopped {
         services: services::down(config),
+        issuer: issuer_process::down(config),
         kafka: kafka::down(config),
         redis_nodes: redis::down(config),
         postgres: postgres::down(config),
@@ -129,6 +163,18 @@ impl ComponentStatus {
     }
 }
 
+/// The problem of a component whose recorded process is `pid`: not running
+/// without one, else what its health `check` (run only then) reports.
+async fn problem(
+    pid: Option<i32>,
+    check: impl std::future::Future<Output = Result<()>>,
+) -> Option<String> {
+    match pid {
+        None => Some("not running".to_owned()),
+        Some(_) => check.await.err().map(|e| format!("{e:#}")),
+    }
+}
+
 /// Checks each component.
 pub async fn status(config: &StackConfig) -> Vec<ComponentStatus> {
     let endpoints = Endpoints::of(config);
@@ -139,24 +185,15 @@ pub async fn status(config: &StackConfig) -> Vec<ComponentStatus> {
         redis::healthy(config).err().map(|e| format!("{e:#}"))
     };
     let pg_pid = postgres::pid(config);
-    let pg_problem = match pg_pid {
-        None => Some("not running".to_owned()),
-        Some(_) => postgres::healthy(config)
-            .await
-            .err()
-            .map(|e| format!("{e:#}")),
-    };
+    let pg_problem = problem(pg_pid, postgres::healthy(config)).await;
     let kafka_pid = kafka::pid(config);
     let brokers = endpoints.kafka_brokers.clone();
-    let kafka_problem = match kafka_pid {
-        None => Some("not running".to_owned()),
-        Some(_) => tokio::task::spawn_blocking(move || kafka::healthy(&brokers))
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r)
-            .err()
-            .map(|e| format!("{e:#}")),
-    };
+    let kafka_problem = problem(kafka_pid, async move {
+        tokio::task::spawn_blocking(move || kafka::healthy(&brokers)).await?
+    })
+    .await;
+    let issuer_pid = issuer_process::pid(config);
+    let issuer_problem = problem(issuer_pid, issuer_process::healthy(config)).await;
     let mut all = vec![
         ComponentStatus {
             name: "redis-cluster",
@@ -179,6 +216,12 @@ pub async fn status(config: &StackConfig) -> Vec<ComponentStatus> {
             endpoint: endpoints.kafka_brokers,
             pids: kafka_pid.into_iter().collect(),
             problem: kafka_problem,
+        },
+        ComponentStatus {
+            name: "issuer (oidc)",
+            endpoint: format!("127.0.0.1:{}", config.issuer_port),
+            pids: issuer_pid.into_iter().collect(),
+            problem: issuer_problem,
         },
     ];
     all.extend(services::status(config).await);

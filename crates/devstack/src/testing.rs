@@ -7,6 +7,10 @@
 //! Postgres or Kafka). Otherwise it brings the devstack up itself, once per
 //! machine, under the stack's file lock.
 //!
+//! Identity: fans are identified by tokens of the stack's local OIDC issuer
+//! ([`issuer_url`], [`identity_token`]), which [`stack`] keeps running even
+//! when the stores come from the environment.
+//!
 //! Isolation: [`fresh_database`] for Postgres, [`unique_suffix`] for Redis
 //! key prefixes and Kafka topic suffixes, [`create_topics`] for those topics.
 
@@ -15,7 +19,7 @@ use std::sync::OnceLock;
 use anyhow::Context;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::{Endpoints, StackConfig, stack};
+use crate::{Endpoints, StackConfig, issuer, stack};
 
 /// The stack's endpoints, bringing the stack up when no variables name one.
 ///
@@ -26,16 +30,66 @@ use crate::{Endpoints, StackConfig, stack};
 pub fn stack() -> &'static Endpoints {
     static STACK: OnceLock<Endpoints> = OnceLock::new();
     STACK.get_or_init(|| {
-        if let Some(endpoints) = from_env() {
-            return endpoints;
-        }
         // A runtime cannot block inside another runtime, so bring the stack
         // up on a thread of its own.
-        std::thread::spawn(|| stack::up_locked(&StackConfig::default()))
-            .join()
-            .expect("devstack thread panicked")
-            .unwrap_or_else(|error| panic!("bringing the devstack up failed: {error:#}"))
+        std::thread::spawn(|| {
+            let config = StackConfig::default();
+            match from_env() {
+                // Stores of the caller's own; identity tokens still come
+                // from the stack's issuer unless the variables name another.
+                Some(endpoints) if endpoints.issuer_url == config.issuer_url() => {
+                    stack::block_locked(&config, stack::up_issuer(&config)).map(|()| endpoints)
+                }
+                Some(endpoints) => Ok(endpoints),
+                None => stack::up_locked(&config),
+            }
+        })
+        .join()
+        .expect("devstack thread panicked")
+        .unwrap_or_else(|error| panic!("bringing the devstack up failed: {error:#}"))
     })
+}
+
+/// The issuer identifier the services under test trust
+/// (`identity.issuer`): `ONSALE__IDENTITY__ISSUER` when set, else the
+/// stack's local issuer, e.g. `http://127.0.0.1:8090`. Tokens are for
+/// [`issuer::DEFAULT_AUDIENCE`].
+///
+/// # Panics
+/// As [`stack`].
+pub fn issuer_url() -> &'static str {
+    &stack().issuer_url
+}
+
+/// A fresh identity token for the fan `sub`, valid for an hour, for the
+/// audience `onsale`: what a signed-in fan sends as `Authorization: Bearer
+/// …`. Signed with the stack's issuer keys (in its state folder), so it
+/// verifies against [`issuer_url`]'s JWK Set when that is the stack's
+/// issuer.
+///
+/// # Panics
+/// As [`identity_token_with`].
+pub fn identity_token(sub: &str) -> String {
+    identity_token_with(sub, issuer::DEFAULT_TTL_SECONDS, issuer::DEFAULT_AUDIENCE)
+}
+
+/// [`identity_token`] with its own lifetime (seconds, 1 up to
+/// [`issuer::MAX_TTL_SECONDS`]) and audience, for tests of tokens the
+/// services must refuse (another audience) or that expire soon.
+///
+/// # Panics
+/// When `sub` or `audience` is empty, the lifetime is out of range, or the
+/// issuer keys cannot be read or created.
+pub fn identity_token_with(sub: &str, ttl_seconds: u64, audience: &str) -> String {
+    let url = issuer_url();
+    issuer::mint_from_state_dir(
+        &issuer::dir(&StackConfig::default()),
+        url,
+        sub,
+        ttl_seconds,
+        audience,
+    )
+    .unwrap_or_else(|error| panic!("minting an identity token for {sub:?} failed: {error:#}"))
 }
 
 fn from_env() -> Option<Endpoints> {
@@ -49,6 +103,8 @@ fn from_env() -> Option<Endpoints> {
             .collect(),
         database_url: std::env::var("ONSALE__DATABASE__URL").ok()?,
         kafka_brokers: std::env::var("ONSALE__KAFKA__BROKERS").ok()?,
+        issuer_url: std::env::var("ONSALE__IDENTITY__ISSUER")
+            .unwrap_or_else(|_| StackConfig::default().issuer_url()),
     })
 }
 

@@ -1,5 +1,6 @@
 // Circulation: fans arrive at RATE per second (2,000) for DURATION (3m):
-// enter, poll until active, use the site 5–30 s, leave.
+// sign in with the issuer, enter, poll until active, use the site 5–30 s,
+// leave.
 //
 // Thresholds: enter p95 < 200 ms, poll p95 < 100 ms, leave p95 < 100 ms,
 // activation wait p95 < 30 s, and exits keep up with entries (every fan that
@@ -8,7 +9,7 @@
 import { sleep } from 'k6';
 import { Counter, Rate } from 'k6/metrics';
 import exec from 'k6/execution';
-import { enter, eventId, leave, openRoom, pollUntilActive } from './lib/onsale.js';
+import { enter, eventId, leave, openRoom, pollUntilActive, signIn } from './lib/onsale.js';
 
 const RATE = Number(__ENV.RATE || 2000);
 const USE_MIN = Number(__ENV.USE_MIN_S || 5);
@@ -53,20 +54,20 @@ export function setup() {
 }
 
 export default function (data) {
-  const user = `circ-${exec.scenario.iterationInTest}`;
-  const ticket = enter(data.event, user);
+  const identity = signIn(`circ-${data.event}-${exec.scenario.iterationInTest}`);
+  const ticket = identity && enter(data.event, identity);
   if (!ticket) {
     completed.add(false);
     return;
   }
   entered.add(1);
-  const active = pollUntilActive(data.event, ticket, 60);
+  const active = pollUntilActive(data.event, identity, ticket, 60);
   if (!active) {
     completed.add(false);
     return;
   }
   sleep(USE_MIN + Math.random() * (USE_MAX - USE_MIN));
-  const left = leave(data.event, ticket);
+  const left = leave(data.event, identity, ticket);
   if (left) {
     exited.add(1);
   }

@@ -1,12 +1,12 @@
 // Payment load with Idempotency-Keys, including duplicate retries: every
-// fan holds one seat and pays, then retries the same key DUPLICATES times;
-// every retry must replay the original payment (same payment_id), never
-// charge twice.
+// fan signs in, holds one seat and pays, then retries the same key
+// DUPLICATES times; every retry must replay the original payment (same
+// payment_id), never charge twice, as the fan's own balance shows.
 import http from 'k6/http';
 import { check } from 'k6';
 import { Counter } from 'k6/metrics';
 import exec from 'k6/execution';
-import { CORE, accessToken, charge, createShow, openRoom } from './lib/onsale.js';
+import { CORE, accessHeaders, accessToken, balance, charge, createShow, openRoom, signIn } from './lib/onsale.js';
 
 const FANS = Number(__ENV.FANS || 500);
 const DUPLICATES = Number(__ENV.DUPLICATES || 2);
@@ -33,13 +33,13 @@ export default function (show) {
   const i = exec.scenario.iterationInTest;
   const user = `payer-${exec.scenario.startTime}-${i}`;
   charge(user, 100000);
-  const token = accessToken(String(show.performance), user, 60);
-  if (!check(token, { admitted: (t) => t !== null })) {
+  const identity = signIn(user);
+  const token = identity && accessToken(String(show.performance), identity, 60);
+  if (!check(token, { admitted: (t) => !!t })) {
     return;
   }
-  const auth = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
   const hold = http.post(`${CORE}/v1/reservations`, JSON.stringify({ performance_id: show.performance, seat_ids: [show.seats[i]] }), {
-    headers: auth,
+    headers: accessHeaders(identity, token),
     tags: { step: 'hold' },
   });
   if (!check(hold, { 'held': (r) => r.status === 201 })) {
@@ -47,7 +47,7 @@ export default function (show) {
   }
   const key = `k6-${user}`;
   const body = JSON.stringify({ reservation_id: hold.json('reservation_id') });
-  const params = { headers: Object.assign({ 'Idempotency-Key': key }, auth), tags: { step: 'pay' } };
+  const params = { headers: accessHeaders(identity, token, { 'Idempotency-Key': key }), tags: { step: 'pay' } };
   const first = http.post(`${CORE}/v1/payments`, body, params);
   check(first, { 'paid': (r) => r.status === 201 });
   for (let d = 0; d < DUPLICATES; d++) {
@@ -58,6 +58,6 @@ export default function (show) {
         r.status === first.status && r.json('payment_id') === first.json('payment_id'),
     });
   }
-  const balance = http.get(`${CORE}/v1/users/${user}/balance`);
-  check(balance, { 'charged exactly once': (r) => r.json('balance') === 100000 - 50000 });
+  const own = balance(identity, user);
+  check(own, { 'charged exactly once': (b) => b !== null && b.balance === 100000 - 50000 });
 }

@@ -1,8 +1,9 @@
 // Ramp-up: 0 → 20 → 50 → 0 virtual users, for warm-up and recovery. Each
-// iteration is a short circulation: enter, wait for admission, leave.
+// iteration is a short circulation: sign in, enter, wait for admission,
+// leave.
 import { sleep } from 'k6';
 import exec from 'k6/execution';
-import { enter, eventId, leave, openRoom, pollUntilActive } from './lib/onsale.js';
+import { enter, eventId, leave, openRoom, pollUntilActive, signIn } from './lib/onsale.js';
 
 export const options = {
   stages: [
@@ -25,13 +26,14 @@ export function setup() {
 }
 
 export default function (data) {
-  const ticket = enter(data.event, `ramp-${exec.vu.idInTest}-${exec.vu.iterationInInstance}`);
+  const identity = signIn(`ramp-${data.event}-${exec.vu.idInTest}-${exec.vu.iterationInInstance}`);
+  const ticket = identity && enter(data.event, identity);
   if (!ticket) {
     return;
   }
-  const active = pollUntilActive(data.event, ticket, 60);
+  const active = pollUntilActive(data.event, identity, ticket, 60);
   if (active) {
     sleep(1 + Math.random());
-    leave(data.event, ticket);
+    leave(data.event, identity, ticket);
   }
 }

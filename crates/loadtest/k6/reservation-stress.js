@@ -5,7 +5,7 @@ import http from 'k6/http';
 import { check } from 'k6';
 import { Counter } from 'k6/metrics';
 import exec from 'k6/execution';
-import { CORE, accessToken, createShow, openRoom } from './lib/onsale.js';
+import { CORE, accessHeaders, accessToken, createShow, openRoom, signIn } from './lib/onsale.js';
 
 const conflicts = new Counter('onsale_business_conflicts');
 const holds = new Counter('onsale_holds');
@@ -30,14 +30,15 @@ export function setup() {
 }
 
 export default function (show) {
-  const token = accessToken(String(show.performance), `stress-${exec.vu.idInTest}`, 60);
-  check(token, { 'admitted': (t) => t !== null });
+  const identity = signIn(`stress-${show.performance}-${exec.vu.idInTest}`);
+  const token = identity && accessToken(String(show.performance), identity, 60);
+  check(token, { 'admitted': (t) => !!t });
   if (!token) {
     return;
   }
   const seat = show.seats[Math.floor(Math.random() * show.seats.length)];
   const res = http.post(`${CORE}/v1/reservations`, JSON.stringify({ performance_id: show.performance, seat_ids: [seat] }), {
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    headers: accessHeaders(identity, token),
     tags: { step: 'hold' },
   });
   check(res, {

@@ -61,6 +61,7 @@ fn payload(n: usize) -> Envelope<PaymentCompleted> {
             payment_id: uuid::Uuid::now_v7(),
             reservation_id: uuid::Uuid::now_v7(),
             user_id: format!("fan-{n}"),
+            session_id: Some(n.to_string()),
             performance_id: 1,
             amount_krw: 132_000,
             seat_ids: vec![n as i64, n as i64 + 1],

@@ -12,7 +12,9 @@
 //! - `release`: latency from a payment's commit to the release of the
 //!   buyer's waiting-room slot, through Kafka.
 //!
-//! Every HTTP call goes through [`onsale_client`]; the Redis key layout, the
+//! Every HTTP call goes through [`onsale_client`], as a signed-in fan
+//! (`Authorization: Bearer <identity token>`, one token per fan, signed in
+//! before the measured work) or with an admin key; the Redis key layout, the
 //! Lua and the SQL come from the services' own crates.
 //!
 //! # Layout
@@ -22,9 +24,10 @@
 //!   `pgbench`: the generators; `cpu`: CPU accounting and settling;
 //!   `report`: the Markdown section).
 //! - [`events`], [`release`]: the event-flow benchmarks.
-//! - [`setup`]: what the tools share: services started with the tool's
-//!   settings, the admin keys, seeding (concerts, balances, rooms, admitted
-//!   fans).
+//! - [`setup`]: what the tools share: services (and a release build of the
+//!   stack's OIDC issuer) started with the tool's settings, the admin keys,
+//!   fans signed in through the issuer's `POST /token`, seeding (concerts,
+//!   balances, rooms, admitted fans).
 //! - [`stats`]: nearest-rank percentiles.
 //!
 //! Also here: `k6/` (k6 scripts against running services) and

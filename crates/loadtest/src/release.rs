@@ -3,9 +3,11 @@
 //! and queue-service's `payment.completed` consumer, on the services
 //! devstack runs.
 //!
-//! For each buyer: `POST /v1/payments` returns 201 (the transaction has
-//! committed), then the tool calls gRPC `VerifyAccess` with the buyer's
-//! access token every 1 ms until queue-service refuses it
+//! Buyers sign in with the stack's issuer and are admitted first. For each
+//! buyer: `POST /v1/payments` returns 201 (the transaction has committed),
+//! then the tool calls gRPC `VerifyAccess` (with the stack's service
+//! credential, as core-service does) with the buyer's access token every
+//! 1 ms until queue-service refuses it
 //! (`PERMISSION_DENIED`: the slot was released). The latency is the time from
 //! the 201 to the first refusal, so it slightly overstates the true
 //! commit-to-release time by the 201's trip back and the 1 ms poll step.
@@ -23,8 +25,12 @@ use core_service::{
 use devstack::{Endpoints, StackConfig, services};
 use onsale_client::Client;
 use onsale_proto::queue::v1::{VerifyAccessRequest, waiting_room_client::WaitingRoomClient};
+use platform::{service_auth, settings::Secret};
 
-use crate::{setup, stats::nearest_rank};
+use crate::{
+    setup::{self, Entered},
+    stats::nearest_rank,
+};
 
 /// queue-service's gRPC endpoint as devstack starts it.
 const QUEUE_GRPC: &str = "http://127.0.0.1:50051";
@@ -68,7 +74,7 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: ReleaseArgs)
         false,
     )
     .await?;
-    let measured = measure(&args).await;
+    let measured = measure(endpoints, &args).await;
     // The services run on this run's topics: stop them rather than leave
     // them for other tools.
     services::down(config);
@@ -76,8 +82,10 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: ReleaseArgs)
 }
 
 /// Admits the buyers, then pays and times one after another.
-async fn measure(args: &ReleaseArgs) -> Result<()> {
-    let client = setup::client(reqwest::Client::new()).build();
+async fn measure(endpoints: &Endpoints, args: &ReleaseArgs) -> Result<()> {
+    let http = reqwest::Client::new();
+    let client = setup::client(http.clone()).build();
+    let issuer = setup::issuer(http, endpoints);
     let buyers = usize::try_from(args.buyers)?;
     let run_id = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
     let rows = args.buyers.div_ceil(setup::SEATS_PER_ROW);
@@ -95,20 +103,32 @@ async fn measure(args: &ReleaseArgs) -> Result<()> {
     let prefix = format!("release-{run_id}");
     setup::charge_all(&client, (0..buyers).map(|i| format!("{prefix}-{i}")), PRICE).await?;
     eprintln!("release: admitting {buyers} buyers");
-    let tokens =
-        setup::enter_many(&client, &performance.to_string(), &prefix, buyers, true).await?;
-    let mut grpc = WaitingRoomClient::connect(QUEUE_GRPC)
+    let admitted = setup::enter_many(
+        &client,
+        &issuer,
+        &performance.to_string(),
+        &prefix,
+        buyers,
+        true,
+    )
+    .await?;
+    let channel = tonic::transport::Endpoint::from_static(QUEUE_GRPC)
+        .connect()
         .await
         .context("connecting to queue-service's gRPC")?;
+    let mut grpc = WaitingRoomClient::with_interceptor(
+        channel,
+        service_auth::present(Secret::from(devstack::LOCAL_SERVICE_KEY.to_owned())),
+    );
 
     eprintln!("release: paying one buyer after another");
     let performance = PerformanceId::new(performance)?;
     let mut latencies = Vec::with_capacity(buyers);
-    for (i, (token, seat)) in tokens.iter().zip(&seat_ids).enumerate() {
+    for (i, (buyer, seat)) in admitted.iter().zip(&seat_ids).enumerate() {
         let committed = pay(
             &client,
             performance,
-            token,
+            buyer,
             *seat,
             &format!("{prefix}-key-{i}"),
         )
@@ -117,7 +137,7 @@ async fn measure(args: &ReleaseArgs) -> Result<()> {
             let verdict = grpc
                 .verify_access(VerifyAccessRequest {
                     event_id: performance.to_string(),
-                    access_token: token.clone(),
+                    access_token: buyer.token.clone(),
                     accept_completed: false,
                 })
                 .await;
@@ -143,16 +163,17 @@ async fn measure(args: &ReleaseArgs) -> Result<()> {
     Ok(())
 }
 
-/// Holds `seat` for the buyer of `access_token` and pays it; returns when
-/// the payment's 201 arrived.
+/// Holds `seat` for the admitted `buyer` (as that fan) and pays it;
+/// returns when the payment's 201 arrived.
 async fn pay(
     client: &Client,
     performance: PerformanceId,
-    access_token: &str,
+    buyer: &Entered,
     seat: i64,
     key: &str,
 ) -> Result<Instant> {
-    let hold = client
+    let (fan, access_token) = (client.as_fan(&buyer.identity), &buyer.token);
+    let hold = fan
         .hold(
             access_token,
             &CreateReservation {
@@ -161,14 +182,13 @@ async fn pay(
             },
         )
         .await?;
-    client
-        .pay(
-            access_token,
-            key,
-            &CreatePayment {
-                reservation_id: hold.reservation_id,
-            },
-        )
-        .await?;
+    fan.pay(
+        access_token,
+        key,
+        &CreatePayment {
+            reservation_id: hold.reservation_id,
+        },
+    )
+    .await?;
     Ok(Instant::now())
 }

@@ -1,6 +1,7 @@
 //! What the tools share: the services started with a tool's settings, a
-//! client with the tools' admin keys, and seeding through the admin API
-//! (concerts, balances, rooms) and the fan API (admitted fans).
+//! client with the tools' admin keys, fans signed in with the stack's
+//! identity issuer, and seeding through the admin API (concerts, balances,
+//! rooms) and the fan API (admitted fans).
 
 use std::time::{Duration, Instant};
 
@@ -9,11 +10,11 @@ use core_service::{
     api::{ChargeRequest, NewConcert, NewPerformance, NewSection},
     domain::Krw,
 };
-use devstack::{Endpoints, StackConfig, services};
+use devstack::{Endpoints, StackConfig, issuer_process, services, stack};
 use futures::StreamExt;
 use onsale_client::{
-    Client, ClientBuilder, RoomState,
-    queue_api::{EnterRequest, FanStatus, RoomRequest},
+    Client, ClientBuilder, Issuer, RoomState,
+    queue_api::{FanStatus, RoomRequest},
 };
 
 /// Admin key the tools give queue-service (local runs only).
@@ -22,6 +23,11 @@ pub const QUEUE_ADMIN_KEY: &str = "loadtest-queue-admin";
 pub const CORE_ADMIN_KEY: &str = "loadtest-core-admin";
 /// Seats per row of every seeded performance.
 pub const SEATS_PER_ROW: u32 = 50;
+/// Lifetime of the fans' identity tokens, in seconds: longer than any run,
+/// so no fan's identity (nor the admission derived from it) lapses midway.
+pub const IDENTITY_TTL_SECONDS: u64 = 4 * 3_600;
+/// Sign-ins in flight at once: enough to keep the issuer's cores busy.
+const SIGN_IN_CONCURRENCY: usize = 32;
 
 /// Starts both services (release builds) with the tools' admin keys plus
 /// `settings` (`ONSALE__…` pairs). Unless `reuse`, running services are
@@ -48,8 +54,40 @@ pub async fn start_services(
     if !reuse {
         services::down(config);
     }
+    // The tools sign in thousands of fans; a debug build of the issuer
+    // would make that minutes.
+    let issuer_config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        stack::block_locked(&issuer_config, issuer_process::up_release(&issuer_config))
+    })
+    .await??;
     eprintln!("{tool}: starting services (release build)");
     services::start_with(config, endpoints, true, &extra).await
+}
+
+/// The stack's identity issuer, reached with `http`.
+pub fn issuer(http: reqwest::Client, endpoints: &Endpoints) -> Issuer {
+    Issuer::new(http, endpoints.issuer_url.clone())
+}
+
+/// Signs each of `fans` in through the issuer's `POST /token`, as each
+/// fan's app would, [`SIGN_IN_CONCURRENCY`] at a time; returns their
+/// identity tokens in order, valid for [`IDENTITY_TTL_SECONDS`].
+///
+/// # Errors
+/// When the issuer is unreachable or refuses a fan.
+pub async fn sign_in_all(issuer: &Issuer, fans: &[String]) -> Result<Vec<String>> {
+    let results: Vec<Result<String>> = futures::stream::iter(fans)
+        .map(|fan| async move {
+            issuer
+                .identity_token(fan, IDENTITY_TTL_SECONDS)
+                .await
+                .with_context(|| format!("signing {fan} in"))
+        })
+        .buffered(SIGN_IN_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 /// A client of the services devstack runs (their default local URLs),
@@ -77,7 +115,8 @@ pub fn section(name: &str, grade: &str, price: i64, rows: u32, per_row: u32) -> 
 }
 
 /// Creates a concert with one performance of `sections`, on sale now,
-/// starting in 30 days, at most 4 seats per order. Returns the performance
+/// starting in 30 days, at most 4 seats per order (admission session) and
+/// the default limit per fan. Returns the performance
 /// id and its seat ids (ascending).
 ///
 /// # Errors
@@ -99,6 +138,8 @@ pub async fn create_show(
                 starts_at: now + chrono::Duration::days(30),
                 sale_opens_at: now,
                 max_seats_per_order: 4,
+                // The default per-fan limit: each seeded fan buys once.
+                max_tickets_per_fan: None,
                 sections,
             }],
         })
@@ -157,39 +198,54 @@ pub fn open_room(
     }
 }
 
-/// Enters `count` fans named `<prefix>-<i>` into `event`'s line, 64 at a
-/// time, and returns their queue tokens, or (with `until_active`) polls
-/// each every 200 ms until admitted and returns access tokens, in fan order.
+/// A fan seeded into a waiting room.
+#[derive(Debug, Clone)]
+pub struct Entered {
+    /// The fan's id (their identity's `sub`).
+    pub user: String,
+    /// The fan's identity token.
+    pub identity: String,
+    /// The fan's queue token, or their access token once admitted.
+    pub token: String,
+}
+
+/// Signs in `count` fans named `<prefix>-<i>` and enters them into
+/// `event`'s line, 64 at a time; returns each with their queue token, or
+/// (with `until_active`) polls each every 200 ms until admitted and
+/// returns access tokens, in fan order.
 ///
 /// # Errors
 /// When any call is refused, or a fan is not admitted within 120 s.
 pub async fn enter_many(
     client: &Client,
+    issuer: &Issuer,
     event: &str,
     prefix: &str,
     count: usize,
     until_active: bool,
-) -> Result<Vec<String>> {
-    let results: Vec<Result<String>> = futures::stream::iter(0..count)
-        .map(|i| async move {
-            let mut ticket = client
-                .enter(
-                    event,
-                    &EnterRequest {
-                        user_id: format!("{prefix}-{i}"),
-                    },
-                )
-                .await?;
-            if !until_active {
-                return Ok(ticket.queue_token);
-            }
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while ticket.status != FanStatus::Active {
-                ensure!(Instant::now() < deadline, "fan {i} not admitted in 120 s");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                ticket = client.poll(event, &ticket.queue_token).await?;
-            }
-            ticket.access_token.context("no access_token")
+) -> Result<Vec<Entered>> {
+    let users: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    let identities = sign_in_all(issuer, &users).await?;
+    let results: Vec<Result<Entered>> = futures::stream::iter(users.into_iter().zip(identities))
+        .map(|(user, identity)| async move {
+            let fan = client.as_fan(&identity);
+            let mut ticket = fan.enter(event).await?;
+            let token = if until_active {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while ticket.status != FanStatus::Active {
+                    ensure!(Instant::now() < deadline, "{user} not admitted in 120 s");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    ticket = fan.poll(event, &ticket.queue_token).await?;
+                }
+                ticket.access_token.context("no access_token")?
+            } else {
+                ticket.queue_token
+            };
+            Ok(Entered {
+                user,
+                identity,
+                token,
+            })
         })
         .buffered(64)
         .collect()

@@ -1,5 +1,7 @@
 //! The booking-core half: holds (in rounds) and payments, each first as
-//! pgbench running core-service's own SQL, then as wrk through core-service.
+//! pgbench running core-service's own SQL, then as wrk through core-service,
+//! every request as an admitted, signed-in fan: `Authorization: Bearer
+//! <identity token>` and the access token in `Onsale-Access-Token`.
 
 use std::collections::HashMap;
 
@@ -10,7 +12,7 @@ use core_service::{
     store::sql,
 };
 use devstack::install;
-use onsale_client::Client;
+use onsale_client::{ACCESS_TOKEN_HEADER, Client};
 use serde_json::json;
 use sqlx::{Connection, PgConnection, Row};
 
@@ -25,6 +27,12 @@ use crate::setup;
 
 /// Price of every benchmark seat, KRW.
 const SEAT_PRICE: i64 = 1_000;
+
+/// The fan's headers in a wrk row script whose rows start with the fan's
+/// identity token and access token (a Lua table's fields).
+fn fan_headers() -> String {
+    format!(r#"["Authorization"] = "Bearer " .. r[1], ["{ACCESS_TOKEN_HEADER}"] = r[2]"#)
+}
 
 /// Holds and payments: pgbench on the SQL, then wrk on HTTP.
 pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result<()> {
@@ -59,6 +67,12 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
     let id_of =
         |kind: &str| format!("md5('{kind}{run_id}-' || :client_id::text || '-' || :n::text)");
     let rid = &id_of("r");
+    // Every service hold is a fresh fan's, in a fresh admission session: the
+    // purchase-limit statements lock and count for a fan and session of the
+    // transaction's own, so they find no earlier holds, as the service's do.
+    // (The reservation itself is the client's user's, whose balance pays.)
+    let session = format!("'pgb-{run_id}-' || :client_id::text || '-' || :n::text");
+    let session = &session;
     // Real envelopes, built from the row's own values, so the consumers
     // handle these events exactly as the service's own (a hold's expiry is
     // deferred; a payment releases nobody) instead of dead-lettering them.
@@ -73,14 +87,22 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
     let pay_event = format!(
         "jsonb_build_object('event_id', {eid}::uuid, 'type', 'payment.completed', 'version', 1, \
          'occurred_at', :now::timestamptz, 'key', {rid}::uuid::text, 'data', jsonb_build_object('payment_id', {pid}::uuid, \
-         'reservation_id', {rid}::uuid, 'user_id', {user}, 'performance_id', :performance_id::bigint, \
+         'reservation_id', {rid}::uuid, 'user_id', {user}, 'session_id', {session}, 'performance_id', :performance_id::bigint, \
          'amount_krw', :amount_krw::bigint, 'seat_ids', jsonb_build_array(:id::bigint), 'paid_at', :now::timestamptz))",
         eid = id_of("f"),
         pid = id_of("p"),
     );
     let hold_script = format!(
-        "\\set n :n + 1\n\\set seat {lo} + (:n - 1) * {clients} + :client_id\nBEGIN;\n{claim}\n\\gset\n{insert};\nEND;\n",
+        "\\set n :n + 1\n\\set seat {lo} + (:n - 1) * {clients} + :client_id\nBEGIN;\n{lock};\n{counted};\n{claim}\n\\gset\n{insert};\nEND;\n",
         lo = pg_show.first_seat,
+        lock = bind(
+            sql::HOLD_LOCK_FAN,
+            &[session, &pg_show.performance.to_string()]
+        ),
+        counted = bind(
+            sql::HOLD_FAN_SEATS,
+            &[session, &pg_show.performance.to_string(), session]
+        ),
         claim = bind(
             sql::HOLD_CLAIM,
             &[
@@ -105,6 +127,7 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
                 &format!("{rid}::uuid::text"),
                 &hold_event,
                 "'{}'::jsonb",
+                session,
             ]
         ),
     );
@@ -116,19 +139,27 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
     client
         .configure_room(&performance, &room(u64::try_from(seats)? + 10, 100_000.0))
         .await?;
-    let access =
-        setup::enter_many(client, &performance, &format!("fan-{run_id}"), seats, true).await?;
-    let hold_rows: Vec<Vec<String>> = access
+    let admitted = setup::enter_many(
+        client,
+        &run.issuer,
+        &performance,
+        &format!("fan-{run_id}"),
+        seats,
+        true,
+    )
+    .await?;
+    let hold_rows: Vec<Vec<String>> = admitted
         .iter()
         .zip(http_show.first_seat..)
-        .map(|(token, seat)| vec![token.clone(), seat.to_string()])
+        .map(|(fan, seat)| vec![fan.identity.clone(), fan.token.clone(), seat.to_string()])
         .collect();
     let holds_lua = rows_script(
         work,
         "holds",
         &hold_rows,
         &format!(
-            r#"wrk.format("POST", nil, {{["Authorization"] = "Bearer " .. r[1], ["Content-Type"] = "application/json"}}, '{{"performance_id":{performance},"seat_ids":[' .. r[2] .. ']}}')"#
+            r#"wrk.format("POST", nil, {{{fan}, ["Content-Type"] = "application/json"}}, '{{"performance_id":{performance},"seat_ids":[' .. r[3] .. ']}}')"#,
+            fan = fan_headers()
         ),
     )?;
     sqlx::query("ANALYZE seats").execute(&mut db).await?;
@@ -245,18 +276,19 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
     .bind(http_show.performance)
     .fetch_all(&mut db)
     .await?;
-    let token_of: HashMap<String, &String> = access
+    let fan_of: HashMap<&str, &setup::Entered> = admitted
         .iter()
-        .enumerate()
-        .map(|(i, t)| (format!("fan-{run_id}-{i}"), t))
+        .map(|fan| (fan.user.as_str(), fan))
         .collect();
     let mut pay_rows = Vec::with_capacity(held.len());
     let mut payers = Vec::with_capacity(held.len());
     for row in &held {
         let id: String = row.try_get("id")?;
         let user: String = row.try_get("user_id")?;
-        let token = token_of.get(&user).context("a hold by an unknown fan")?;
-        pay_rows.push(vec![(*token).clone(), id]);
+        let fan = fan_of
+            .get(user.as_str())
+            .context("a hold by an unknown fan")?;
+        pay_rows.push(vec![fan.identity.clone(), fan.token.clone(), id]);
         payers.push(user);
     }
     eprintln!("bench: charging {} payers", payers.len());
@@ -265,7 +297,10 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
         work,
         "payments",
         &pay_rows,
-        r#"wrk.format("POST", nil, {["Authorization"] = "Bearer " .. r[1], ["Content-Type"] = "application/json", ["Idempotency-Key"] = "bench-" .. r[2]}, '{"reservation_id":"' .. r[2] .. '"}')"#,
+        &format!(
+            r#"wrk.format("POST", nil, {{{fan}, ["Content-Type"] = "application/json", ["Idempotency-Key"] = "bench-" .. r[3]}}, '{{"reservation_id":"' .. r[3] .. '"}}')"#,
+            fan = fan_headers()
+        ),
     )?;
     settle(Some(&mut db)).await;
     eprintln!("bench: wrk, payments through core-service");

@@ -8,10 +8,15 @@
 //!
 //! | operation | service load | raw baseline |
 //! |---|---|---|
-//! | entry | `wrk`, `POST /v1/events/{id}/queue`, distinct fans | `redis-benchmark` running `enter.lua` (`EVALSHA`) |
-//! | status poll | `wrk`, `GET …/queue/status` with fans' queue tokens | `redis-benchmark` running `status.lua` for fans in line |
-//! | hold | `wrk`, `POST /v1/reservations`, one seat, token verified over gRPC | `pgbench` running the hold's SQL |
+//! | entry | `wrk`, `POST /v1/events/{id}/queue`, distinct signed-in fans | `redis-benchmark` running `enter.lua` (`EVALSHA`) |
+//! | status poll | `wrk`, `GET …/queue/status` with fans' identity and queue tokens | `redis-benchmark` running `status.lua` for fans in line |
+//! | hold | `wrk`, `POST /v1/reservations`, one seat, identity verified, access token verified over gRPC | `pgbench` running the hold's SQL |
 //! | payment | `wrk`, `POST /v1/payments` with an `Idempotency-Key` | `pgbench` running the payment's SQL |
+//!
+//! Every service request carries a fan's own identity token
+//! (`Authorization: Bearer …`), signed in with the stack's issuer over HTTP
+//! before the phase, so signing in is never measured; the waiting room's
+//! tokens travel in `Onsale-Queue-Token` and `Onsale-Access-Token`.
 //!
 //! The baselines run the very text the services run: the Lua scripts come
 //! from `queue_service::layout` (prelude + script, as the service
@@ -48,7 +53,7 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 use anyhow::{Result, ensure};
 use clap::Args;
 use devstack::{Endpoints, StackConfig, install, services};
-use onsale_client::{Client, queue_api::RoomRequest};
+use onsale_client::{Client, Issuer, queue_api::RoomRequest};
 use serde::Serialize;
 
 use crate::setup;
@@ -73,6 +78,12 @@ pub struct BenchArgs {
     /// needs at least holds/s × seconds; pgbench's clients split them.
     #[arg(long, default_value_t = 40_000, value_parser = clap::value_parser!(u32).range(1_000..=200_000))]
     pub seats: u32,
+    /// An upper bound of the HTTP entry rate, per second. Each entry is a
+    /// new fan with an identity token of their own, signed in before the
+    /// phase, so `--seconds` × this many fans are prepared; a phase that
+    /// runs out fails and says so.
+    #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=100_000))]
+    pub entry_rate_bound: u64,
     /// The hold phases run as this many rounds, each a pgbench round right
     /// before a wrk round of `--seconds` / rounds (at least 3 s), so that
     /// drift of the shared machine hits both sides alike. The report gives
@@ -95,6 +106,12 @@ impl BenchArgs {
     /// at least 3.
     pub(crate) fn hold_round_seconds(&self) -> u64 {
         self.seconds.div_ceil(self.rounds).max(3)
+    }
+
+    /// Fans signed in for the HTTP entry phase: `--seconds` ×
+    /// `--entry-rate-bound`.
+    pub(crate) fn entry_fans(&self) -> u64 {
+        self.seconds * self.entry_rate_bound
     }
 }
 
@@ -187,9 +204,12 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -
         endpoints,
         "bench",
         &[
-            // One client address sends everything: lift the per-client limit.
+            // The limits key on each signed-in fan, but the status phase
+            // polls each of its fans far faster than a fan would: lift them.
             ("ONSALE__QUEUE__RATE_LIMIT__PER_SECOND", "1000000"),
             ("ONSALE__QUEUE__RATE_LIMIT__BURST", "1000000"),
+            ("ONSALE__CORE__RATE_LIMIT__PER_SECOND", "1000000"),
+            ("ONSALE__CORE__RATE_LIMIT__BURST", "1000000"),
             // Holds must outlive the payment phase.
             ("ONSALE__CORE__HOLD_TTL_SECONDS", "3600"),
         ],
@@ -200,13 +220,12 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -
 
     let work = config.dir.join("bench");
     std::fs::create_dir_all(&work)?;
-    let client = setup::client(
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build()?,
-    )
-    .build();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let issuer = setup::issuer(http.clone(), endpoints);
+    let client = setup::client(http).build();
     let run_id = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
     let mut phases = Vec::new();
     let mut record = |phase: Phase| {
@@ -224,6 +243,7 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -
 
     let run = Run {
         client,
+        issuer,
         endpoints,
         args: &args,
         run_id,
@@ -259,6 +279,8 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -
 /// What the waiting-room and booking-core halves of a run share.
 struct Run<'a> {
     client: Client,
+    /// Signs fans in (the stack's issuer).
+    issuer: Issuer,
     endpoints: &'a Endpoints,
     args: &'a BenchArgs,
     /// Makes this run's events, users and ids unique.

@@ -1,12 +1,15 @@
 //! The waiting-room half: entry and status, each first as redis-benchmark
 //! running queue-service's own Lua on the master that owns the event, then
-//! as wrk through queue-service.
+//! as wrk through queue-service. Every HTTP request is a signed-in fan's:
+//! `Authorization: Bearer <identity token>`, one token per fan, signed in
+//! with the stack's issuer before the phase (so never timed), and for
+//! status the fan's queue token in `Onsale-Queue-Token`.
 
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, ensure};
 use devstack::Endpoints;
-use onsale_client::queue_api::EnterRequest;
+use onsale_client::QUEUE_TOKEN_HEADER;
 use queue_service::{
     domain::EventId,
     layout::{self, lua},
@@ -66,47 +69,51 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
             .await?,
     );
 
+    let entrants = args.entry_fans();
+    eprintln!("bench: signing in {entrants} fans for the entry phase");
+    let users: Vec<String> = (0..entrants).map(|i| format!("wrk-{run_id}-{i}")).collect();
+    let identities = setup::sign_in_all(&run.issuer, &users).await?;
+    let entry_lua = rows_script(
+        work,
+        "entry",
+        &identities.into_iter().map(|t| vec![t]).collect::<Vec<_>>(),
+        r#"wrk.format("POST", nil, {["Authorization"] = "Bearer " .. r[1], ["Content-Type"] = "application/json"}, "{}")"#,
+    )?;
     settle(None).await;
     eprintln!("bench: wrk, entry through queue-service");
-    let entry_lua = work.join("entry.lua");
-    std::fs::write(
-        &entry_lua,
-        format!(
-            r#"local n = 0
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  n = n + 1
-  return wrk.format(nil, nil, nil, '{{"user_id":"wrk-{run_id}-' .. n .. '"}}')
-end
-"#
-        ),
-    )?;
     record(
         wrk(
             "entry (HTTP)",
-            &url_of(client.enter_request(
-                &http_event,
-                &EnterRequest {
-                    user_id: String::new(),
-                },
-            ))?,
+            &url_of(client.enter_request(&http_event))?,
             &entry_lua,
             args.queue_connections,
             args.seconds,
             pids.get("queue-service").copied(),
-            None,
+            Some((0, entrants)),
         )
         .await?,
     );
 
     eprintln!("bench: putting {POLLED_FANS} fans in line for the status phase");
-    let tokens = setup::enter_many(client, &http_event, "polled", POLLED_FANS, false).await?;
+    let polled = setup::enter_many(
+        client,
+        &run.issuer,
+        &http_event,
+        &format!("polled-{run_id}"),
+        POLLED_FANS,
+        false,
+    )
+    .await?;
     let status_lua = rows_script(
         work,
         "status",
-        &tokens.iter().map(|t| vec![t.clone()]).collect::<Vec<_>>(),
-        r#"wrk.format("GET", nil, {["Authorization"] = "Bearer " .. r[1]}, nil)"#,
+        &polled
+            .iter()
+            .map(|fan| vec![fan.identity.clone(), fan.token.clone()])
+            .collect::<Vec<_>>(),
+        &format!(
+            r#"wrk.format("GET", nil, {{["Authorization"] = "Bearer " .. r[1], ["{QUEUE_TOKEN_HEADER}"] = r[2]}}, nil)"#
+        ),
     )?;
     settle(None).await;
     eprintln!("bench: wrk, status polls through queue-service");

@@ -100,11 +100,15 @@ pub(super) fn render(phases: &[Phase], args: &BenchArgs, load_before: &str) -> S
          as its own user, the clients on neighbouring seats like wrk's \
          connections (pgbench's hold opens with a plain \
          `BEGIN`: its `ARRAY[:seat]` claim already runs on a generic plan, \
-         which the service's `hold_begin.sql` has to ask for). Service: one \
-         seat per hold, each \
+         which the service's `hold_begin.sql` has to ask for; its purchase-limit \
+         lock and count run for a fan and session of each transaction's own, \
+         as each service hold is a fresh fan's). Service: every request is a \
+         signed-in fan's, with an identity token of its own (ES256, signed in \
+         with the stack's issuer before the phase, verified by the service); \
+         one seat per hold, each \
          hold by a different admitted fan, each payment of one of those holds \
-         with its own Idempotency-Key; every request verified its access \
-         token with queue-service over gRPC."
+         with its own Idempotency-Key; every hold and payment verified its \
+         access token with queue-service over gRPC."
     );
     out
 }

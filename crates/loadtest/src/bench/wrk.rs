@@ -83,7 +83,7 @@ pub(super) async fn wrk(
     if let Some((offset, rows)) = rows {
         ensure!(
             offset + parsed.requests <= rows,
-            "{name}: wrk sent {} requests for the {} prepared rows left; raise --seats",
+            "{name}: wrk sent {} requests for the {} prepared rows left; raise --seats (holds, payments) or --entry-rate-bound (entries)",
             parsed.requests,
             rows.saturating_sub(offset)
         );

@@ -15,7 +15,7 @@ use core_service::domain::{PerformanceId, SeatId};
 use onsale_client::{
     Client, Error,
     core_api::{CreatePayment, CreateReservation},
-    queue_api::{EnterRequest, FanStatus},
+    queue_api::FanStatus,
 };
 use rand::{Rng, seq::SliceRandom};
 use reqwest::StatusCode;
@@ -26,6 +26,10 @@ use super::{OnsaleArgs, tally::Tally};
 pub(super) struct Sim {
     /// Observed by [`Tally::observe`].
     pub(super) client: Client,
+    /// Fan `n`'s identity token at `n`, signed in before the arrivals.
+    pub(super) identities: Vec<String>,
+    /// How long signing every fan in took (not part of any step).
+    pub(super) sign_in: Duration,
     pub(super) performance: PerformanceId,
     pub(super) seat_total: u64,
     pub(super) args: OnsaleArgs,
@@ -105,9 +109,11 @@ impl Sim {
     }
 
     async fn journey(&self, n: u32) -> Result<Journey, Error> {
-        let fan = self.client.forwarded_for(fan_address(n));
+        let Some(identity) = self.identities.get(n as usize) else {
+            return Ok(Journey::Stopped);
+        };
+        let fan = self.client.as_fan(identity).forwarded_for(fan_address(n));
         let event = self.performance.get();
-        let entry = EnterRequest { user_id: fan_id(n) };
         let (abandons, lets_expire, quantity) = {
             let mut rng = rand::rng();
             (
@@ -117,7 +123,7 @@ impl Sim {
             )
         };
         let entered_at = Instant::now();
-        let Some(mut ticket) = answer(patiently(|| fan.enter(event, &entry)).await)? else {
+        let Some(mut ticket) = answer(patiently(|| fan.enter(event)).await)? else {
             return Ok(Journey::Stopped);
         };
         self.tally.entered.fetch_add(1, Ordering::Relaxed);

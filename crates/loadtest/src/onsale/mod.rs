@@ -5,8 +5,12 @@
 //!    restarted with this run's hold TTL so lapsed holds return to sale
 //!    within the run.
 //! 2. **Seed**: one concert with one performance of `--seats` seats, a
-//!    balance for each of `--fans` fans, and an open waiting room.
-//! 3. **Simulate**: fans arrive at `--arrival-rate` per second. Each enters
+//!    balance for each of `--fans` fans, an identity token for each (signed
+//!    in through the stack issuer's `POST /token`, as a fan's app does, all
+//!    before the first arrival so sign-in is never counted as entry
+//!    latency), and an open waiting room.
+//! 3. **Simulate**: fans arrive at `--arrival-rate` per second. Each, with
+//!    `Authorization: Bearer <identity>` on every call, enters
 //!    the queue, polls as `poll_after_ms` says, views the seats once active,
 //!    holds 1–4 seats (picking again after a 409), pays with an
 //!    Idempotency-Key and finishes. `--abandon` of them stop polling while
@@ -19,7 +23,10 @@
 //! # Layout
 //! - [`OnsaleArgs`], [`run`]: options, start, seed, arrivals, progress.
 //! - `journey`: one fan, as a well-behaved client (429/503 retried after
-//!   `Retry-After`), each with an address of its own in `X-Forwarded-For`.
+//!   `Retry-After`), the queue token in `Onsale-Queue-Token`, the access
+//!   token in `Onsale-Access-Token`, and an address of its own in
+//!   `X-Forwarded-For` (the services' rate limits key on the verified fan,
+//!   and on that address for the anonymous seat map).
 //! - `tally`: counters and per-step latencies, fed by the client's
 //!   observer with every response.
 //! - `report`: figures and checks, printed and written as JSON.
@@ -118,14 +125,13 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         "onsale",
         &[
             ("ONSALE__CORE__HOLD_TTL_SECONDS", &hold_ttl),
-            // Every simulated fan connects from 127.0.0.1; like an API
-            // gateway, the simulation names each fan's own address in
-            // X-Forwarded-For so the per-client rate limit applies per fan,
-            // as in production.
-            (
-                "ONSALE__QUEUE__RATE_LIMIT__CLIENT_IP_HEADER",
-                "x-forwarded-for",
-            ),
+            // The rate limits key on the verified fan, but the seat map is
+            // anonymous and every simulated fan connects from 127.0.0.1.
+            // Like the load balancer in production, the simulation names
+            // each fan's own address in X-Forwarded-For, and the services
+            // trust that one hop.
+            ("ONSALE__QUEUE__RATE_LIMIT__TRUSTED_PROXY_HOPS", "1"),
+            ("ONSALE__CORE__RATE_LIMIT__TRUSTED_PROXY_HOPS", "1"),
         ],
         args.reuse_services,
     )
@@ -137,16 +143,28 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         .context("building the HTTP client")?;
     let tally = Arc::new(Tally::default());
     let observed = tally.clone();
+    let issuer = setup::issuer(http.clone(), endpoints);
     let client = setup::client(http)
         .observe(move |response| observed.observe(response))
         .build();
 
     eprintln!(
-        "onsale: seeding {} seats and {} fans",
-        args.seats, args.fans
+        "onsale: seeding {} seats and {} fans (balances, identity tokens from {})",
+        args.seats,
+        args.fans,
+        issuer.url()
     );
     let (performance, seat_ids) = seed_show(&client, args.seats).await?;
-    setup::charge_all(&client, (0..args.fans).map(fan_id), 1_000_000).await?;
+    let fans: Vec<String> = (0..args.fans).map(fan_id).collect();
+    let signing_in = async {
+        let started = Instant::now();
+        let identities = setup::sign_in_all(&issuer, &fans).await?;
+        anyhow::Ok((identities, started.elapsed()))
+    };
+    let ((identities, sign_in), ()) = tokio::try_join!(
+        signing_in,
+        setup::charge_all(&client, fans.iter().cloned(), 1_000_000)
+    )?;
     client
         .configure_room(
             performance,
@@ -161,6 +179,8 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
 
     let sim = Arc::new(Sim {
         client,
+        identities,
+        sign_in,
         performance: PerformanceId::new(performance)?,
         seat_total: seat_ids.len() as u64,
         deadline: Instant::now() + Duration::from_secs(args.duration),

@@ -39,6 +39,9 @@ fn percentiles(samples: &mut [f64]) -> Percentiles {
 pub(super) struct Report {
     seats: u64,
     fans: u32,
+    /// Seconds signing every fan in with the issuer, before the first
+    /// arrival; no step's latency includes it.
+    sign_in_seconds: f64,
     entered: u64,
     abandoned: u64,
     admitted: u64,
@@ -135,6 +138,7 @@ pub(super) async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) 
     Ok(Report {
         seats: sim.seat_total,
         fans: sim.args.fans,
+        sign_in_seconds: round1(sim.sign_in.as_secs_f64()),
         entered: t.entered.load(Ordering::Relaxed),
         abandoned: t.abandoned.load(Ordering::Relaxed),
         admitted,
@@ -199,8 +203,8 @@ pub(super) fn print_report(r: &Report) {
     let check = |ok: bool| if ok { "ok" } else { "FAILED" };
     println!("\n== onsale simulation ==");
     println!(
-        "fans {}  entered {}  abandoned {}  admitted {}  no seat left {}",
-        r.fans, r.entered, r.abandoned, r.admitted, r.fans_who_found_no_seat
+        "fans {} (signed in before arriving, {:.1} s)  entered {}  abandoned {}  admitted {}  no seat left {}",
+        r.fans, r.sign_in_seconds, r.entered, r.abandoned, r.admitted, r.fans_who_found_no_seat
     );
     println!(
         "holds {}  409s {}  left to expire {}  payments {}",
