@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{
+    ToSchema,
+    openapi::{Array, ArrayBuilder, KnownFormat, Object, ObjectBuilder, SchemaFormat, Type},
+};
 use uuid::Uuid;
 
 use crate::domain::{Krw, PerformanceId, SeatId};
@@ -97,6 +100,7 @@ pub struct CreateReservation {
     /// `max_seats_per_order`, no duplicates). The admission session's live
     /// holds and purchases together stay within `max_seats_per_order`, and
     /// the fan's within `max_tickets_per_fan`.
+    #[schema(schema_with = seat_ids)]
     pub seat_ids: Vec<SeatId>,
 }
 
@@ -208,12 +212,16 @@ pub struct Balance {
 #[serde(deny_unknown_fields)]
 pub struct NewConcert {
     /// Title (1–200 chars).
+    #[schema(schema_with = text_200)]
     pub title: String,
     /// Artist (1–200 chars).
+    #[schema(schema_with = text_200)]
     pub artist: String,
     /// Venue (1–200 chars).
+    #[schema(schema_with = text_200)]
     pub venue: String,
     /// 1–100 performances.
+    #[schema(min_items = 1, max_items = 100)]
     pub performances: Vec<NewPerformance>,
 }
 
@@ -226,14 +234,17 @@ pub struct NewPerformance {
     /// Sale start (not after `starts_at`).
     pub sale_opens_at: DateTime<Utc>,
     /// Most seats one admission session may hold and buy in total, 1–50.
+    #[schema(minimum = 1, maximum = 50)]
     pub max_seats_per_order: i32,
     /// Most seats one fan may hold and buy for this performance across all
     /// their admission sessions, 1–1000 and at least `max_seats_per_order`.
     /// When absent: [`DEFAULT_MAX_TICKETS_PER_FAN`], or
     /// `max_seats_per_order` when that is larger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_tickets_per_fan: Option<i32>,
     /// Seat blocks; 1–100 000 seats in total.
+    #[schema(min_items = 1)]
     pub sections: Vec<NewSection>,
 }
 
@@ -256,14 +267,18 @@ impl NewPerformance {
 #[serde(deny_unknown_fields)]
 pub struct NewSection {
     /// Section name (1–32 chars).
+    #[schema(schema_with = text_32)]
     pub section: String,
     /// Price grade (1–16 chars).
+    #[schema(schema_with = text_16)]
     pub grade: String,
     /// Price per seat in KRW.
     pub price: Krw,
     /// Row labels (1–16 chars each, unique).
+    #[schema(schema_with = row_labels)]
     pub rows: Vec<String>,
     /// Seats per row (1–1000).
+    #[schema(minimum = 1, maximum = 1000)]
     pub seats_per_row: i32,
 }
 
@@ -293,22 +308,17 @@ pub struct Readiness {
 }
 
 /// An RFC 9457 problem (`application/problem+json`), the body of every
-/// 4xx and 5xx answer. Clients branch on `code`; some problems add the
-/// fields listed below.
+/// 4xx and 5xx answer: the members of every onsale problem, and those some
+/// of this service's problems add. Clients branch on `code`, e.g.
+/// `seat_taken`, `order_limit`, `token_subject_mismatch`, `rate_limited`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProblemDetails {
-    /// `https://onsale.dev/problems/<code with - for _>`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary of the problem type.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What happened, for people.
-    pub detail: String,
-    /// Stable snake_case code, e.g. `seat_taken`, `order_limit`,
-    /// `token_subject_mismatch`, `rate_limited`.
-    pub code: String,
+    // `type`, `title`, `status`, `detail` and `code`; undocumented, so
+    // that the schema is the platform's own, not wrapped with a
+    // description.
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub(crate) problem: platform::openapi::ProblemDetails,
     /// `seat_taken`: seats of the performance that can still be held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seats_available: Option<i64>,
@@ -328,4 +338,63 @@ pub struct ProblemDetails {
     /// `insufficient_balance`: the reservation's amount, in KRW.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub required_krw: Option<i64>,
+}
+
+/// What a concert's texts take (see `booking::concerts`), as a JSON Schema
+/// pattern: no control character, and no whitespace at either end.
+const TEXT_PATTERN: &str = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$";
+
+/// A text of 1 to `max` characters of [`TEXT_PATTERN`].
+fn text(max: usize) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(TEXT_PATTERN))
+        .description(Some(format!(
+            "1-{max} characters, no control characters, no whitespace at either end"
+        )))
+        .build()
+}
+
+fn text_200() -> Object {
+    text(200)
+}
+
+fn text_32() -> Object {
+    text(32)
+}
+
+fn text_16() -> Object {
+    text(16)
+}
+
+/// [`CreateReservation::seat_ids`]: 1 to 50 different seat ids (50 is the
+/// highest `max_seats_per_order` a performance may set).
+fn seat_ids() -> Array {
+    let seat = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(1));
+    ArrayBuilder::new()
+        .items(seat)
+        .min_items(Some(1))
+        .max_items(Some(50))
+        .unique_items(true)
+        .description(Some(
+            "Seats to hold, all or none: 1 to the performance's `max_seats_per_order`, no \
+             duplicates. The admission session's live holds and purchases together stay within \
+             `max_seats_per_order`, and the fan's within `max_tickets_per_fan`.",
+        ))
+        .build()
+}
+
+/// [`NewSection::rows`]: one or more different labels.
+fn row_labels() -> Array {
+    ArrayBuilder::new()
+        .items(text_16())
+        .min_items(Some(1))
+        .unique_items(true)
+        .description(Some("Row labels (1-16 characters each, unique)"))
+        .build()
 }

@@ -4,7 +4,10 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, de};
-use utoipa::ToSchema;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{KnownFormat, ObjectBuilder, RefOr, Schema, SchemaFormat, Type},
+};
 use uuid::Uuid;
 
 /// Why a value does not parse into a domain type. The message is safe to
@@ -26,12 +29,33 @@ impl From<UserIdError> for ParseError {
     }
 }
 
+/// The OpenAPI schema of the newtypes that parse only positive `i64`s
+/// (amounts and ids): an `int64` of at least 1, so that a generated request
+/// the document calls valid is one the service takes.
+fn positive_i64(description: &str, example: i64) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(1))
+        .description(Some(description))
+        .examples([example])
+        .into()
+}
+
 /// An amount of Korean won. Whole won, never floats; arithmetic is
 /// overflow-checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = i64, example = 110000)]
 pub struct Krw(i64);
+
+/// Documented as it is requested: positive (see [`Krw::positive`]).
+impl PartialSchema for Krw {
+    fn schema() -> RefOr<Schema> {
+        positive_i64("An amount of Korean won: a positive whole number.", 110_000)
+    }
+}
+
+impl ToSchema for Krw {}
 
 impl Krw {
     /// Zero won.
@@ -96,10 +120,17 @@ impl<'de> Deserialize<'de> for Krw {
 macro_rules! positive_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
-        #[schema(value_type = i64, example = 1)]
         pub struct $name(i64);
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                positive_i64(concat!("A ", $what, ": a positive integer."), 1)
+            }
+        }
+
+        impl ToSchema for $name {}
 
         impl $name {
             /// Parses a database id.

@@ -15,18 +15,24 @@
 //!
 //! The extractors [`ApiJson`], [`ApiPath`] and [`ApiQuery`] turn axum's own
 //! rejections into 400 problems, so a malformed body or id never reaches a
-//! handler and never produces axum's plain-text errors.
+//! handler and never produces axum's plain-text errors. [`ApiJson`] also
+//! takes `2.0` for an integer, as the JSON Schemas of the documents do.
 
 use axum::{
+    body::Bytes,
     extract::{
-        FromRequest, FromRequestParts,
+        FromRequest, FromRequestParts, Request,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
+
+use self::whole_numbers::integers_respelled;
+
+mod whole_numbers;
 
 /// Base of every problem `type` URI; the stable code follows it with `_`
 /// replaced by `-`.
@@ -203,10 +209,38 @@ impl From<QueryRejection> for Problem {
     }
 }
 
-/// `axum::Json` whose rejection is a 400 [`Problem`].
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(Problem))]
+/// `axum::Json` whose rejection is a 400 [`Problem`], and which also takes
+/// a whole number written as a float (`2.0`, `1e3`) where an integer is
+/// expected: JSON Schema's `integer`, as the OpenAPI documents use it,
+/// admits both spellings, and JSON itself does not tell them apart.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(JsonRejection::from)?;
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            // Only a body that fails is read again, so every other keeps
+            // axum's path and error messages.
+            Err(JsonRejection::JsonDataError(error)) => integers_respelled(&bytes)
+                .and_then(|respelled| axum::Json::<T>::from_bytes(&respelled).ok())
+                .map(|axum::Json(value)| Self(value))
+                .ok_or_else(|| JsonRejection::JsonDataError(error).into()),
+            Err(rejection) => Err(rejection.into()),
+        }
+    }
+}
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
@@ -263,6 +297,63 @@ mod tests {
         assert_eq!(json["detail"], "taken");
         assert_eq!(json["code"], "seat_taken");
         assert_eq!(json["seats_available"], 3);
+    }
+
+    fn json_request(body: &str) -> Request {
+        Request::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Seats {
+        count: u32,
+        ids: Vec<i64>,
+        price: f64,
+    }
+
+    #[tokio::test]
+    async fn whole_numbers_spelled_as_floats_are_integers_and_fractions_are_not() {
+        let body = r#"{"count": 2.0, "ids": [1e3, -4.0, 5], "price": 7.0}"#;
+        let ApiJson(seats) = ApiJson::<Seats>::from_request(json_request(body), &())
+            .await
+            .unwrap();
+        assert_eq!(
+            (seats.count, seats.ids, seats.price),
+            (2, vec![1000, -4, 5], 7.0)
+        );
+        let body = r#"{"count": 2.5, "ids": [1.0], "price": 7}"#;
+        let refused = ApiJson::<Seats>::from_request(json_request(body), &())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "invalid_body");
+        // The refusal is axum's, naming the field, as without the respelling.
+        assert!(
+            refused.detail.contains("count: invalid type"),
+            "{}",
+            refused.detail
+        );
+        let huge = r#"{"count": 1, "ids": [9223372036854775808.0], "price": 1}"#;
+        let refused = ApiJson::<Seats>::from_request(json_request(huge), &())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "invalid_body");
+    }
+
+    #[tokio::test]
+    async fn json_bodies_keep_their_refusals() {
+        let refused = ApiJson::<Seats>::from_request(json_request("{\"count\": "), &())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "malformed_json");
+        let plain = Request::builder()
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        let refused = ApiJson::<Seats>::from_request(plain, &())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "unsupported_content_type");
     }
 
     #[tokio::test]

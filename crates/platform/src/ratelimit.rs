@@ -225,18 +225,28 @@ mod tests {
 
     #[test]
     fn without_trusted_proxies_the_header_is_ignored() {
-        let peer = Some(IpAddr::from([10, 0, 0, 9]));
-        assert_eq!(client_address(&forwarded("1.2.3.4"), peer, 0), peer.unwrap());
+        let address = IpAddr::from([10, 0, 0, 9]);
+        assert_eq!(
+            client_address(&forwarded("1.2.3.4"), Some(address), 0),
+            address
+        );
     }
 
     #[test]
     fn one_trusted_proxy_means_the_right_most_entry() {
-        let peer = Some(IpAddr::from([10, 0, 0, 9]));
+        let address = IpAddr::from([10, 0, 0, 9]);
+        let peer = Some(address);
         let headers = forwarded("6.6.6.6, 203.0.113.7");
-        assert_eq!(client_address(&headers, peer, 1), IpAddr::from([203, 0, 113, 7]));
-        assert_eq!(client_address(&headers, peer, 2), IpAddr::from([6, 6, 6, 6]));
-        assert_eq!(client_address(&headers, peer, 3), peer.unwrap());
-        assert_eq!(client_address(&forwarded("junk"), peer, 1), peer.unwrap());
+        assert_eq!(
+            client_address(&headers, peer, 1),
+            IpAddr::from([203, 0, 113, 7])
+        );
+        assert_eq!(
+            client_address(&headers, peer, 2),
+            IpAddr::from([6, 6, 6, 6])
+        );
+        assert_eq!(client_address(&headers, peer, 3), address);
+        assert_eq!(client_address(&forwarded("junk"), peer, 1), address);
     }
 
     #[test]

@@ -71,6 +71,9 @@ mod tests {
         let bare = check(Request::new(())).unwrap_err();
         assert_eq!(bare.code(), tonic::Code::Unauthenticated);
         let wrong = present(Secret::from("other".to_owned()))(Request::new(())).unwrap();
-        assert_eq!(check(wrong).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            check(wrong).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 }

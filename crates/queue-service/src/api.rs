@@ -25,13 +25,20 @@ pub struct EnterRequest {}
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoomRequest {
-    /// Active set size.
+    /// Active set size, 1 to [`MAX_CAPACITY`](crate::domain::MAX_CAPACITY).
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub capacity: Option<u64>,
-    /// Admissions per second.
+    /// Admissions per second, above 0 and at most
+    /// [`MAX_ADMIT_PER_SECOND`](crate::domain::MAX_ADMIT_PER_SECOND).
+    #[schema(exclusive_minimum = 0.0, maximum = 1_000_000.0)]
     pub admit_per_second: Option<f64>,
-    /// Admission lifetime in seconds.
+    /// Admission lifetime in seconds, 1 to
+    /// [`MAX_SECONDS`](crate::domain::MAX_SECONDS).
+    #[schema(minimum = 1, maximum = 86_400)]
     pub access_ttl_seconds: Option<u64>,
-    /// Silence in seconds after which a waiting fan loses the place.
+    /// Silence in seconds after which a waiting fan loses the place, 1 to
+    /// [`MAX_SECONDS`](crate::domain::MAX_SECONDS).
+    #[schema(minimum = 1, maximum = 86_400)]
     pub abandon_after_seconds: Option<u64>,
     /// `open`, `paused` or `closed`.
     pub state: RoomState,

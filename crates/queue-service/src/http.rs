@@ -22,17 +22,17 @@ use platform::{
     ratelimit::RateLimiter,
 };
 use tracing::instrument;
-use utoipa::{
-    Modify, OpenApi,
-    openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
+
+use self::openapi::EventPath;
+pub use self::openapi::openapi;
+use crate::{
+    api::{EnterRequest, Readiness, RoomRequest, RoomStats},
+    domain::{EventId, RoomConfig},
+    error::ApiError,
+    service::{Ticket, WaitingRoom},
 };
 
-use crate::{
-    api::{EnterRequest, ExitCounts, Readiness, RoomRequest, RoomStats},
-    domain::{EventId, RoomConfig, RoomState},
-    error::ApiError,
-    service::{FanStatus, Ticket, WaitingRoom},
-};
+mod openapi;
 
 /// The header carrying the queue token of a ticket on status polls and
 /// leaving (`Onsale-Queue-Token: <queue_token>`); `Authorization` carries
@@ -42,53 +42,6 @@ pub const QUEUE_TOKEN_HEADER: &str = "onsale-queue-token";
 #[derive(Clone)]
 struct HttpState {
     room: WaitingRoom,
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "onsale queue-service",
-        description = "Virtual waiting room: fair line, admission, access tokens. Fan calls \
-            carry the fan's identity token (`Authorization: Bearer`, security scheme \
-            `identity`); status and leave also carry the ticket's queue token \
-            (`Onsale-Queue-Token`, scheme `queue_token`), which must name the same fan."
-    ),
-    paths(enter, status, leave, put_room, get_room, room_stats, healthz, readyz),
-    components(schemas(
-        Ticket,
-        FanStatus,
-        EnterRequest,
-        RoomRequest,
-        RoomConfig,
-        RoomState,
-        RoomStats,
-        ExitCounts,
-        Readiness
-    )),
-    modifiers(&SecuritySchemes)
-)]
-struct ApiDoc;
-
-/// The security schemes the paths refer to.
-struct SecuritySchemes;
-
-impl Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        platform::openapi::add_common_schemes(openapi);
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "queue_token",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "Onsale-Queue-Token",
-                "The `queue_token` of the fan's ticket (from entry or status).",
-            ))),
-        );
-    }
-}
-
-/// The OpenAPI 3.1 document.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
 }
 
 /// Problem code of the 401 for a missing or wrong `X-Admin-Key`.
@@ -154,6 +107,9 @@ fn queue_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 /// `malformed_json`.
 struct EnterBody;
 
+/// Why an entry body other than those [`EnterBody`] takes is refused.
+const ENTER_BODY_SHAPE: &str = "the body must be empty or an empty JSON object {}";
+
 impl<S: Send + Sync> FromRequest<S> for EnterBody {
     type Rejection = Response;
 
@@ -184,6 +140,11 @@ impl<S: Send + Sync> FromRequest<S> for EnterBody {
         if value.is_null() {
             return Ok(Self);
         }
+        // serde reads a struct without fields from `[]` too; the documented
+        // body is an object.
+        if !value.is_object() {
+            return Err(ApiError::InvalidRequest(ENTER_BODY_SHAPE).into_response());
+        }
         if value.get("user_id").is_some() {
             return Err(ApiError::InvalidRequest(
                 "the fan is the identity token's subject: send no user_id (an empty body or {})",
@@ -192,30 +153,28 @@ impl<S: Send + Sync> FromRequest<S> for EnterBody {
         }
         serde_json::from_value::<EnterRequest>(value)
             .map(|EnterRequest {}| Self)
-            .map_err(|_| {
-                ApiError::InvalidRequest("the body must be empty or an empty JSON object {}")
-                    .into_response()
-            })
+            .map_err(|_| ApiError::InvalidRequest(ENTER_BODY_SHAPE).into_response())
     }
 }
 
 /// Enter the waiting room as the signed-in fan.
 #[utoipa::path(post, path = "/v1/events/{event_id}/queue", request_body(
         content = Option<EnterRequest>, description = "Optional: an empty body or `{}`"),
-    params(("event_id" = String, Path, description = "Performance id, [A-Za-z0-9_-]{1,64}")),
+    params(EventPath),
     security(("identity" = [])),
     responses(
         (status = 201, description = "New place in line", body = Ticket),
         (status = 200, description = "Already in line or active: the same place", body = Ticket),
-        (status = 400, description = "Malformed id, or a body that is not empty or `{}` \
-            (`invalid_request`, e.g. a `user_id`)"),
+        (status = 400, description = "`invalid_event_id`; `malformed_json`, or a body that is \
+            not empty or `{}` (`invalid_request`, e.g. a `user_id`)"),
         (status = 401, description = "Missing or invalid identity token \
             (`missing_identity_token`, `invalid_identity_token`)"),
-        (status = 403, description = "Room closed"),
-        (status = 404, description = "No room for this event"),
-        (status = 429, description = "Rate limited (Retry-After, RateLimit-Policy, RateLimit)"),
-        (status = 503, description = "Room paused, storage or identity provider unavailable \
-            (Retry-After)"),
+        (status = 403, description = "`waiting_room_closed`"),
+        (status = 404, description = "`waiting_room_not_found`: no room for this event"),
+        (status = 413, description = "`malformed_body`: a body over axum's 2 MB limit"),
+        (status = 429, description = "`rate_limited` (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 503, description = "`waiting_room_paused`, storage (`unavailable`) or identity \
+            provider (`identity_unavailable`) unavailable (Retry-After)"),
     ))]
 #[instrument(skip_all, fields(event_id = %raw_event))]
 async fn enter(
@@ -236,18 +195,21 @@ async fn enter(
 
 /// Poll the signed-in fan's place; also proves the fan is still there.
 #[utoipa::path(get, path = "/v1/events/{event_id}/queue/status",
-    params(("event_id" = String, Path, description = "Performance id")),
+    params(EventPath),
     security(("identity" = [], "queue_token" = [])),
     responses(
         (status = 200, description = "Place in line, or access token once active", body = Ticket),
+        (status = 400, description = "`invalid_event_id`"),
         (status = 401, description = "Missing or invalid identity token; missing \
-            (`missing_token`), forged, expired or other-event queue token"),
-        (status = 403, description = "Room closed, or the queue token is another fan's \
-            (`token_subject_mismatch`)"),
-        (status = 410, description = "No longer in line (left, abandoned or expired)"),
-        (status = 429, description = "Rate limited (Retry-After, RateLimit-Policy, RateLimit)"),
-        (status = 503, description = "Room paused, storage or identity provider unavailable \
-            (Retry-After)"),
+            (`missing_token`), forged (`invalid_token`), expired (`token_expired`) or \
+            other-event (`token_event_mismatch`) queue token"),
+        (status = 403, description = "`waiting_room_closed`, or the queue token is another \
+            fan's (`token_subject_mismatch`)"),
+        (status = 404, description = "`waiting_room_not_found`: the room was removed"),
+        (status = 410, description = "`not_in_line`: left, abandoned or expired"),
+        (status = 429, description = "`rate_limited` (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 503, description = "`waiting_room_paused`, storage (`unavailable`) or identity \
+            provider (`identity_unavailable`) unavailable (Retry-After)"),
     ))]
 #[instrument(skip_all, fields(event_id = %raw_event))]
 async fn status(
@@ -265,15 +227,19 @@ async fn status(
 
 /// The signed-in fan leaves the line or gives up the active slot.
 #[utoipa::path(delete, path = "/v1/events/{event_id}/queue",
-    params(("event_id" = String, Path, description = "Performance id")),
+    params(EventPath),
     security(("identity" = [], "queue_token" = [])),
     responses(
         (status = 204, description = "Left (or was not there)"),
+        (status = 400, description = "`invalid_event_id`"),
         (status = 401, description = "Missing or invalid identity token; missing \
-            (`missing_token`), forged, expired or other-event queue token"),
+            (`missing_token`), forged (`invalid_token`), expired (`token_expired`) or \
+            other-event (`token_event_mismatch`) queue token"),
         (status = 403, description = "The queue token is another fan's \
             (`token_subject_mismatch`)"),
-        (status = 429, description = "Rate limited (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 429, description = "`rate_limited` (Retry-After, RateLimit-Policy, RateLimit)"),
+        (status = 503, description = "Storage (`unavailable`) or identity provider \
+            (`identity_unavailable`) unavailable (Retry-After)"),
     ))]
 #[instrument(skip_all, fields(event_id = %raw_event))]
 async fn leave(
@@ -290,13 +256,16 @@ async fn leave(
 
 /// Create or update an event's waiting room.
 #[utoipa::path(put, path = "/admin/v1/events/{event_id}/waiting-room", request_body = RoomRequest,
-    params(("event_id" = String, Path, description = "Performance id")),
+    params(EventPath),
     security(("admin_key" = [])),
     responses(
         (status = 201, description = "Created", body = RoomConfig),
         (status = 200, description = "Updated", body = RoomConfig),
-        (status = 400, description = "Settings out of range"),
-        (status = 401, description = "Missing or wrong X-Admin-Key"),
+        (status = 400, description = "`invalid_event_id`; `invalid_room_settings`: out of \
+            range; a body that is not such JSON (`malformed_json`, `invalid_body`, \
+            `unsupported_content_type`)"),
+        (status = 401, description = "`invalid_admin_key`: missing or wrong X-Admin-Key"),
+        (status = 503, description = "Storage unavailable (`unavailable`, Retry-After)"),
     ))]
 #[instrument(skip_all, fields(event_id = %raw_event))]
 async fn put_room(
@@ -328,12 +297,14 @@ async fn put_room(
 
 /// Read an event's waiting room settings.
 #[utoipa::path(get, path = "/admin/v1/events/{event_id}/waiting-room",
-    params(("event_id" = String, Path, description = "Performance id")),
+    params(EventPath),
     security(("admin_key" = [])),
     responses(
         (status = 200, description = "Settings", body = RoomConfig),
-        (status = 401, description = "Missing or wrong X-Admin-Key"),
-        (status = 404, description = "No room for this event"),
+        (status = 400, description = "`invalid_event_id`"),
+        (status = 401, description = "`invalid_admin_key`: missing or wrong X-Admin-Key"),
+        (status = 404, description = "`waiting_room_not_found`: no room for this event"),
+        (status = 503, description = "Storage unavailable (`unavailable`, Retry-After)"),
     ))]
 #[instrument(skip_all, fields(event_id = %raw_event))]
 async fn get_room(
@@ -346,12 +317,14 @@ async fn get_room(
 
 /// An event's waiting room numbers.
 #[utoipa::path(get, path = "/admin/v1/events/{event_id}/waiting-room/stats",
-    params(("event_id" = String, Path, description = "Performance id")),
+    params(EventPath),
     security(("admin_key" = [])),
     responses(
         (status = 200, description = "Numbers", body = RoomStats),
-        (status = 401, description = "Missing or wrong X-Admin-Key"),
-        (status = 404, description = "No room for this event"),
+        (status = 400, description = "`invalid_event_id`"),
+        (status = 401, description = "`invalid_admin_key`: missing or wrong X-Admin-Key"),
+        (status = 404, description = "`waiting_room_not_found`: no room for this event"),
+        (status = 503, description = "Storage unavailable (`unavailable`, Retry-After)"),
     ))]
 #[instrument(skip_all, fields(event_id = %raw_event))]
 async fn room_stats(
@@ -433,42 +406,11 @@ mod tests {
     }
 
     #[test]
-    fn the_openapi_document_is_3_1_and_lists_the_fan_api() {
-        let doc = serde_json::to_value(openapi()).unwrap();
-        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-        assert!(doc["paths"]["/v1/events/{event_id}/queue"]["post"].is_object());
-        assert!(doc["paths"]["/admin/v1/events/{event_id}/waiting-room/stats"]["get"].is_object());
-    }
-
-    #[test]
-    fn the_openapi_document_names_the_identity_and_queue_token_headers() {
-        let doc = serde_json::to_value(openapi()).unwrap();
-        let schemes = &doc["components"]["securitySchemes"];
-        assert_eq!(schemes["identity"]["scheme"], "bearer");
-        assert_eq!(
-            (
-                schemes["queue_token"]["in"].as_str(),
-                schemes["queue_token"]["name"].as_str()
-            ),
-            (Some("header"), Some("Onsale-Queue-Token"))
-        );
-        assert_eq!(schemes["admin_key"]["name"], "X-Admin-Key");
-        let paths = &doc["paths"];
-        let enter = &paths["/v1/events/{event_id}/queue"]["post"];
-        assert_eq!(enter["security"], serde_json::json!([{"identity": []}]));
-        assert_ne!(
-            enter["requestBody"]["required"], true,
-            "the body is optional"
-        );
-        for (path, method) in [
-            ("/v1/events/{event_id}/queue/status", "get"),
-            ("/v1/events/{event_id}/queue", "delete"),
-        ] {
-            assert_eq!(
-                paths[path][method]["security"],
-                serde_json::json!([{"identity": [], "queue_token": []}]),
-                "{method} {path}"
-            );
-        }
+    fn a_rate_one_step_above_the_maximum_is_read_as_sent_and_refused() {
+        let body: RoomRequest =
+            serde_json::from_str(r#"{"admit_per_second": 1000000.0000000001, "state": "open"}"#)
+                .unwrap();
+        let rate = body.admit_per_second.unwrap();
+        assert!(rate > crate::domain::MAX_ADMIT_PER_SECOND, "{rate}");
     }
 }

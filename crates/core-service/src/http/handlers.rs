@@ -85,17 +85,39 @@ pub async fn metrics_endpoint(State(state): State<AppState>) -> Response {
 
 /// Paging of `GET /v1/concerts`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConcertQuery {
     /// Return concerts with an id greater than this (default 0).
     pub after: Option<i64>,
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
+}
+
+/// The `{id}` of the balance routes, as documented; handlers parse it with
+/// [`user_id`]. The pattern is what a user id takes: no whitespace (Unicode
+/// `White_Space`) and no control character (`Cc`). Its 1-64 bytes are
+/// documented as 1-64 characters: a schema cannot count UTF-8 bytes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // read by the OpenAPI document only
+struct UserPath {
+    /// The fan (their identity token's `sub`): 1-64 bytes of UTF-8 without
+    /// whitespace or control characters.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
+    )]
+    id: String,
 }
 
 /// `GET /v1/concerts`: concerts by id, with their performances.
 #[utoipa::path(get, path = "/v1/concerts", tag = "catalog", params(ConcertQuery), responses(
-    (status = 200, body = ConcertPage), (status = 400, description = "Bad paging"),
-    (status = 429, description = "`rate_limited` per client address (Retry-After, RateLimit-Policy, RateLimit)")))]
+    (status = 200, body = ConcertPage),
+    (status = 400, description = "Bad paging (`malformed_query`, `invalid_request`)"),
+    (status = 429, description = "`rate_limited` per client address (Retry-After, RateLimit-Policy, RateLimit)"),
+    (status = 503, description = "Database unavailable (Retry-After)")))]
 #[instrument(skip_all)]
 pub async fn list_concerts(
     State(state): State<AppState>,
@@ -110,9 +132,12 @@ pub async fn list_concerts(
 }
 
 /// `GET /v1/concerts/{id}`: one concert with seat counts per performance.
-#[utoipa::path(get, path = "/v1/concerts/{id}", tag = "catalog", params(("id" = i64, Path)), responses(
-    (status = 200, body = Concert), (status = 404, description = "Unknown concert"),
-    (status = 429, description = "`rate_limited` per client address (Retry-After, RateLimit-Policy, RateLimit)")))]
+#[utoipa::path(get, path = "/v1/concerts/{id}", tag = "catalog", params(("id" = i64, Path, minimum = 1)), responses(
+    (status = 200, body = Concert),
+    (status = 400, description = "Malformed or non-positive id (`malformed_path`, `invalid_request`)"),
+    (status = 404, description = "Unknown concert"),
+    (status = 429, description = "`rate_limited` per client address (Retry-After, RateLimit-Policy, RateLimit)"),
+    (status = 503, description = "Database unavailable (Retry-After)")))]
 #[instrument(skip_all, fields(concert_id = id))]
 pub async fn get_concert(
     State(state): State<AppState>,
@@ -124,9 +149,12 @@ pub async fn get_concert(
 
 /// `GET /v1/performances/{id}/seats`: the seat map (≤ 1 s stale; a
 /// lapsed hold shows as available).
-#[utoipa::path(get, path = "/v1/performances/{id}/seats", tag = "catalog", params(("id" = i64, Path)), responses(
-    (status = 200, body = SeatMap), (status = 404, description = "Unknown performance"),
-    (status = 429, description = "`rate_limited` per client address (Retry-After, RateLimit-Policy, RateLimit)")))]
+#[utoipa::path(get, path = "/v1/performances/{id}/seats", tag = "catalog", params(("id" = i64, Path, minimum = 1)), responses(
+    (status = 200, body = SeatMap),
+    (status = 400, description = "Malformed or non-positive id (`malformed_path`, `invalid_request`)"),
+    (status = 404, description = "Unknown performance"),
+    (status = 429, description = "`rate_limited` per client address (Retry-After, RateLimit-Policy, RateLimit)"),
+    (status = 503, description = "Database unavailable (Retry-After)")))]
 #[instrument(skip_all, fields(performance_id = id))]
 pub async fn get_seats(
     State(state): State<AppState>,
@@ -214,6 +242,7 @@ pub async fn get_reservation(
     security(("identity" = [])),
     responses(
         (status = 204, description = "Released (or already ended)"),
+        (status = 400, description = "Malformed id (`malformed_path`)"),
         (status = 401, description = "`missing_identity_token` or `invalid_identity_token`"),
         (status = 403, description = "`not_owner`: another fan's reservation"),
         (status = 404, description = "Unknown reservation"),
@@ -234,7 +263,8 @@ pub async fn delete_reservation(
 /// balance.
 #[utoipa::path(post, path = "/v1/payments", tag = "payments", request_body = CreatePayment,
     security(("identity" = [], "access_token" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1-255 visible ASCII characters, unique per payment")),
+    params(("Idempotency-Key" = String, Header, pattern = r"^[!-~]{1,255}$",
+        description = "1-255 visible ASCII characters, unique per payment")),
     responses(
         (status = 201, body = Payment, description = "Paid, or the replay of an earlier success with the same key"),
         (status = 400, description = "Malformed body or Idempotency-Key"),
@@ -288,13 +318,14 @@ pub async fn create_payment(
 
 /// `POST /v1/users/{id}/balance/charges`: add KRW to a prepaid balance.
 /// Called by the top-up integration, so it needs `X-Admin-Key`.
-#[utoipa::path(post, path = "/v1/users/{id}/balance/charges", tag = "balance", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/users/{id}/balance/charges", tag = "balance", params(UserPath),
     request_body = ChargeRequest, security(("admin_key" = [])),
     responses(
         (status = 201, body = LedgerEntry),
         (status = 400, description = "Malformed id or amount (zero, negative, not an integer, beyond i64)"),
-        (status = 401, description = "Missing admin key"),
-        (status = 422, description = "Balance would overflow")))]
+        (status = 401, description = "`admin_key_required`: missing or wrong admin key"),
+        (status = 422, description = "`balance_overflow`: the balance would pass i64::MAX"),
+        (status = 503, description = "Database unavailable (Retry-After)")))]
 #[instrument(skip_all, fields(user_id = %id))]
 pub async fn charge_balance(
     State(state): State<AppState>,
@@ -311,7 +342,7 @@ pub async fn charge_balance(
 /// `GET /v1/users/{id}/balance`: the balance and recent ledger entries of
 /// the fan themself (`id` is their identity token's `sub`), or of anyone
 /// with the admin key.
-#[utoipa::path(get, path = "/v1/users/{id}/balance", tag = "balance", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/users/{id}/balance", tag = "balance", params(UserPath),
     security(("identity" = []), ("admin_key" = [])),
     responses(
         (status = 200, body = Balance), (status = 400, description = "Malformed id"),
@@ -337,8 +368,11 @@ pub async fn get_balance(
     responses(
         (status = 201, body = ConcertCreated),
         (status = 400, description = "Malformed body"),
-        (status = 401, description = "Missing admin key"),
-        (status = 422, description = "Invalid seat map")))]
+        (status = 401, description = "`admin_key_required`: missing or wrong admin key"),
+        (status = 422, description = "`invalid_field`: a rule the schema cannot state (sale \
+            opening after the show, a per-fan limit below the per-order one, more than \
+            100 000 seats, a row listed twice)"),
+        (status = 503, description = "Database unavailable (Retry-After)")))]
 #[instrument(skip_all)]
 pub async fn create_concert(
     State(state): State<AppState>,

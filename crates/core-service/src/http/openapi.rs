@@ -1,14 +1,12 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`: the paths of
 //! [`super::handlers`], the security schemes of the module docs of
-//! [`super`], and a problem+json body on every error answer.
+//! [`super`], and a problem+json body on every error answer
+//! ([`ProblemBodies`], with this service's [`ProblemDetails`]).
 
+use platform::openapi::ProblemBodies;
 use utoipa::{
     Modify, OpenApi,
-    openapi::{
-        Content, RefOr, Response,
-        schema::Ref,
-        security::{ApiKey, ApiKeyValue, SecurityScheme},
-    },
+    openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
 };
 
 use super::handlers;
@@ -37,7 +35,7 @@ use crate::api::ProblemDetails;
         handlers::create_concert,
     ),
     components(schemas(ProblemDetails)),
-    modifiers(&Security, &Problems),
+    modifiers(&Security, &ProblemBodies),
     tags(
         (name = "catalog", description = "Concerts, performances and seat maps"),
         (name = "reservations", description = "Seat holds"),
@@ -63,46 +61,6 @@ impl Modify for Security {
                 "The waiting room's access token for the performance (the bare token, no \
                  scheme), issued on admission to the fan of the identity token.",
             ))),
-        );
-    }
-}
-
-/// Gives every 4xx and 5xx answer that names no body the
-/// `application/problem+json` body [`ProblemDetails`].
-struct Problems;
-
-impl Modify for Problems {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                for (status, response) in &mut operation.responses.responses {
-                    if let RefOr::T(response) = response
-                        && is_error(status)
-                    {
-                        add_problem_body(response);
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn is_error(status: &str) -> bool {
-    status.parse::<u16>().is_ok_and(|code| code >= 400)
-}
-
-fn add_problem_body(response: &mut Response) {
-    if response.content.is_empty() {
-        response.content.insert(
-            "application/problem+json".to_owned(),
-            Content::new(Some(Ref::from_schema_name("ProblemDetails"))),
         );
     }
 }
@@ -178,5 +136,32 @@ mod tests {
         let read = &doc["paths"]["/v1/reservations/{id}"]["get"]["responses"];
         assert!(read.get("401").is_some() && read.get("404").is_some());
         assert!(doc["components"]["schemas"].get("ProblemDetails").is_some());
+    }
+
+    #[test]
+    fn paging_is_in_the_query_and_ids_are_documented_as_the_handlers_parse_them() {
+        let doc = document();
+        let paging = &doc["paths"]["/v1/concerts"]["get"]["parameters"];
+        for parameter in paging.as_array().unwrap() {
+            assert_eq!(parameter["in"], "query", "{parameter}");
+            assert_eq!(parameter["required"], false, "{parameter}");
+        }
+        let balance = &doc["paths"]["/v1/users/{id}/balance"]["get"]["parameters"][0];
+        assert_eq!(
+            (&balance["in"], &balance["required"]),
+            (&"path".into(), &true.into())
+        );
+        assert_eq!(balance["schema"]["maxLength"], 64);
+        assert!(balance["schema"]["pattern"].is_string());
+        let schemas = &doc["components"]["schemas"];
+        for id in ["PerformanceId", "Krw"] {
+            assert_eq!(schemas[id]["minimum"], 1, "{id}");
+        }
+        let seats = &schemas["CreateReservation"]["properties"]["seat_ids"];
+        assert_eq!(
+            (&seats["minItems"], &seats["uniqueItems"]),
+            (&1.into(), &true.into())
+        );
+        assert_eq!(seats["items"]["minimum"], 1);
     }
 }
