@@ -54,9 +54,4 @@ locals {
   identity_issuer   = "https://${aws_cognito_user_pool.fans.endpoint}"
   identity_jwks_url = "https://${aws_cognito_user_pool.fans.endpoint}/.well-known/jwks.json"
   identity_audience = aws_cognito_user_pool_client.fans.id
-  identity_env = [
-    { name = "ONSALE__IDENTITY__ISSUER", value = local.identity_issuer },
-    { name = "ONSALE__IDENTITY__JWKS_URL", value = local.identity_jwks_url },
-    { name = "ONSALE__IDENTITY__AUDIENCE", value = local.identity_audience },
-  ]
 }

@@ -28,9 +28,15 @@ resource "random_password" "grpc_service_key" {
 }
 
 locals {
-  database_url = "postgres://onsale:${random_password.db.result}@${aws_db_instance.postgres.address}:5432/onsale_core"
+  # The password and the Redis AUTH token travel inside the URLs the
+  # services read, so both URLs are secrets, never plain environment
+  # values. TLS itself is set by the TLS settings below (the URL's
+  # rediss:// scheme for Redis).
+  database_url = "postgres://onsale:${random_password.db.result}@${aws_db_instance.postgres.address}:${local.ports.postgres}/onsale_core"
+  redis_url    = "rediss://:${random_password.redis_auth.result}@${aws_elasticache_replication_group.redis.configuration_endpoint_address}:${local.ports.redis}"
   secrets = {
     database_url     = local.database_url
+    redis_url        = local.redis_url
     queue_admin_key  = random_password.queue_admin_key.result
     core_admin_key   = random_password.core_admin_key.result
     token_secret     = random_password.token_secret.result
@@ -39,8 +45,10 @@ locals {
 }
 
 resource "aws_secretsmanager_secret" "onsale" {
-  for_each = local.secrets
-  name     = "${local.name}/${each.key}"
+  #checkov:skip=CKV2_AWS_57:No rotation Lambda exists for these values: rotating token_secret signs out every waiting fan, the service key must change in both services at once, and the database and Redis URLs must change with the password or token they carry; rotate them by a planned terraform apply and redeploy (terraform/README.md).
+  for_each   = local.secrets
+  name       = "${local.name}/${each.key}"
+  kms_key_id = aws_kms_key.onsale.arn
 }
 
 resource "aws_secretsmanager_secret_version" "onsale" {
@@ -67,21 +75,29 @@ resource "aws_iam_role" "execution" {
 
 resource "aws_iam_role_policy_attachment" "execution" {
   role       = aws_iam_role.execution.name
-  policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+}
+
+data "aws_iam_policy_document" "secrets" {
+  statement {
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [for s in aws_secretsmanager_secret.onsale : s.arn]
+  }
+  # The secrets are encrypted with the onsale key.
+  statement {
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.onsale.arn]
+  }
 }
 
 resource "aws_iam_role_policy" "secrets" {
-  role = aws_iam_role.execution.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect   = "Allow"
-      Action   = ["secretsmanager:GetSecretValue"]
-      Resource = [for s in aws_secretsmanager_secret.onsale : s.arn]
-    }]
-  })
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.secrets.json
 }
 
+# The task role: what the containers themselves may do. The services call
+# no AWS API; the metrics collector beside them writes to its log group
+# (observability.tf).
 resource "aws_iam_role" "task" {
   name               = "${local.name}-task"
   assume_role_policy = data.aws_iam_policy_document.ecs_assume.json
@@ -90,7 +106,14 @@ resource "aws_iam_role" "task" {
 resource "aws_cloudwatch_log_group" "services" {
   for_each          = toset(["queue-service", "core-service"])
   name              = "/onsale/${var.environment}/${each.key}"
-  retention_in_days = 30
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.onsale.arn
+}
+
+resource "aws_cloudwatch_log_group" "ecs_exec" {
+  name              = "/onsale/${var.environment}/ecs-exec"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.onsale.arn
 }
 
 resource "aws_ecs_cluster" "onsale" {
@@ -99,60 +122,110 @@ resource "aws_ecs_cluster" "onsale" {
     name  = "containerInsights"
     value = "enabled"
   }
-  service_connect_defaults {
-    namespace = aws_service_discovery_http_namespace.onsale.arn
+  # `ecs execute-command` sessions are encrypted with the onsale key and
+  # logged.
+  configuration {
+    execute_command_configuration {
+      kms_key_id = aws_kms_key.onsale.arn
+      logging    = "OVERRIDE"
+      log_configuration {
+        cloud_watch_encryption_enabled = true
+        cloud_watch_log_group_name     = aws_cloudwatch_log_group.ecs_exec.name
+      }
+    }
   }
 }
 
-# Service Connect gives core-service a stable name for queue-service's gRPC
-# port (queue-service:50051) with client-side load balancing across tasks.
-resource "aws_service_discovery_http_namespace" "onsale" {
-  name = local.name
+# queue-service's gRPC port by name (queue-service.<namespace>:50051), one
+# DNS A record per healthy task. Service Connect would balance per request,
+# but ECS refuses it on services deployed by CodeDeploy (core-service is
+# one, deployment.tf), so the services meet through Cloud Map DNS.
+resource "aws_service_discovery_private_dns_namespace" "onsale" {
+  name = "${local.name}.internal"
+  vpc  = module.vpc.vpc_id
+}
+
+resource "aws_service_discovery_service" "queue_grpc" {
+  name = "queue-service"
+  dns_config {
+    namespace_id   = aws_service_discovery_private_dns_namespace.onsale.id
+    routing_policy = "MULTIVALUE"
+    dns_records {
+      type = "A"
+      # Short, so a replaced task drops out of answers within seconds.
+      ttl = 10
+    }
+  }
+  health_check_custom_config {
+    failure_threshold = 1
+  }
 }
 
 locals {
-  redis_urls = "redis://${aws_elasticache_replication_group.redis.configuration_endpoint_address}:6379"
-  common_env = concat([
-    { name = "ONSALE_ENVIRONMENT", value = "production" },
-    { name = "ONSALE__REDIS__URLS", value = local.redis_urls },
-    { name = "ONSALE__KAFKA__BROKERS", value = aws_msk_cluster.kafka.bootstrap_brokers },
-  ], local.identity_env)
+  # The image's system trust store (Debian's ca-certificates), which holds
+  # the Amazon roots that ElastiCache's and MSK's certificates chain to.
+  system_ca_file = "/etc/ssl/certs/ca-certificates.crt"
+  # Amazon RDS's CA bundle, added to the image by deploy/Dockerfile.
+  rds_ca_file = "/usr/local/share/onsale/rds-global-bundle.pem"
+
+  # Environment of both services (and of the migration task). The names are
+  # the services' settings (deploy/README.md, "Settings in production");
+  # crates/devstack/tests/terraform.rs checks that each service gets every
+  # setting it needs.
+  common_env = {
+    ONSALE_ENVIRONMENT = "production"
+    # Both services use Kafka: the outbox relay and the expiry consumer in
+    # core-service, the payment.completed consumer in queue-service.
+    ONSALE__KAFKA__BROKERS           = aws_msk_cluster.kafka.bootstrap_brokers_tls
+    ONSALE__KAFKA__SECURITY_PROTOCOL = "SSL"
+    ONSALE__KAFKA__SSL_CA_FILE       = local.system_ca_file
+    ONSALE__IDENTITY__ISSUER         = local.identity_issuer
+    ONSALE__IDENTITY__JWKS_URL       = local.identity_jwks_url
+    ONSALE__IDENTITY__AUDIENCE       = local.identity_audience
+  }
   services = {
     queue-service = {
-      image   = var.queue_image
-      port    = 8080
-      tasks   = var.queue_tasks
-      max     = var.queue_tasks_max
-      command = []
-      env = [
-        { name = "ONSALE__QUEUE__HTTP_ADDR", value = "0.0.0.0:8080" },
-        { name = "ONSALE__QUEUE__GRPC_ADDR", value = "0.0.0.0:50051" },
+      image      = var.queue_image
+      port       = local.ports.queue_http
+      tasks      = var.queue_tasks
+      max        = var.queue_tasks_max
+      command    = []
+      deployment = "rolling"
+      env = {
+        ONSALE__QUEUE__HTTP_ADDR = "0.0.0.0:${local.ports.queue_http}"
+        ONSALE__QUEUE__GRPC_ADDR = "0.0.0.0:${local.ports.grpc}"
         # Behind the ALB the peer is the load balancer, which appends the
         # address it saw to X-Forwarded-For: anonymous clients are keyed on
         # that right-most entry (signed-in fans on their identity).
-        { name = "ONSALE__QUEUE__RATE_LIMIT__TRUSTED_PROXY_HOPS", value = "1" },
-      ]
+        ONSALE__QUEUE__RATE_LIMIT__TRUSTED_PROXY_HOPS = "1"
+        ONSALE__REDIS__TLS__CA_FILE                   = local.system_ca_file
+      }
+      # Setting name => key of local.secrets.
       secrets = {
+        ONSALE__REDIS__URLS             = "redis_url"
         ONSALE__QUEUE__ADMIN_KEY        = "queue_admin_key"
         ONSALE__QUEUE__TOKEN_SECRET     = "token_secret"
         ONSALE__QUEUE__GRPC_SERVICE_KEY = "grpc_service_key"
       }
     }
     core-service = {
-      image   = var.core_image
-      port    = 8081
-      tasks   = var.core_tasks
-      max     = var.core_tasks_max
-      command = ["serve"]
-      env = [
-        { name = "ONSALE__CORE__HTTP_ADDR", value = "0.0.0.0:8081" },
-        { name = "ONSALE__CORE__QUEUE_GRPC_URL", value = "http://queue-service:50051" },
-        { name = "ONSALE__CORE__RATE_LIMIT__TRUSTED_PROXY_HOPS", value = "1" },
-      ]
+      image      = var.core_image
+      port       = local.ports.core_http
+      tasks      = var.core_tasks
+      max        = var.core_tasks_max
+      command    = ["serve"]
+      deployment = "blue_green"
+      env = {
+        ONSALE__CORE__HTTP_ADDR                      = "0.0.0.0:${local.ports.core_http}"
+        ONSALE__CORE__QUEUE_GRPC_URL                 = "http://${aws_service_discovery_service.queue_grpc.name}.${aws_service_discovery_private_dns_namespace.onsale.name}:${local.ports.grpc}"
+        ONSALE__CORE__RATE_LIMIT__TRUSTED_PROXY_HOPS = "1"
+        ONSALE__DATABASE__TLS__MODE                  = "verify-full"
+        ONSALE__DATABASE__TLS__CA_FILE               = local.rds_ca_file
+      }
       secrets = {
+        ONSALE__DATABASE__URL           = "database_url"
         ONSALE__CORE__ADMIN_KEY         = "core_admin_key"
         ONSALE__CORE__QUEUE_SERVICE_KEY = "grpc_service_key"
-        ONSALE__DATABASE__URL           = "database_url"
       }
     }
   }
@@ -167,35 +240,44 @@ resource "aws_ecs_task_definition" "service" {
   memory                   = 2048
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
-  container_definitions = jsonencode([{
-    name      = each.key
-    image     = each.value.image
-    essential = true
-    command   = each.value.command
-    # Both services drain on SIGTERM within 10–20 s (deploy/README.md).
-    stopTimeout = 30
-    portMappings = concat(
-      [{ name = "http", containerPort = each.value.port, protocol = "tcp" }],
-      each.key == "queue-service" ? [{ name = "grpc", containerPort = 50051, protocol = "tcp", appProtocol = "grpc" }] : [],
-    )
-    environment = concat(local.common_env, each.value.env)
-    secrets = [for name, key in each.value.secrets : {
-      name      = name
-      valueFrom = aws_secretsmanager_secret.onsale[key].arn
-    }]
-    logConfiguration = {
-      logDriver = "awslogs"
-      options = {
-        awslogs-group         = aws_cloudwatch_log_group.services[each.key].name
-        awslogs-region        = var.region
-        awslogs-stream-prefix = each.key
+  # Old revisions stay registered, so CodeDeploy and the circuit breaker
+  # can roll back to them after terraform registers a new one.
+  skip_destroy = true
+  container_definitions = jsonencode([
+    {
+      name      = each.key
+      image     = each.value.image
+      essential = true
+      command   = each.value.command
+      # The services write nothing to disk.
+      readonlyRootFilesystem = true
+      # Both services drain on SIGTERM within 10–20 s (deploy/README.md).
+      stopTimeout = 30
+      portMappings = concat(
+        [{ name = "http", containerPort = each.value.port, protocol = "tcp" }],
+        each.key == "queue-service" ? [{ name = "grpc", containerPort = local.ports.grpc, protocol = "tcp", appProtocol = "grpc" }] : [],
+      )
+      environment = [for name, value in merge(local.common_env, each.value.env) : { name = name, value = value }]
+      secrets = [for name, key in each.value.secrets : {
+        name      = name
+        valueFrom = aws_secretsmanager_secret.onsale[key].arn
+      }]
+      logConfiguration = {
+        logDriver = "awslogs"
+        options = {
+          awslogs-group         = aws_cloudwatch_log_group.services[each.key].name
+          awslogs-region        = var.region
+          awslogs-stream-prefix = each.key
+        }
       }
-    }
-  }])
+    },
+    local.metrics_sidecar[each.key],
+  ])
 }
 
 # Migrations: a one-off task of the core-service image, run before each
-# deployment (`aws ecs run-task … --overrides` with command ["migrate"]).
+# deployment (`aws ecs run-task`). `migrate` loads and validates the same
+# settings as `serve`, so it gets core-service's environment and secrets.
 resource "aws_ecs_task_definition" "migrate" {
   family                   = "${local.name}-core-migrate"
   requires_compatibilities = ["FARGATE"]
@@ -204,22 +286,17 @@ resource "aws_ecs_task_definition" "migrate" {
   memory                   = 512
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
+  skip_destroy             = true
   container_definitions = jsonencode([{
-    name        = "core-migrate"
-    image       = var.core_image
-    essential   = true
-    command     = ["migrate"]
-    environment = local.common_env
-    secrets = [{
-      name      = "ONSALE__DATABASE__URL"
-      valueFrom = aws_secretsmanager_secret.onsale["database_url"].arn
-    }, {
-      name      = "ONSALE__CORE__ADMIN_KEY"
-      valueFrom = aws_secretsmanager_secret.onsale["core_admin_key"].arn
-    }, {
-      # `migrate` loads and validates the same settings as `serve`.
-      name      = "ONSALE__CORE__QUEUE_SERVICE_KEY"
-      valueFrom = aws_secretsmanager_secret.onsale["grpc_service_key"].arn
+    name                   = "core-migrate"
+    image                  = var.core_image
+    essential              = true
+    command                = ["migrate"]
+    readonlyRootFilesystem = true
+    environment            = [for name, value in merge(local.common_env, local.services["core-service"].env) : { name = name, value = value }]
+    secrets = [for name, key in local.services["core-service"].secrets : {
+      name      = name
+      valueFrom = aws_secretsmanager_secret.onsale[key].arn
     }]
     logConfiguration = {
       logDriver = "awslogs"
@@ -232,121 +309,87 @@ resource "aws_ecs_task_definition" "migrate" {
   }])
 }
 
-resource "aws_lb" "public" {
-  name               = local.name
-  load_balancer_type = "application"
-  subnets            = module.vpc.public_subnets
-  security_groups    = [aws_security_group.alb.id]
-}
-
-resource "aws_lb_target_group" "service" {
-  for_each    = local.services
-  name        = "${local.name}-${each.key == "queue-service" ? "queue" : "core"}"
-  port        = each.value.port
-  protocol    = "HTTP"
-  target_type = "ip"
-  vpc_id      = module.vpc.vpc_id
-  # Let in-flight requests finish while a task drains.
-  deregistration_delay = 20
-  health_check {
-    path                = "/readyz"
-    matcher             = "200"
-    interval            = 10
-    healthy_threshold   = 2
-    unhealthy_threshold = 3
-  }
-}
-
-resource "aws_lb_listener" "https" {
-  load_balancer_arn = aws_lb.public.arn
-  port              = 443
-  protocol          = "HTTPS"
-  certificate_arn   = var.certificate_arn
-  default_action {
-    type             = "forward"
-    target_group_arn = aws_lb_target_group.service["core-service"].arn
-  }
-}
-
-# The waiting room's public routes; everything else goes to core-service.
-# Admin routes are not exposed publicly (reach them through the VPC).
-resource "aws_lb_listener_rule" "queue" {
-  listener_arn = aws_lb_listener.https.arn
-  priority     = 10
-  condition {
-    path_pattern {
-      values = ["/v1/events/*"]
-    }
-  }
-  action {
-    type             = "forward"
-    target_group_arn = aws_lb_target_group.service["queue-service"].arn
-  }
-}
-
-resource "aws_lb_listener_rule" "no_admin" {
-  listener_arn = aws_lb_listener.https.arn
-  priority     = 5
-  condition {
-    path_pattern {
-      values = ["/admin/*", "/metrics"]
-    }
-  }
-  action {
-    type = "fixed-response"
-    fixed_response {
-      content_type = "application/problem+json"
-      status_code  = "404"
-      message_body = "{\"type\":\"https://onsale.dev/problems/not-found\",\"title\":\"Not found\",\"status\":404,\"detail\":\"no such resource\",\"code\":\"not_found\"}"
-    }
-  }
-}
-
-resource "aws_ecs_service" "service" {
-  for_each        = local.services
-  name            = each.key
-  cluster         = aws_ecs_cluster.onsale.id
-  task_definition = aws_ecs_task_definition.service[each.key].arn
-  desired_count   = each.value.tasks
-  launch_type     = "FARGATE"
+# queue-service: rolling deployments, stopped and rolled back by the
+# circuit breaker when new tasks do not become healthy, and by the
+# rollback alarms (alarms.tf) when they serve errors or slowly.
+resource "aws_ecs_service" "rolling" {
+  for_each         = { for name, service in local.services : name => service if service.deployment == "rolling" }
+  name             = each.key
+  cluster          = aws_ecs_cluster.onsale.id
+  task_definition  = aws_ecs_task_definition.service[each.key].arn
+  desired_count    = each.value.tasks
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
   network_configuration {
-    subnets         = module.vpc.private_subnets
-    security_groups = [aws_security_group.services.id]
+    subnets          = module.vpc.private_subnets
+    security_groups  = [aws_security_group.services.id]
+    assign_public_ip = false
   }
   load_balancer {
     target_group_arn = aws_lb_target_group.service[each.key].arn
     container_name   = each.key
     container_port   = each.value.port
   }
-  service_connect_configuration {
-    enabled = true
-    dynamic "service" {
-      for_each = each.key == "queue-service" ? [1] : []
-      content {
-        port_name = "grpc"
-        client_alias {
-          dns_name = "queue-service"
-          port     = 50051
-        }
-      }
+  dynamic "service_registries" {
+    for_each = each.key == "queue-service" ? [aws_service_discovery_service.queue_grpc.arn] : []
+    content {
+      registry_arn = service_registries.value
     }
   }
   deployment_circuit_breaker {
     enable   = true
     rollback = true
   }
+  alarms {
+    enable      = true
+    rollback    = true
+    alarm_names = local.rollback_alarms
+  }
   lifecycle {
     ignore_changes = [desired_count]
+  }
+}
+
+# core-service: blue/green through CodeDeploy (deployment.tf), which owns
+# its task set, task definition and target group from then on. ECS allows
+# no circuit breaker here; CodeDeploy rolls back a failed deployment and
+# one that trips the rollback alarms instead.
+resource "aws_ecs_service" "blue_green" {
+  for_each         = { for name, service in local.services : name => service if service.deployment == "blue_green" }
+  name             = each.key
+  cluster          = aws_ecs_cluster.onsale.id
+  task_definition  = aws_ecs_task_definition.service[each.key].arn
+  desired_count    = each.value.tasks
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+  deployment_controller {
+    type = "CODE_DEPLOY"
+  }
+  network_configuration {
+    subnets          = module.vpc.private_subnets
+    security_groups  = [aws_security_group.services.id]
+    assign_public_ip = false
+  }
+  load_balancer {
+    target_group_arn = aws_lb_target_group.service["${each.key}-blue"].arn
+    container_name   = each.key
+    container_port   = each.value.port
+  }
+  lifecycle {
+    # A new task definition reaches this service through `aws deploy
+    # create-deployment` (deploy/README.md), never through terraform.
+    ignore_changes = [desired_count, task_definition, load_balancer]
   }
 }
 
 resource "aws_appautoscaling_target" "service" {
   for_each           = local.services
   service_namespace  = "ecs"
-  resource_id        = "service/${aws_ecs_cluster.onsale.name}/${aws_ecs_service.service[each.key].name}"
+  resource_id        = "service/${aws_ecs_cluster.onsale.name}/${each.key}"
   scalable_dimension = "ecs:service:DesiredCount"
   min_capacity       = each.value.tasks
   max_capacity       = each.value.max
+  depends_on         = [aws_ecs_service.rolling, aws_ecs_service.blue_green]
 }
 
 resource "aws_appautoscaling_policy" "cpu" {

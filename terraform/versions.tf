@@ -1,7 +1,8 @@
 terraform {
   required_version = ">= 1.6"
   required_providers {
-    aws    = { source = "hashicorp/aws", version = "~> 5.60" }
+    # 5.79 is the oldest provider the pinned VPC module (v5.21.0) accepts.
+    aws    = { source = "hashicorp/aws", version = "~> 5.79" }
     random = { source = "hashicorp/random", version = "~> 3.6" }
   }
 }
@@ -12,3 +13,7 @@ provider "aws" {
     tags = { project = "onsale", environment = var.environment }
   }
 }
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}

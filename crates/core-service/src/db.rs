@@ -1,6 +1,10 @@
 //! The Postgres pool: sized explicitly, with an acquire timeout (requests
 //! beyond it are shed with 503) and `statement_timeout` / `lock_timeout` set
 //! on every pooled session as startup parameters (no extra round trip).
+//!
+//! TLS: `database.tls.mode` overrides the URL's `sslmode`, and
+//! `database.tls.ca_file` is the root the server's chain must reach
+//! (`sslrootcert`); sqlx speaks TLS through rustls on aws-lc-rs.
 
 use std::{
     str::FromStr,
@@ -11,12 +15,13 @@ use std::{
     time::Duration,
 };
 
+use platform::settings::PgTlsMode;
 use platform::settings::{DatabaseSettings, ExposeSecret};
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector};
 use sqlx::{
     PgPool, Postgres, Transaction,
     pool::PoolConnection,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::{PgConnectOptions, PgPoolOptions, PgSslMode},
 };
 
 /// The shared pool, as sqlx (hot paths) and as sea-orm (entities), plus
@@ -56,6 +61,13 @@ impl Db {
                     (settings.statement_timeout_ms * 4).to_string(),
                 ),
             ]);
+        let mut options = match settings.tls.mode {
+            Some(mode) => options.ssl_mode(ssl_mode(mode)),
+            None => options,
+        };
+        if let Some(ca) = &settings.tls.ca_file {
+            options = options.ssl_root_cert(ca);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .min_connections(settings.min_connections)
@@ -134,6 +146,17 @@ impl Db {
             sqlx::query("SELECT 1").execute(&mut *conn).await
         };
         matches!(tokio::time::timeout(timeout, check).await, Ok(Ok(_)))
+    }
+}
+
+/// sqlx's name for `mode`.
+fn ssl_mode(mode: PgTlsMode) -> PgSslMode {
+    match mode {
+        PgTlsMode::Disable => PgSslMode::Disable,
+        PgTlsMode::Prefer => PgSslMode::Prefer,
+        PgTlsMode::Require => PgSslMode::Require,
+        PgTlsMode::VerifyCa => PgSslMode::VerifyCa,
+        PgTlsMode::VerifyFull => PgSslMode::VerifyFull,
     }
 }
 

@@ -121,9 +121,12 @@ pub enum ServeError {
 /// [`StartupError`] for invalid settings or malformed URLs.
 pub async fn build(settings: Settings) -> Result<App, StartupError> {
     settings.validate()?;
+    platform::settings::warn_plaintext(settings.environment, settings.plaintext());
+    platform::tls::install_crypto_provider();
     let db = db::Db::connect_lazy(&settings.database)?;
     let queue = queue::QueueClient::connect_lazy(
         &settings.core.queue_grpc_url,
+        &settings.grpc.tls,
         Duration::from_millis(settings.core.queue_timeout_ms),
         settings.core.queue_service_key.clone(),
     )?;
@@ -233,8 +236,8 @@ fn spawn_workers(
     }
     if core.expiry_consumer {
         let consumer = events::consumer::ConsumerRuntime::new(
-            events::consumer::ConsumerSettings::new(
-                &kafka.brokers,
+            events::consumer::ConsumerSettings::for_kafka(
+                kafka,
                 format!("{}-core-expiry", kafka.group_prefix),
                 kafka.topic(events::topics::RESERVATION_EXPIRATION),
             ),

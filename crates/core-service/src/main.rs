@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand};
 use core_service::Settings;
 use platform::problem::ErrorChain;
 
+/// mimalloc instead of glibc malloc: under load glibc's allocator took about
+/// a third of a status poll's CPU and contended on its arena locks
+/// (measured with perf and `loadtest bench`, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "core-service", version, about = "onsale booking core")]
 struct Cli {

@@ -1,7 +1,11 @@
 //! The waiting room (queue-service) over gRPC: access tokens are verified
 //! on every reservation, release and payment.
 //!
-//! Every call presents the service credential (`core.queue_service_key`).
+//! Every call presents the service credential (`core.queue_service_key`),
+//! over TLS when the URL is `https://`: queue-service's certificate must
+//! chain to `grpc.tls.ca_file` and name the URL's host, and
+//! `grpc.tls.cert_file`/`key_file` are presented as a client certificate
+//! when set.
 //!
 //! core-service does not call `ReleaseAccess` after a payment: the
 //! `payment.completed` event releases the slot, so a payment never waits
@@ -33,12 +37,15 @@ use onsale_proto::{
         verify_access_result::Outcome, waiting_room_client::WaitingRoomClient,
     },
 };
-use platform::{service_auth::present, settings::Secret};
+use platform::{
+    service_auth::present,
+    settings::{Secret, TlsFiles},
+};
 use tokio::sync::{mpsc, oneshot};
 use tonic::{
     Code, Status,
     service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
+    transport::{Certificate, Channel, ClientTlsConfig, Identity},
 };
 
 use crate::{
@@ -143,9 +150,10 @@ pub enum QueueError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// The queue-service URL is malformed.
+/// The queue-service URL is malformed, or its `[grpc.tls]` files cannot be
+/// read or used.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid core.queue_grpc_url")]
+#[error("invalid core.queue_grpc_url or grpc.tls")]
 pub struct QueueConfigError(#[source] Box<dyn std::error::Error + Send + Sync>);
 
 impl QueueClient {
@@ -157,15 +165,34 @@ impl QueueClient {
     /// logged). Spawns the coalescing task on the current Tokio runtime; it
     /// ends when the last clone is dropped.
     ///
+    /// An `https://` `url` is called over TLS with `tls` (see the module
+    /// docs); an `http://` one in plain text.
+    ///
     /// # Errors
-    /// [`QueueConfigError`] when `url` is not a valid URI.
+    /// [`QueueConfigError`] when `url` is not a valid URI or a `tls` file
+    /// cannot be read or used.
     pub fn connect_lazy(
         url: &str,
+        tls: &TlsFiles,
         timeout: Duration,
         service_key: Secret,
     ) -> Result<Self, QueueConfigError> {
-        let channel = Channel::from_shared(url.to_owned())
-            .map_err(|error| QueueConfigError(Box::new(error)))?
+        let config = |error: Box<dyn std::error::Error + Send + Sync>| QueueConfigError(error);
+        let mut endpoint = Channel::from_shared(url.to_owned()).map_err(|e| config(e.into()))?;
+        if url.starts_with("https://") {
+            platform::tls::install_crypto_provider();
+            let mut client_tls = ClientTlsConfig::new();
+            if let Some(ca) = tls.read_ca().map_err(|e| config(e.into()))? {
+                client_tls = client_tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = tls.read_identity().map_err(|e| config(e.into()))? {
+                client_tls = client_tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint
+                .tls_config(client_tls)
+                .map_err(|e| config(e.into()))?;
+        }
+        let channel = endpoint
             .connect_timeout(timeout)
             .timeout(timeout)
             .tcp_nodelay(true)

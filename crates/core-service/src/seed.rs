@@ -109,6 +109,8 @@ mod tests {
             acquire_timeout_ms: 100,
             statement_timeout_ms: 100,
             lock_timeout_ms: 100,
+            tls: platform::settings::DatabaseTls::default(),
+            allow_plaintext: false,
         };
         let db = Db::connect_lazy(&settings).unwrap();
         assert!(matches!(

@@ -1,5 +1,11 @@
 //! Typed settings of core-service, loaded from the embedded `config/*.toml`
 //! layers and `ONSALE__…` variables (see [`platform::settings`]).
+//!
+//! TLS: `[database.tls]` (`mode`, `ca_file`), `kafka.security_protocol`,
+//! and `[grpc.tls]` for the calls to queue-service (an `https://`
+//! `core.queue_grpc_url`). In production the service refuses to start with
+//! a Postgres mode short of `verify-ca`, plaintext Kafka or an `http://`
+//! queue-service URL, unless that section's `allow_plaintext` is true.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -7,8 +13,8 @@ use platform::{
     identity::IdentitySettings,
     ratelimit::RateLimitSettings,
     settings::{
-        DatabaseSettings, Environment, ExposeSecret, KafkaSettings, Layers, RuntimeSettings,
-        Secret, SettingsError,
+        DatabaseSettings, Environment, ExposeSecret, GrpcSettings, KafkaSettings, Layers,
+        Plaintext, RuntimeSettings, Secret, SettingsError,
     },
 };
 use serde::Deserialize;
@@ -38,6 +44,12 @@ pub struct Settings {
     /// Kafka; read by the outbox relay and the expiry consumer, kept here
     /// so one `devstack env` configures every service.
     pub kafka: KafkaSettings,
+    /// TLS of the calls to queue-service (`[grpc]`): with an `https://`
+    /// `core.queue_grpc_url`, `tls.ca_file` is the CA its certificate must
+    /// chain to, and `tls.cert_file`/`key_file` an optional client
+    /// certificate.
+    #[serde(default)]
+    pub grpc: GrpcSettings,
     /// Fans' identity tokens (`[identity]`): issuer, audience, leeway, key
     /// cache. Local default: devstack's issuer at `http://127.0.0.1:8090`,
     /// audience `onsale`; production has no default, so the service does
@@ -166,6 +178,15 @@ impl Settings {
         {
             return invalid("core.queue_grpc_url must be an http:// or https:// URL");
         }
+        self.grpc.tls.validate("grpc.tls")?;
+        let https = core.queue_grpc_url.starts_with("https://");
+        if https && self.grpc.tls.ca_file.is_none() {
+            return invalid("an https:// core.queue_grpc_url needs grpc.tls.ca_file");
+        }
+        if !https && self.grpc.tls.is_set() {
+            return invalid("grpc.tls files need an https:// core.queue_grpc_url");
+        }
+        platform::settings::refuse_plaintext(self.environment, self.plaintext())?;
         if core.queue_timeout_ms == 0 || core.queue_timeout_ms > 30_000 {
             return invalid("core.queue_timeout_ms must be between 1 and 30000");
         }
@@ -217,6 +238,26 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The links that would carry data in plain text (or, for Postgres,
+    /// unverified): the database, Kafka, and an `http://` queue-service.
+    pub fn plaintext(&self) -> Vec<Plaintext> {
+        let grpc = self
+            .core
+            .queue_grpc_url
+            .starts_with("http://")
+            .then(|| Plaintext {
+                link: "core.queue_grpc_url is http://".into(),
+                flag: "ONSALE__GRPC__ALLOW_PLAINTEXT",
+                allowed: self.grpc.allow_plaintext,
+            });
+        [self.database.plaintext(), self.kafka.plaintext(), grpc]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
 impl CoreSettings {
     /// [`CoreSettings::hold_ttl_seconds`] as a duration.
     pub fn hold_ttl(&self) -> Duration {
@@ -225,177 +266,4 @@ impl CoreSettings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use platform::settings::load_from;
-
-    fn load(environment: Environment, vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let vars = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let settings: Settings = load_from(LAYERS, environment, Some(vars))?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
-    #[test]
-    fn local_defaults_load_and_validate() {
-        let settings = load(Environment::Local, &[]).unwrap();
-        assert_eq!(settings.core.http_addr.port(), 8081);
-        assert_eq!(settings.core.hold_ttl_seconds, 300);
-        assert!(settings.core.seat_cache_ms <= 1_000);
-        assert!(settings.database.max_connections > 0);
-    }
-
-    /// Everything production must be given, for the tests that take one
-    /// away or override one.
-    const PRODUCTION: &[(&str, &str)] = &[
-        (
-            "ONSALE__CORE__ADMIN_KEY",
-            "0123456789abcdef0123456789abcdef",
-        ),
-        (
-            "ONSALE__CORE__QUEUE_SERVICE_KEY",
-            "fedcba9876543210fedcba98",
-        ),
-        ("ONSALE__IDENTITY__ISSUER", "https://id.example.com"),
-        ("ONSALE__IDENTITY__AUDIENCE", "onsale-web"),
-    ];
-
-    /// [`PRODUCTION`] without `skip`, with `extra` added (later wins).
-    fn production(
-        skip: &str,
-        extra: &[(&'static str, &'static str)],
-    ) -> Vec<(&'static str, &'static str)> {
-        PRODUCTION
-            .iter()
-            .copied()
-            .filter(|(k, _)| *k != skip)
-            .chain(extra.iter().copied())
-            .collect()
-    }
-
-    #[test]
-    fn production_without_an_admin_key_fails_fast() {
-        assert!(load(Environment::Production, &[]).is_err());
-        assert!(
-            load(
-                Environment::Production,
-                &production("ONSALE__CORE__ADMIN_KEY", &[])
-            )
-            .is_err()
-        );
-        let short = production("", &[("ONSALE__CORE__ADMIN_KEY", "short-key-123")]);
-        assert!(load(Environment::Production, &short).is_err());
-        assert!(load(Environment::Production, PRODUCTION).is_ok());
-    }
-
-    #[test]
-    fn production_refuses_to_start_without_an_identity_issuer_or_audience() {
-        for (missing, field) in [
-            ("ONSALE__IDENTITY__ISSUER", "issuer"),
-            ("ONSALE__IDENTITY__AUDIENCE", "audience"),
-        ] {
-            let error = load(Environment::Production, &production(missing, &[])).unwrap_err();
-            assert!(format!("{error:?}").contains(field), "{missing}: {error:?}");
-        }
-        let plain_http = production("", &[("ONSALE__IDENTITY__ISSUER", "http://id.example.com")]);
-        assert!(load(Environment::Production, &plain_http).is_err());
-    }
-
-    #[test]
-    fn production_refuses_a_missing_short_or_local_queue_service_key() {
-        assert!(
-            load(
-                Environment::Production,
-                &production("ONSALE__CORE__QUEUE_SERVICE_KEY", &[])
-            )
-            .is_err()
-        );
-        let short = production("", &[("ONSALE__CORE__QUEUE_SERVICE_KEY", "too-short")]);
-        assert!(load(Environment::Production, &short).is_err());
-        let local = production(
-            "",
-            &[("ONSALE__CORE__QUEUE_SERVICE_KEY", "local-grpc-service-key")],
-        );
-        let error = load(Environment::Production, &local).unwrap_err();
-        assert!(error.to_string().contains("queue_service_key"), "{error}");
-    }
-
-    #[test]
-    fn the_local_stack_trusts_devstacks_issuer_and_shares_queue_services_key() {
-        let local = load(Environment::Local, &[]).unwrap();
-        assert_eq!(local.identity.issuer, "http://127.0.0.1:8090");
-        assert_eq!(local.identity.audience, "onsale");
-        assert_eq!(
-            local.core.queue_service_key.expose_secret(),
-            "local-grpc-service-key"
-        );
-        assert_eq!(local.core.rate_limit.trusted_proxy_hops, 0);
-        assert!(local.core.rate_limit.per_second >= 100);
-        let production = load(Environment::Production, PRODUCTION).unwrap();
-        assert_eq!(production.core.rate_limit.trusted_proxy_hops, 1);
-        assert_eq!(
-            production.core.rate_limit.burst,
-            local.core.rate_limit.burst
-        );
-    }
-
-    #[test]
-    fn a_rate_limit_of_zero_is_rejected() {
-        let error = load(
-            Environment::Local,
-            &[("ONSALE__CORE__RATE_LIMIT__PER_SECOND", "0")],
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("rate_limit"), "{error}");
-    }
-
-    #[test]
-    fn the_local_stack_runs_one_worker_and_production_one_per_cpu() {
-        let local = load(Environment::Local, &[]).unwrap();
-        assert_eq!(local.runtime.worker_threads, 1);
-        let production = load(Environment::Production, PRODUCTION).unwrap();
-        assert_eq!(production.runtime.worker_threads, 0);
-        let overridden = load(
-            Environment::Local,
-            &[("ONSALE__RUNTIME__WORKER_THREADS", "3")],
-        )
-        .unwrap();
-        assert_eq!(
-            overridden.runtime.build().unwrap().metrics().num_workers(),
-            3
-        );
-    }
-
-    #[test]
-    fn an_outbox_retention_of_zero_hours_is_rejected() {
-        let error = load(
-            Environment::Local,
-            &[("ONSALE__CORE__OUTBOX_RETENTION_HOURS", "0")],
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("outbox_retention_hours"));
-    }
-
-    #[test]
-    fn a_seat_cache_longer_than_one_second_is_rejected() {
-        let error = load(
-            Environment::Local,
-            &[("ONSALE__CORE__SEAT_CACHE_MS", "1500")],
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("seat_cache_ms"));
-    }
-
-    #[test]
-    fn variables_override_the_files() {
-        let settings = load(
-            Environment::Local,
-            &[("ONSALE__CORE__HOLD_TTL_SECONDS", "2")],
-        )
-        .unwrap();
-        assert_eq!(settings.core.hold_ttl(), Duration::from_secs(2));
-    }
-}
+mod tests;

@@ -212,11 +212,7 @@ async fn every_due_hold_expires_exactly_once_even_when_the_expiry_consumer_dies_
         );
         settings.max_attempts = 3;
         let dlq = events::producer::Producer::new(
-            &platform::settings::KafkaSettings {
-                brokers: brokers.clone(),
-                topic_suffix: suffix.clone(),
-                group_prefix: "t".into(),
-            },
+            &platform::settings::KafkaSettings::plaintext_to(brokers.clone(), suffix.clone(), "t"),
             Duration::from_secs(5),
         )
         .unwrap();

@@ -36,9 +36,9 @@ fn with(mut claims: Value, changes: Value) -> Value {
     claims
 }
 
-/// An ES256 header naming the issuer's signing key.
-fn es256(app: &TestApp) -> Header {
-    let mut header = Header::new(Algorithm::ES256);
+/// A header of the issuer's algorithm naming its signing key.
+fn signed(app: &TestApp) -> Header {
+    let mut header = Header::new(devstack::issuer::ALGORITHM);
     header.kid = Some(app.issuer.kid());
     header
 }
@@ -51,7 +51,7 @@ fn part(value: &Value) -> String {
 /// Identity tokens for `sub` that break one rule each, by the rule.
 fn refused_tokens(app: &TestApp, sub: &str) -> Vec<(&'static str, String)> {
     let valid = app.identity(sub);
-    let sign = |claims: Value| app.issuer.sign(&es256(app), &claims);
+    let sign = |claims: Value| app.issuer.sign(&signed(app), &claims);
     // The signature of one fan's token over another fan's claims.
     let forged = {
         let parts: Vec<&str> = valid.split('.').collect();
@@ -159,7 +159,7 @@ async fn identity_tokens_that_break_a_rule_are_refused_with_401_and_hold_nothing
 
     // The same claims, valid, signed the same way: accepted, so each refusal
     // above was for its rule alone.
-    let valid = app.issuer.sign(&es256(&app), &claims(&app, "signed-in"));
+    let valid = app.issuer.sign(&signed(&app), &claims(&app, "signed-in"));
     let held = app
         .hold(&pass.with_identity(valid), show.performance_id, seats)
         .await;

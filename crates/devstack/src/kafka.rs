@@ -98,10 +98,31 @@ pub async fn up(config: &StackConfig) -> Result<()> {
 /// # Errors
 /// When the broker is unreachable or refuses a topic for another reason.
 pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .context("creating the admin client")?;
+    create_topics_with(
+        &[("bootstrap.servers", brokers.to_owned())],
+        topics,
+        partitions,
+    )
+    .await
+}
+
+/// [`create_topics`] with the client's connection `properties`
+/// (`bootstrap.servers`, and for the TLS broker `security.protocol` and
+/// `ssl.ca.location`).
+///
+/// # Errors
+/// As [`create_topics`].
+pub async fn create_topics_with(
+    properties: &[(&str, String)],
+    topics: &[&str],
+    partitions: i32,
+) -> Result<()> {
+    let mut config = ClientConfig::new();
+    for (property, value) in properties {
+        config.set(*property, value);
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().context("creating the admin client")?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))

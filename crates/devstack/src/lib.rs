@@ -24,6 +24,9 @@
 //! - [`stack`]: `up`, `down`, `status` and the `ONSALE__…` environment.
 //! - [`services`]: builds and starts queue-service and core-service against
 //!   the stack.
+//! - [`tls`]: the TLS-only stack beside the plain one (`up --tls`): a
+//!   throw-away CA and certificates, Redis, Postgres and Tansu on ports of
+//!   their own.
 //! - [`testing`]: endpoints for tests, identity tokens, isolated databases,
 //!   key prefixes and topics.
 
@@ -37,6 +40,7 @@ pub mod redis;
 pub mod services;
 pub mod stack;
 pub mod testing;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use devstack::{Endpoints, StackConfig, issuer, issuer_process, services, stack};
+use devstack::{Endpoints, StackConfig, issuer, issuer_process, services, stack, tls};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,10 @@ enum Cmd {
         /// Build the services with --release.
         #[arg(long, requires = "services")]
         release: bool,
+        /// Also start the TLS-only stack beside it (Redis 7100-7105,
+        /// Postgres 5434, certificates in `<dir>/tls/certs/`).
+        #[arg(long)]
+        tls: bool,
     },
     /// Stop every process devstack started, by recorded PID.
     Down {
@@ -42,8 +46,12 @@ enum Cmd {
         json: bool,
     },
     /// Print `export ONSALE__…=…` lines for services and tests.
-    Env,
-    /// Print a fresh identity token (an ES256 JWT from the local issuer's
+    Env {
+        /// Point the stores at the TLS stack (`up --tls`) instead.
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Print a fresh identity token (an RS256 JWT from the local issuer's
     /// keys, audience `onsale`) for `Authorization: Bearer …`.
     Token {
         /// The fan: the token's `sub`.
@@ -87,8 +95,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Up {
             services: with_services,
             release,
+            tls: with_tls,
         } => {
             let endpoints = stack::up_exclusive(&config).await?;
+            if with_tls {
+                let tls = tls::up_exclusive(&config).await?;
+                eprintln!(
+                    "tls stack healthy: redis {}, postgres {}; CA {}\n\
+                     its variables: cargo run -q -p devstack -- env --tls",
+                    tls.redis_urls.join(","),
+                    tls.database_url,
+                    tls.certs.ca.display()
+                );
+            }
             if with_services {
                 services::start(&config, &endpoints, release).await?;
             }
@@ -103,12 +122,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Down { purge } => {
             let stopped = tokio::task::spawn_blocking(move || stack::down(&config, purge)).await?;
             eprintln!(
-                "stopped: {} service(s), {} redis node(s), postgres: {}, kafka: {}, issuer: {}{}",
+                "stopped: {} service(s), {} redis node(s), postgres: {}, kafka: {}, issuer: {}, tls stack: {} process(es){}",
                 stopped.services,
                 stopped.redis_nodes,
                 stopped.postgres,
                 stopped.kafka,
                 stopped.issuer,
+                stopped.tls,
                 if purge { "; data purged" } else { "" }
             );
             Ok(ExitCode::SUCCESS)
@@ -118,8 +138,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } else {
             ExitCode::from(1)
         }),
-        Cmd::Env => {
-            for (key, value) in Endpoints::of(&config).env_vars() {
+        Cmd::Env { tls: with_tls } => {
+            let mut vars = Endpoints::of(&config).env_vars();
+            if with_tls {
+                // The TLS stores replace the plain ones; the rest stays.
+                let tls = tls::TlsEndpoints::of(&config).env_vars();
+                vars.retain(|(key, _)| tls.iter().all(|(k, _)| k != key));
+                vars.extend(tls);
+            }
+            for (key, value) in vars {
                 println!("export {key}={value}");
             }
             Ok(ExitCode::SUCCESS)

@@ -6,6 +6,10 @@
 //! `postgres` user, and the data directory lives under
 //! `/var/tmp/onsale-devstack/` where that user can reach it whatever the
 //! checkout's permissions are.
+//!
+//! With [`crate::tls::Certs`] ([`up_with`], the `--tls` stack) the server
+//! has `ssl=on` and a `pg_hba.conf` whose only TCP line is `hostssl`: a
+//! client without TLS is refused. The socket (for `pg_ctl`) stays open.
 
 use std::{fs, path::PathBuf, process::Command, time::Duration};
 
@@ -13,7 +17,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::{StackConfig, process};
+use crate::{StackConfig, process, tls::Certs};
 
 /// The database of core-service.
 pub const CORE_DATABASE: &str = "onsale_core";
@@ -71,6 +75,14 @@ pub fn pid(config: &StackConfig) -> Option<i32> {
     process::running_pid(&data_dir(config).join("postmaster.pid"), "postgres")
 }
 
+/// `url` with `sslmode=verify-full` and the stack's CA as `sslrootcert`.
+pub fn verified_url(url: &str, certs: &Certs) -> String {
+    format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        certs.ca.display()
+    )
+}
+
 /// Initialises the cluster on first use, starts it, and creates the service
 /// databases.
 ///
@@ -78,7 +90,19 @@ pub fn pid(config: &StackConfig) -> Option<i32> {
 /// When the binaries are missing, `initdb`/`pg_ctl` fail, or the server is
 /// not accepting connections within 60 s.
 pub async fn up(config: &StackConfig) -> Result<()> {
+    up_with(config, None).await
+}
+
+/// [`up`], taking TLS connections only with `tls`.
+///
+/// # Errors
+/// As [`up`].
+pub async fn up_with(config: &StackConfig, tls: Option<&Certs>) -> Result<()> {
     let bin = crate::install::ensure_postgres()?;
+    let url = |database: &str| {
+        let plain = database_url(config, database);
+        tls.map_or_else(|| plain.clone(), |certs| verified_url(&plain, certs))
+    };
     let root = root(config);
     let data = data_dir(config);
     if pid(config).is_none() {
@@ -89,6 +113,20 @@ pub async fn up(config: &StackConfig) -> Result<()> {
             );
         }
         fs::create_dir_all(&root)?;
+        // The server reads its key as its own user, which must own it
+        // (mode 0600): copies in its root, chowned below with the rest.
+        let mut ssl = String::new();
+        if let Some(certs) = tls {
+            let (cert, key) = (root.join("server.pem"), root.join("server.key"));
+            fs::copy(&certs.server_cert, &cert)?;
+            fs::copy(&certs.server_key, &key)?;
+            fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            ssl = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            );
+        }
         if process::is_root() {
             process::run(
                 Command::new("chown")
@@ -107,8 +145,15 @@ pub async fn up(config: &StackConfig) -> Result<()> {
             ]))
             .context("initdb failed")?;
         }
+        if tls.is_some() {
+            // Rewriting the file keeps its owner (the server's user).
+            fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )?;
+        }
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections={MAX_CONNECTIONS} -c shared_buffers=256MB",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections={MAX_CONNECTIONS} -c shared_buffers=256MB{ssl}",
             config.postgres_port,
             root.display()
         );
@@ -123,8 +168,8 @@ pub async fn up(config: &StackConfig) -> Result<()> {
         .context("pg_ctl start failed")?;
         link_log(config);
     }
-    wait_ready(config).await?;
-    let mut admin = PgConnection::connect(&database_url(config, "postgres")).await?;
+    wait_ready(config, &url("postgres")).await?;
+    let mut admin = PgConnection::connect(&url("postgres")).await?;
     for database in DATABASES {
         let exists: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
@@ -152,10 +197,9 @@ fn link_log(config: &StackConfig) {
     }
 }
 
-async fn wait_ready(config: &StackConfig) -> Result<()> {
-    let url = database_url(config, "postgres");
+async fn wait_ready(config: &StackConfig, url: &str) -> Result<()> {
     for _ in 0..300 {
-        if healthy_url(&url).await.is_ok() {
+        if healthy_url(url).await.is_ok() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -166,7 +210,11 @@ async fn wait_ready(config: &StackConfig) -> Result<()> {
     )
 }
 
-async fn healthy_url(url: &str) -> Result<()> {
+/// Connects to `url` and runs `SELECT 1`.
+///
+/// # Errors
+/// When the server or the database is unreachable.
+pub async fn healthy_url(url: &str) -> Result<()> {
     let mut connection = PgConnection::connect(url).await?;
     let one: i32 = sqlx::query_scalar("SELECT 1")
         .fetch_one(&mut connection)

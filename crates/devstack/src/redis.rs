@@ -4,13 +4,17 @@
 //!
 //! Persistence is off (`save ""`, no AOF): the stack is for development and
 //! tests, and a restart after `down` starts from an empty cluster.
+//!
+//! With [`crate::tls::Certs`] ([`up_with`], the `--tls` stack) every node
+//! serves TLS only (`--port 0 --tls-port`), the cluster bus and replication
+//! included, and client certificates are optional.
 
 use std::{fs, path::PathBuf, process::Command, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
-use crate::{StackConfig, process};
+use crate::{StackConfig, process, tls::Certs};
 
 /// Nodes in the cluster: 3 masters and their 3 replicas.
 pub const NODES: u16 = 6;
@@ -27,12 +31,29 @@ fn pid_file(config: &StackConfig, port: u16) -> PathBuf {
     config.run_dir().join(format!("redis-{port}.pid"))
 }
 
-fn cli(port: u16, args: &[&str]) -> Result<String> {
-    process::run(
-        Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(args),
-    )
+fn cli(port: u16, tls: Option<&Certs>, args: &[&str]) -> Result<String> {
+    let mut command = Command::new("redis-cli");
+    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some(certs) = tls {
+        command.arg("--tls").arg("--cacert").arg(&certs.ca);
+    }
+    process::run(command.args(args))
+}
+
+/// `redis-server` arguments that make a node serve TLS only on `port`.
+fn tls_args(command: &mut Command, port: u16, certs: &Certs) {
+    command.args(["--port", "0", "--tls-port", &port.to_string()]);
+    command.arg("--tls-cert-file").arg(&certs.server_cert);
+    command.arg("--tls-key-file").arg(&certs.server_key);
+    command.arg("--tls-ca-cert-file").arg(&certs.ca);
+    command.args([
+        "--tls-cluster",
+        "yes",
+        "--tls-replication",
+        "yes",
+        "--tls-auth-clients",
+        "optional",
+    ]);
 }
 
 fn info_field(info: &str, field: &str) -> Option<String> {
@@ -50,6 +71,14 @@ fn info_field(info: &str, field: &str) -> Option<String> {
 /// When a node does not start or the cluster does not become healthy within
 /// 60 s (then `devstack down --purge` resets it).
 pub fn up(config: &StackConfig) -> Result<()> {
+    up_with(config, None)
+}
+
+/// [`up`], serving TLS only with `tls`.
+///
+/// # Errors
+/// As [`up`].
+pub fn up_with(config: &StackConfig, tls: Option<&Certs>) -> Result<()> {
     crate::install::ensure_redis()?;
     for port in ports(config) {
         if process::running_pid(&pid_file(config, port), "redis-server").is_some() {
@@ -70,9 +99,13 @@ pub fn up(config: &StackConfig) -> Result<()> {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         let mut command = Command::new("redis-server");
+        match tls {
+            Some(certs) => tls_args(&mut command, port, certs),
+            None => {
+                command.args(["--port", &port.to_string()]);
+            }
+        }
         command.args([
-            "--port",
-            &port.to_string(),
             "--bind",
             "127.0.0.1",
             "--protected-mode",
@@ -98,16 +131,22 @@ pub fn up(config: &StackConfig) -> Result<()> {
     }
     for port in ports(config) {
         process::wait_until(&format!("redis {port}"), Duration::from_secs(20), || {
-            cli(port, &["ping"]).is_ok_and(|r| r.trim() == "PONG")
+            cli(port, tls, &["ping"]).is_ok_and(|r| r.trim() == "PONG")
         })?;
     }
     let first = config.redis_port;
-    let known: u32 = info_field(&cli(first, &["cluster", "info"])?, "cluster_known_nodes")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let known: u32 = info_field(
+        &cli(first, tls, &["cluster", "info"])?,
+        "cluster_known_nodes",
+    )
+    .and_then(|v| v.parse().ok())
+    .unwrap_or(0);
     if known < u32::from(NODES) {
         let nodes: Vec<String> = ports(config).map(|p| format!("127.0.0.1:{p}")).collect();
         let mut create = Command::new("redis-cli");
+        if let Some(certs) = tls {
+            create.arg("--tls").arg("--cacert").arg(&certs.ca);
+        }
         create.arg("--cluster").arg("create").args(&nodes).args([
             "--cluster-replicas",
             "1",
@@ -117,7 +156,7 @@ pub fn up(config: &StackConfig) -> Result<()> {
             .context("redis-cli --cluster create failed; try `devstack down --purge`")?;
     }
     process::wait_until("redis cluster_state:ok", Duration::from_secs(60), || {
-        healthy(config).is_ok()
+        healthy_with(config, tls).is_ok()
     })
 }
 
@@ -126,9 +165,17 @@ pub fn up(config: &StackConfig) -> Result<()> {
 /// # Errors
 /// Describes the first unhealthy node.
 pub fn healthy(config: &StackConfig) -> Result<()> {
+    healthy_with(config, None)
+}
+
+/// [`healthy`] for nodes serving TLS with `tls`.
+///
+/// # Errors
+/// As [`healthy`].
+pub fn healthy_with(config: &StackConfig, tls: Option<&Certs>) -> Result<()> {
     for port in ports(config) {
-        let info =
-            cli(port, &["cluster", "info"]).with_context(|| format!("node {port} unreachable"))?;
+        let info = cli(port, tls, &["cluster", "info"])
+            .with_context(|| format!("node {port} unreachable"))?;
         let state = info_field(&info, "cluster_state").unwrap_or_default();
         let known = info_field(&info, "cluster_known_nodes").unwrap_or_default();
         if state != "ok" || known != NODES.to_string() {

@@ -9,7 +9,7 @@ use std::fs;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::{Endpoints, StackConfig, issuer_process, kafka, postgres, redis, services};
+use crate::{Endpoints, StackConfig, issuer_process, kafka, postgres, redis, services, tls};
 
 /// Runs `f` while holding the stack's file lock.
 ///
@@ -124,6 +124,8 @@ pub struct Stopped {
     pub kafka: bool,
     /// Whether the local OIDC issuer was running.
     pub issuer: bool,
+    /// Processes of the TLS stack beside it ([`tls`]).
+    pub tls: usize,
 }
 
 /// Stops every process devstack started, by recorded PID, and with `purge`
@@ -135,6 +137,7 @@ pub fn down(config: &StackConfig, purge: bool) -> Stopped {
         kafka: kafka::down(config),
         redis_nodes: redis::down(config),
         postgres: postgres::down(config),
+        tls: tls::down(config, purge),
     };
     if purge {
         postgres::purge(config);

@@ -13,8 +13,19 @@
 //!
 //! Isolation: [`fresh_database`] for Postgres, [`unique_suffix`] for Redis
 //! key prefixes and Kafka topic suffixes, [`create_topics`] for those topics.
+//!
+//! TLS: [`tls_stack`] brings the TLS-only stack up beside the plain one
+//! (once per machine, under the same lock) for the tests of the services'
+//! TLS settings.
+//!
+//! Tools: [`python_tool`] installs pinned PyPI packages (schemathesis,
+//! checkov, …) once per machine, in a virtualenv of their own.
 
-use std::sync::OnceLock;
+use std::{
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
 
 use anyhow::Context;
 use sqlx::{Connection, Executor, PgConnection};
@@ -47,6 +58,22 @@ pub fn stack() -> &'static Endpoints {
         .join()
         .expect("devstack thread panicked")
         .unwrap_or_else(|error| panic!("bringing the devstack up failed: {error:#}"))
+    })
+}
+
+/// The TLS-only stack beside [`stack`] ([`crate::tls`]): `rediss://`
+/// Redis, Postgres taking `hostssl` only, and the certificates. Brings it
+/// up when it is not running; blocks, as [`stack`].
+///
+/// # Panics
+/// When the TLS stack cannot be brought up.
+pub fn tls_stack() -> &'static crate::tls::TlsEndpoints {
+    static TLS: OnceLock<crate::tls::TlsEndpoints> = OnceLock::new();
+    TLS.get_or_init(|| {
+        std::thread::spawn(|| crate::tls::up_locked(&StackConfig::default()))
+            .join()
+            .expect("devstack thread panicked")
+            .unwrap_or_else(|error| panic!("bringing the TLS stack up failed: {error:#}"))
     })
 }
 
@@ -352,4 +379,91 @@ pub async fn isolated_topics_on(brokers: &str) -> anyhow::Result<String> {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     crate::kafka::create_topics(brokers, &refs, crate::kafka::PARTITIONS).await?;
     Ok(suffix)
+}
+
+/// The Python of a virtualenv holding exactly `requirements` (pinned pip
+/// requirements such as `"checkov==3.3.30"`), made with `python3 -m venv`
+/// and `pip install` when missing. `name` names the tool in messages.
+///
+/// The virtualenv lives in `venvs/` under the devstack state folder
+/// ([`StackConfig::dir`]), in a folder named after the requirements
+/// (`schemathesis==4.32.5` installs into `schemathesis-4.32.5`), so a new
+/// pin installs beside the old one. It is built in a staging folder and
+/// renamed into place, so a test binary running beside this one never sees
+/// half an install. Scripts in `bin/` keep the staging path in their
+/// shebang lines: start the tool as `python -m <module>`.
+///
+/// # Panics
+/// When `requirements` is empty, or the virtualenv or the install fails
+/// (the message has pip's output).
+pub async fn python_tool(name: &str, requirements: &[&str]) -> PathBuf {
+    assert!(
+        !requirements.is_empty(),
+        "{name}: no requirements to install"
+    );
+    let venvs = StackConfig::default().dir.join("venvs");
+    let folder = requirements
+        .iter()
+        .map(|requirement| requirement.replace("==", "-"))
+        .collect::<Vec<_>>()
+        .join("+")
+        .replace(
+            |c: char| !(c.is_ascii_alphanumeric() || "+-._".contains(c)),
+            "_",
+        );
+    let venv = venvs.join(&folder);
+    let python = venv.join("bin").join("python");
+    if python.exists() {
+        return python;
+    }
+    std::fs::create_dir_all(&venvs).expect("creating the virtualenv folder");
+    let staging = venvs.join(format!(".{folder}-{}", unique_suffix()));
+    let mut pip_args = [
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]
+    .map(OsStr::new)
+    .to_vec();
+    pip_args.extend(requirements.iter().map(OsStr::new));
+    let venv_args = [OsStr::new("-m"), OsStr::new("venv"), staging.as_os_str()];
+    let installed = match run_to_end(Path::new("python3"), &venv_args).await {
+        Ok(()) => run_to_end(&staging.join("bin").join("python"), &pip_args).await,
+        failed => failed,
+    };
+    if let Err(failure) = installed {
+        let _ = std::fs::remove_dir_all(&staging);
+        panic!(
+            "installing {name} ({}) failed: {failure}",
+            requirements.join(" ")
+        );
+    }
+    if std::fs::rename(&staging, &venv).is_err() {
+        // Another test binary got there first; its install is as good.
+        let _ = std::fs::remove_dir_all(&staging);
+        assert!(python.exists(), "no {name} at {}", venv.display());
+    }
+    python
+}
+
+/// Runs `program` with `args` to the end; what it printed unless it
+/// succeeded.
+async fn run_to_end(program: &Path, args: &[&OsStr]) -> Result<(), String> {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .map_err(|error| format!("running {}: {error}", program.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} {args:?}:\n{}{}",
+            program.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
 }

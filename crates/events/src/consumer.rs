@@ -39,7 +39,7 @@ use std::{
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use platform::shutdown::CancellationToken;
+use platform::{settings::KafkaSettings, shutdown::CancellationToken};
 use rdkafka::{
     ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
@@ -115,6 +115,9 @@ pub trait Handler: Send + Sync + 'static {
 pub struct ConsumerSettings {
     /// `bootstrap.servers`.
     pub brokers: String,
+    /// The other connection properties: `security.protocol` and
+    /// `ssl.ca.location` with TLS (see [`ConsumerSettings::for_kafka`]).
+    pub security: Vec<(&'static str, String)>,
     /// Consumer group id.
     pub group_id: String,
     /// The topic (with deployment suffix); its DLQ is `<topic>.dlq`.
@@ -142,6 +145,7 @@ impl ConsumerSettings {
     ) -> Self {
         Self {
             brokers: brokers.into(),
+            security: Vec::new(),
             group_id: group_id.into(),
             topic: topic.into(),
             max_attempts: 5,
@@ -149,6 +153,25 @@ impl ConsumerSettings {
             max_backoff: Duration::from_secs(5),
             fetch_wait_max: Duration::from_millis(50),
         }
+    }
+}
+
+impl ConsumerSettings {
+    /// [`ConsumerSettings::new`] for the brokers of `kafka` (a service's
+    /// `[kafka]`), with its TLS.
+    pub fn for_kafka(
+        kafka: &KafkaSettings,
+        group_id: impl Into<String>,
+        topic: impl Into<String>,
+    ) -> Self {
+        let mut settings = Self::new(String::new(), group_id, topic);
+        for (property, value) in kafka.client_properties() {
+            match property {
+                "bootstrap.servers" => settings.brokers = value,
+                _ => settings.security.push((property, value)),
+            }
+        }
+        settings
     }
 }
 
@@ -244,7 +267,11 @@ impl<H: Handler> ConsumerRuntime<H> {
     }
 
     fn client(&self, revoked: Revoked) -> Result<StreamConsumer<Context>, ConsumerError> {
-        ClientConfig::new()
+        let mut config = ClientConfig::new();
+        for (property, value) in &self.settings.security {
+            config.set(*property, value);
+        }
+        config
             .set("bootstrap.servers", &self.settings.brokers)
             .set("group.id", &self.settings.group_id)
             .set("enable.auto.commit", "true")

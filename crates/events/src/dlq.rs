@@ -13,6 +13,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use clap::{Args, Subcommand};
+use platform::settings::KafkaSettings;
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
@@ -80,18 +81,22 @@ pub enum DlqError {
     NoSource(i32, i64),
 }
 
-/// Reads the selected dead letters of `topic` (with deployment suffix).
+/// Reads the selected dead letters of `topic` (with deployment suffix)
+/// from the brokers of `kafka`.
 ///
 /// # Errors
 /// [`DlqError::Kafka`] when the broker is unreachable.
 pub fn read(
-    brokers: &str,
+    kafka: &KafkaSettings,
     topic: &str,
     selection: &Selection,
 ) -> Result<Vec<DeadLetter>, DlqError> {
     let dlq = topics::dlq(topic);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let mut config = ClientConfig::new();
+    for (property, value) in kafka.client_properties() {
+        config.set(property, value);
+    }
+    let consumer: BaseConsumer = config
         .set("group.id", "onsale-dlq-tool")
         .set("enable.auto.commit", "false")
         .create()?;
@@ -190,15 +195,11 @@ pub async fn replay(producer: &Producer, letters: &[DeadLetter]) -> Result<usize
 ///
 /// # Errors
 /// [`DlqError`] from [`read`] or [`replay`].
-pub async fn execute(
-    command: &DlqCommand,
-    kafka: &platform::settings::KafkaSettings,
-) -> Result<(), DlqError> {
+pub async fn execute(command: &DlqCommand, kafka: &KafkaSettings) -> Result<(), DlqError> {
     let (DlqCommand::List(selection) | DlqCommand::Replay(selection)) = command;
     let topic = kafka.topic(&selection.topic);
-    let brokers = kafka.brokers.clone();
-    let owned = selection.clone();
-    let letters = tokio::task::spawn_blocking(move || read(&brokers, &topic, &owned)).await??;
+    let (owned, settings) = (selection.clone(), kafka.clone());
+    let letters = tokio::task::spawn_blocking(move || read(&settings, &topic, &owned)).await??;
     match command {
         DlqCommand::List(selection) => {
             for letter in &letters {

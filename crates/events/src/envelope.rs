@@ -163,6 +163,28 @@ impl EventType for PaymentCompleted {
     const TYPE: &'static str = crate::topics::PAYMENT_COMPLETED;
 }
 
+impl PaymentCompleted {
+    /// A well-formed event number `n` for tests and benchmarks, keyed like
+    /// a real one: `reservation-{n}` (shape of the key only; the
+    /// reservation id is a fresh UUID v7), fan `fan-{n}`, session `n`,
+    /// performance 1, 110,000 KRW for seat `n`, paid now.
+    pub fn synthetic(n: i64) -> Envelope<Self> {
+        Envelope::new(
+            format!("reservation-{n}"),
+            Self {
+                payment_id: Uuid::now_v7(),
+                reservation_id: Uuid::now_v7(),
+                user_id: format!("fan-{n}"),
+                session_id: Some(n.to_string()),
+                performance_id: 1,
+                amount_krw: 110_000,
+                seat_ids: vec![n],
+                paid_at: Utc::now(),
+            },
+        )
+    }
+}
+
 /// `reservation.expiration` v1: a hold is due to expire at `held_until`.
 /// Key: `reservation_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,10 @@
 //! is fenced once in-flight records time out). [`Producer`] then builds a new
 //! client with a new producer id; the failed records were reported as
 //! failures, so the caller (the relay) sends them again.
+//!
+//! The connection (`bootstrap.servers`, and with TLS `security.protocol`
+//! and `ssl.ca.location`) comes from the settings'
+//! [`KafkaSettings::client_properties`].
 
 use std::{
     collections::HashMap,
@@ -70,15 +74,20 @@ impl std::fmt::Debug for Producer {
 }
 
 impl Producer {
-    /// Connects lazily to `settings.brokers`. `delivery_timeout` bounds how
+    /// Connects lazily to the brokers of `settings` (a service's
+    /// `[kafka]`, TLS included, or a tool's plain
+    /// [`platform::settings::KafkaSettings`]). `delivery_timeout` bounds how
     /// long one send may wait for an acknowledgement, retries included.
     ///
     /// # Errors
-    /// [`ProduceError::Create`] on invalid configuration.
+    /// [`ProduceError::Create`] on invalid configuration (an unreadable
+    /// `ssl.ca.location` among it).
     pub fn new(settings: &KafkaSettings, delivery_timeout: Duration) -> Result<Self, ProduceError> {
         let mut config = ClientConfig::new();
+        for (property, value) in settings.client_properties() {
+            config.set(property, value);
+        }
         config
-            .set("bootstrap.servers", &settings.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")

@@ -67,11 +67,7 @@ async fn fixture(partitions: i32) -> Fixture {
     let brokers = devstack::testing::stack().kafka_brokers.clone();
     let topic = format!("runtime.{}", devstack::testing::unique_suffix());
     devstack::testing::create_topics(&[&topic, &format!("{topic}.dlq")], partitions).await;
-    let settings = KafkaSettings {
-        brokers: brokers.clone(),
-        topic_suffix: String::new(),
-        group_prefix: "t".into(),
-    };
+    let settings = KafkaSettings::plaintext_to(brokers.clone(), "", "t");
     Fixture {
         producer: Producer::new(&settings, Duration::from_secs(10)).unwrap(),
         topic,
@@ -100,11 +96,7 @@ impl Fixture {
     }
 
     fn runtime(&self, handler: Recorder) -> ConsumerRuntime<Recorder> {
-        let settings = KafkaSettings {
-            brokers: self.brokers.clone(),
-            topic_suffix: String::new(),
-            group_prefix: "t".into(),
-        };
+        let settings = KafkaSettings::plaintext_to(self.brokers.clone(), "", "t");
         let mut consumer = ConsumerSettings::new(
             &self.brokers,
             format!("g-{}", devstack::testing::unique_suffix()),

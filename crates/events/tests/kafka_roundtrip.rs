@@ -11,11 +11,11 @@ use rdkafka::{
 };
 
 fn settings() -> KafkaSettings {
-    KafkaSettings {
-        brokers: devstack::testing::stack().kafka_brokers.clone(),
-        topic_suffix: String::new(),
-        group_prefix: "test".into(),
-    }
+    KafkaSettings::plaintext_to(
+        devstack::testing::stack().kafka_brokers.clone(),
+        String::new(),
+        "test",
+    )
 }
 
 fn consumer(brokers: &str, group: &str) -> StreamConsumer {
@@ -30,22 +30,6 @@ fn consumer(brokers: &str, group: &str) -> StreamConsumer {
         .expect("consumer config is valid")
 }
 
-fn payment(n: i64) -> Envelope<PaymentCompleted> {
-    Envelope::new(
-        format!("reservation-{n}"),
-        PaymentCompleted {
-            payment_id: uuid::Uuid::now_v7(),
-            reservation_id: uuid::Uuid::now_v7(),
-            user_id: format!("fan-{n}"),
-            session_id: Some(n.to_string()),
-            performance_id: 1,
-            amount_krw: 110_000,
-            seat_ids: vec![n],
-            paid_at: chrono::Utc::now(),
-        },
-    )
-}
-
 #[tokio::test]
 async fn records_round_trip_through_a_consumer_group_with_offsets_committed() {
     let settings = settings();
@@ -53,7 +37,7 @@ async fn records_round_trip_through_a_consumer_group_with_offsets_committed() {
     devstack::testing::create_topics(&[&topic], 3).await;
     let producer = Producer::new(&settings, Duration::from_secs(10)).unwrap();
 
-    let sent: Vec<Envelope<PaymentCompleted>> = (0..30).map(payment).collect();
+    let sent: Vec<Envelope<PaymentCompleted>> = (0..30).map(PaymentCompleted::synthetic).collect();
     let mut headers = HashMap::new();
     headers.insert(
         "traceparent".to_owned(),

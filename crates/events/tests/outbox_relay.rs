@@ -31,19 +31,9 @@ async fn database() -> PgPool {
 async fn insert_payments(pool: &PgPool, count: usize) -> Vec<uuid::Uuid> {
     let mut ids = Vec::with_capacity(count);
     for n in 0..count {
-        let envelope = Envelope::new(
-            format!("reservation-{}", n % 50),
-            PaymentCompleted {
-                payment_id: uuid::Uuid::now_v7(),
-                reservation_id: uuid::Uuid::now_v7(),
-                user_id: format!("fan-{n}"),
-                session_id: Some(n.to_string()),
-                performance_id: 1,
-                amount_krw: 99_000,
-                seat_ids: vec![n as i64],
-                paid_at: chrono::Utc::now(),
-            },
-        );
+        // Fifty keys, so that records of one key queue behind each other.
+        let mut envelope = PaymentCompleted::synthetic(n as i64);
+        envelope.key = format!("reservation-{}", n % 50);
         sqlx::query("INSERT INTO outbox (event_id, topic, aggregate_key, payload) VALUES ($1, $2, $3, $4::jsonb)")
             .bind(envelope.event_id)
             .bind("payment.completed")
@@ -58,11 +48,7 @@ async fn insert_payments(pool: &PgPool, count: usize) -> Vec<uuid::Uuid> {
 }
 
 fn relay(pool: &PgPool, brokers: &str, suffix: &str, delivery_timeout: Duration) -> OutboxRelay {
-    let kafka = KafkaSettings {
-        brokers: brokers.to_owned(),
-        topic_suffix: suffix.to_owned(),
-        group_prefix: "t".into(),
-    };
+    let kafka = KafkaSettings::plaintext_to(brokers.to_owned(), suffix.to_owned(), "t");
     OutboxRelay::new(
         pool.clone(),
         Producer::new(&kafka, delivery_timeout).unwrap(),

@@ -25,7 +25,7 @@ use anyhow::{Context, Result, ensure};
 use clap::Args;
 use devstack::Endpoints;
 use events::{
-    Envelope, PaymentCompleted,
+    PaymentCompleted,
     consumer::{ConsumerRuntime, ConsumerSettings, Handler, HandlerError, Outcome, Record},
     outbox::{OutboxRelay, RelaySettings, SCHEMA_SQL},
     producer::Producer,
@@ -52,22 +52,6 @@ impl Handler for Count {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(Outcome::Done)
     }
-}
-
-fn payload(n: usize) -> Envelope<PaymentCompleted> {
-    Envelope::new(
-        format!("reservation-{n}"),
-        PaymentCompleted {
-            payment_id: uuid::Uuid::now_v7(),
-            reservation_id: uuid::Uuid::now_v7(),
-            user_id: format!("fan-{n}"),
-            session_id: Some(n.to_string()),
-            performance_id: 1,
-            amount_krw: 132_000,
-            seat_ids: vec![n as i64, n as i64 + 1],
-            paid_at: chrono::Utc::now(),
-        },
-    )
 }
 
 /// Prints one table row; returns the rate (records per second).
@@ -101,15 +85,12 @@ pub async fn run(endpoints: &Endpoints, args: EventsArgs) -> Result<()> {
         3,
     )
     .await?;
-    let kafka = KafkaSettings {
-        brokers: endpoints.kafka_brokers.clone(),
-        topic_suffix: suffix.clone(),
-        group_prefix: "bench".into(),
-    };
+    let kafka =
+        KafkaSettings::plaintext_to(endpoints.kafka_brokers.clone(), suffix.clone(), "bench");
     let producer = Producer::new(&kafka, Duration::from_secs(30))?;
     let records: Vec<(String, Vec<u8>)> = (0..n)
         .map(|i| {
-            let e = payload(i);
+            let e = PaymentCompleted::synthetic(i as i64);
             (e.key.clone(), e.to_json())
         })
         .collect();
@@ -139,7 +120,10 @@ pub async fn run(endpoints: &Endpoints, args: EventsArgs) -> Result<()> {
         .await?;
     sqlx::raw_sql(SCHEMA_SQL).execute(&pool).await?;
     for chunk in (0..n).collect::<Vec<_>>().chunks(5_000) {
-        let envelopes: Vec<_> = chunk.iter().map(|i| payload(*i)).collect();
+        let envelopes: Vec<_> = chunk
+            .iter()
+            .map(|i| PaymentCompleted::synthetic(*i as i64))
+            .collect();
         sqlx::query(
             "INSERT INTO outbox (event_id, topic, aggregate_key, payload)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])",

@@ -19,6 +19,8 @@
 //! - [`ratelimit`]: per-fan (else per-address) rate limits with trusted
 //!   proxy hops and the IETF `RateLimit` fields.
 //! - [`service_auth`]: the service credential on gRPC between services.
+//! - [`tls`]: the one rustls crypto provider (aws-lc-rs) of every TLS
+//!   link (Redis, Postgres, gRPC).
 //! - [`router`]: the standard layers of every HTTP router (404/405
 //!   fallbacks, metrics, panic → problem+json, tracing).
 
@@ -33,3 +35,4 @@ pub mod router;
 pub mod service_auth;
 pub mod settings;
 pub mod shutdown;
+pub mod tls;

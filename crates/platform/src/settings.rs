@@ -12,7 +12,21 @@
 //!
 //! The infrastructure sections ([`RedisSettings`], [`DatabaseSettings`],
 //! [`KafkaSettings`]) have the same keys in every service, so the output of
-//! `devstack env` configures all of them at once.
+//! `devstack env` configures all of them at once; `[grpc]` is
+//! [`GrpcSettings`].
+//!
+//! TLS: `rediss://` URLs with `[redis.tls]`, `[database.tls]`
+//! (`mode`, `ca_file`), `kafka.security_protocol`/`ssl_ca_file` and
+//! `[grpc.tls]` ([`transport`]). In production a service refuses to start
+//! with a plain-text link unless that section's `allow_plaintext` is true
+//! ([`refuse_plaintext`]); an allowed one is logged at warn.
+
+mod transport;
+
+pub use transport::{
+    DatabaseTls, GrpcSettings, KafkaSecurityProtocol, PgTlsMode, Plaintext, TlsFiles,
+    refuse_plaintext, warn_plaintext,
+};
 
 use config::{Config, Environment as EnvSource, File, FileFormat};
 use serde::{Deserialize, de::DeserializeOwned};
@@ -161,9 +175,11 @@ impl RuntimeSettings {
 /// Redis Cluster connection settings (`[redis]`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct RedisSettings {
-    /// Seed node URLs, e.g. `redis://127.0.0.1:7000`. Any reachable master or
-    /// replica will do; the client discovers the rest of the cluster.
-    pub urls: Vec<String>,
+    /// Seed node URLs, e.g. `redis://127.0.0.1:7000`, or
+    /// `rediss://:<AUTH token>@host:6379` for TLS with a password (hence
+    /// secrets: never logged). Any reachable master or replica will do; the
+    /// client discovers the rest of the cluster.
+    pub urls: Vec<Secret>,
     /// Maximum pooled cluster connections per process.
     #[serde(default = "defaults::redis_pool_size")]
     pub pool_size: usize,
@@ -178,6 +194,13 @@ pub struct RedisSettings {
     /// never see each other's keys. Empty in production.
     #[serde(default)]
     pub key_prefix: String,
+    /// CA and optional client certificate for `rediss://` (`[redis.tls]`).
+    /// No CA: the system's trust store.
+    #[serde(default)]
+    pub tls: TlsFiles,
+    /// Lets production start with `redis://` URLs (logged at warn).
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 impl RedisSettings {
@@ -191,21 +214,50 @@ impl RedisSettings {
                 "redis.urls needs at least one node".into(),
             ));
         }
-        if let Some(bad) = self
-            .urls
-            .iter()
-            .find(|url| !url.starts_with("redis://") && !url.starts_with("rediss://"))
+        let urls = || self.urls.iter().map(ExposeSecret::expose_secret);
+        if let Some(bad) =
+            urls().position(|url| !url.starts_with("redis://") && !url.starts_with("rediss://"))
         {
+            // The URL may hold the AUTH token: name its place only.
             return Err(SettingsError::Invalid(format!(
-                "redis.urls entry {bad:?} is not a redis:// URL"
+                "redis.urls entry {} is not a redis:// or rediss:// URL",
+                bad + 1
             )));
         }
+        let tls = urls().filter(|url| url.starts_with("rediss://")).count();
+        if tls != 0 && tls != self.urls.len() {
+            return Err(SettingsError::Invalid(
+                "redis.urls must all be rediss:// or all redis://".into(),
+            ));
+        }
+        if tls == 0 && self.tls.is_set() {
+            return Err(SettingsError::Invalid(
+                "redis.tls files need rediss:// URLs".into(),
+            ));
+        }
+        self.tls.validate("redis.tls")?;
         if self.pool_size == 0 {
             return Err(SettingsError::Invalid(
                 "redis.pool_size must be at least 1".into(),
             ));
         }
         Ok(())
+    }
+
+    /// Whether the URLs are `rediss://`.
+    pub fn uses_tls(&self) -> bool {
+        self.urls
+            .first()
+            .is_some_and(|url| url.expose_secret().starts_with("rediss://"))
+    }
+
+    /// The plain-text link, if the URLs are `redis://`.
+    pub fn plaintext(&self) -> Option<Plaintext> {
+        (!self.uses_tls()).then(|| Plaintext {
+            link: "redis.urls use redis://".into(),
+            flag: "ONSALE__REDIS__ALLOW_PLAINTEXT",
+            allowed: self.allow_plaintext,
+        })
     }
 }
 
@@ -233,6 +285,13 @@ pub struct DatabaseSettings {
     /// another buyer's row lock, so a lock wait cannot hold a pooled
     /// connection until the pool runs dry.
     pub lock_timeout_ms: u64,
+    /// TLS to the server (`[database.tls]`).
+    #[serde(default)]
+    pub tls: DatabaseTls,
+    /// Lets production start without `verify-ca` or `verify-full` (logged
+    /// at warn).
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 impl DatabaseSettings {
@@ -261,11 +320,44 @@ impl DatabaseSettings {
                 "database timeouts must be positive".into(),
             ));
         }
+        if self.tls.ca_file.is_some() && self.tls_mode() == PgTlsMode::Disable {
+            return Err(SettingsError::Invalid(
+                "database.tls.ca_file needs a database.tls.mode other than disable".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The `sslmode` in force: `tls.mode`, else the URL's `sslmode`, else
+    /// `prefer` (libpq's and sqlx's default).
+    pub fn tls_mode(&self) -> PgTlsMode {
+        self.tls.mode.unwrap_or_else(|| {
+            let url = self.url.expose_secret();
+            let query = url.split_once('?').map_or("", |(_, query)| query);
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("sslmode="))
+                .and_then(|mode| mode.parse().ok())
+                .unwrap_or(PgTlsMode::Prefer)
+        })
+    }
+
+    /// The link that is plain text or unverified, if the mode is not
+    /// `verify-ca` or `verify-full`.
+    pub fn plaintext(&self) -> Option<Plaintext> {
+        let mode = self.tls_mode();
+        (!mode.verifies()).then(|| Plaintext {
+            link: format!(
+                "database sslmode is {} (not verify-ca or verify-full)",
+                mode.as_str()
+            ),
+            flag: "ONSALE__DATABASE__ALLOW_PLAINTEXT",
+            allowed: self.allow_plaintext,
+        })
     }
 }
 
-/// Kafka settings (`[kafka]`).
+/// Kafka settings (`[kafka]`): the brokers, the names, and TLS.
 #[derive(Debug, Clone, Deserialize)]
 pub struct KafkaSettings {
     /// `bootstrap.servers`: comma-separated `host:port` list.
@@ -277,6 +369,16 @@ pub struct KafkaSettings {
     /// Consumer group id prefix; each consumer appends its role.
     #[serde(default = "defaults::kafka_group_prefix")]
     pub group_prefix: String,
+    /// `security.protocol`: `plaintext` or `ssl` (any case).
+    #[serde(default)]
+    pub security_protocol: KafkaSecurityProtocol,
+    /// `ssl.ca.location`: CA bundle for the brokers' certificates. Unset
+    /// with `ssl`: librdkafka probes the usual system paths.
+    #[serde(default)]
+    pub ssl_ca_file: Option<std::path::PathBuf>,
+    /// Lets production start with `plaintext` (logged at warn).
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 impl KafkaSettings {
@@ -290,7 +392,30 @@ impl KafkaSettings {
                 "kafka.brokers must not be empty".into(),
             ));
         }
+        if self.security_protocol == KafkaSecurityProtocol::Plaintext && self.ssl_ca_file.is_some()
+        {
+            return Err(SettingsError::Invalid(
+                "kafka.ssl_ca_file needs kafka.security_protocol = ssl".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Plain-text settings for `brokers`, as the local tools and tests use
+    /// them: topics named with `topic_suffix`, groups with `group_prefix`.
+    pub fn plaintext_to(
+        brokers: impl Into<String>,
+        topic_suffix: impl Into<String>,
+        group_prefix: impl Into<String>,
+    ) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic_suffix: topic_suffix.into(),
+            group_prefix: group_prefix.into(),
+            security_protocol: KafkaSecurityProtocol::Plaintext,
+            ssl_ca_file: None,
+            allow_plaintext: false,
+        }
     }
 
     /// `base` with this deployment's topic suffix.
@@ -371,7 +496,8 @@ lock_timeout_ms = 200
         assert_eq!(s.environment, Environment::Production);
         assert_eq!(s.database.max_connections, 50);
         assert_eq!(s.database.lock_timeout_ms, 150);
-        assert_eq!(s.redis.urls, vec!["redis://a:1", "redis://b:2"]);
+        let urls: Vec<&str> = s.redis.urls.iter().map(|u| u.expose_secret()).collect();
+        assert_eq!(urls, vec!["redis://a:1", "redis://b:2"]);
         assert_eq!(s.redis.pool_size, 64);
     }
 
@@ -386,7 +512,7 @@ lock_timeout_ms = 200
     fn validation_rejects_non_redis_urls_and_empty_pools() {
         let mut s: Sample = load_from(LAYERS, Environment::Local, Some(vec![])).unwrap();
         assert!(s.redis.validate().is_ok());
-        s.redis.urls = vec!["http://x".into()];
+        s.redis.urls = vec!["http://x".to_owned().into()];
         assert!(s.redis.validate().is_err());
         s.database.min_connections = 9;
         assert!(s.database.validate().is_err());

@@ -87,6 +87,12 @@
 //!   released or expired session is refused even if its JWT is still valid.
 //!   `VerifyAccessBatch` answers many checks with one script per event: the
 //!   script takes the sessions as argument triples.
+//! - **TLS.** `rediss://` to Redis (`[redis.tls]`), `security.protocol=ssl`
+//!   to Kafka, and a TLS gRPC server when `[grpc.tls]` names a
+//!   certificate (requiring client certificates when it names a CA too),
+//!   all on rustls with aws-lc-rs ([`platform::tls`]) except librdkafka's
+//!   OpenSSL. Production refuses plain text unless allowed (see
+//!   [`settings`]).
 //! - **Redis client.** A deadpool pool of up to `redis.pool_size`
 //!   multiplexed redis-rs cluster connections (each follows MOVED/ASK
 //!   itself), with a manager of our own: it builds the cluster client with
@@ -142,6 +148,8 @@ pub struct App {
     room: service::WaitingRoom,
     verifier: IdentityVerifier,
     release_consumer: Option<ConsumerRuntime<events_consumer::PaymentCompletedHandler>>,
+    /// The gRPC server's TLS, from `[grpc.tls]`.
+    grpc_tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl App {
@@ -164,6 +172,9 @@ pub enum StartupError {
     /// The Kafka client could not be created (bad settings).
     #[error("creating the kafka client failed")]
     Kafka(#[from] events::producer::ProduceError),
+    /// The gRPC server's `[grpc.tls]` files cannot be read or used.
+    #[error("the gRPC server's TLS files are unusable: {0}")]
+    GrpcTls(String),
 }
 
 /// Why [`run`] stopped with an error.
@@ -192,6 +203,9 @@ pub enum ServeError {
 /// [`StartupError`] for invalid settings or unusable Redis URLs.
 pub async fn build(settings: Settings) -> Result<App, StartupError> {
     settings.validate()?;
+    platform::settings::warn_plaintext(settings.environment, settings.plaintext());
+    platform::tls::install_crypto_provider();
+    let grpc_tls = grpc_tls(&settings.grpc.tls)?;
     let verifier = IdentityVerifier::new(settings.identity.clone())?;
     // Install the Prometheus recorder before anything is recorded, also when
     // embedded without `telemetry::init` (tests, core-service).
@@ -207,8 +221,8 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
     let release_consumer = if settings.queue.consume_events {
         // Dead letters of this consumer go to `payment.completed.dlq`.
         let dlq = events::producer::Producer::new(&settings.kafka, Duration::from_secs(10))?;
-        let consumer = ConsumerSettings::new(
-            &settings.kafka.brokers,
+        let consumer = ConsumerSettings::for_kafka(
+            &settings.kafka,
             format!("{}-queue-release", settings.kafka.group_prefix),
             settings.kafka.topic(events::topics::PAYMENT_COMPLETED),
         );
@@ -228,7 +242,30 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
         room,
         verifier,
         release_consumer,
+        grpc_tls,
     })
+}
+
+/// The gRPC server's TLS: its certificate and key, and with a CA the
+/// requirement that callers present a certificate chaining to it. `None`
+/// without a certificate (plain text).
+fn grpc_tls(
+    files: &platform::settings::TlsFiles,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, StartupError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let unreadable = |error: std::io::Error| StartupError::GrpcTls(error.to_string());
+    let Some((cert, key)) = files.read_identity().map_err(unreadable)? else {
+        return Ok(None);
+    };
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = files.read_ca().map_err(unreadable)? {
+        config = config.client_ca_root(Certificate::from_pem(ca));
+    }
+    // Parses the PEM now, so a bad file stops the start, not the server.
+    tonic::transport::Server::builder()
+        .tls_config(config.clone())
+        .map_err(|error| StartupError::GrpcTls(error.to_string()))?;
+    Ok(Some(config))
 }
 
 /// Serves HTTP and gRPC on `listeners` and runs the admission loop until
@@ -246,6 +283,7 @@ pub async fn run(
         room,
         verifier,
         release_consumer,
+        grpc_tls,
     } = app;
     let settings = room.settings.clone();
     // Children stop when either the caller cancels or a server fails.
@@ -290,6 +328,10 @@ pub async fn run(
     );
     let grpc_task = tokio::spawn(async move {
         let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = grpc_tls {
+            // Checked in `build`.
+            builder = builder.tls_config(tls)?;
+        }
         let router = builder.add_service(health_service).add_service(grpc_api);
         let router = match reflection {
             Ok(reflection) => router.add_service(reflection),

@@ -7,6 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use queue_service::{Listeners, Settings};
 
+/// mimalloc instead of glibc malloc: under load glibc's allocator took about
+/// a third of a status poll's CPU and contended on its arena locks
+/// (measured with perf and `loadtest bench`, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "queue-service", version, about = "onsale virtual waiting room")]
 struct Cli {

@@ -1,5 +1,10 @@
 //! Settings: embedded `config/*.toml` layers plus `ONSALE__…` variables
 //! (see [`platform::settings`]), validated once at start.
+//!
+//! TLS: `rediss://` URLs with `[redis.tls]`, `kafka.security_protocol`,
+//! and `[grpc.tls]` for the gRPC server. In production the service refuses
+//! to start with a plain-text link to Redis or Kafka, or a gRPC server
+//! without a certificate, unless that section's `allow_plaintext` is true.
 
 use std::net::SocketAddr;
 
@@ -7,8 +12,8 @@ use platform::{
     identity::IdentitySettings,
     ratelimit::RateLimitSettings,
     settings::{
-        Environment, ExposeSecret, KafkaSettings, Layers, RedisSettings, RuntimeSettings, Secret,
-        SettingsError,
+        Environment, ExposeSecret, GrpcSettings, KafkaSettings, Layers, Plaintext, RedisSettings,
+        RuntimeSettings, Secret, SettingsError,
     },
 };
 use serde::Deserialize;
@@ -38,6 +43,12 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// Kafka (`[kafka]`): the `payment.completed` consumer and its DLQ.
     pub kafka: KafkaSettings,
+    /// TLS of the gRPC server (`[grpc]`): `tls.cert_file` and
+    /// `tls.key_file` serve TLS; `tls.ca_file` then also requires client
+    /// certificates chaining to it. Without them gRPC is plain text, which
+    /// production allows only with `grpc.allow_plaintext`.
+    #[serde(default)]
+    pub grpc: GrpcSettings,
     /// Fans' identity tokens (`[identity]`): issuer, audience, leeway, key
     /// cache. Local default: devstack's issuer at `http://127.0.0.1:8090`,
     /// audience `onsale`; production has no default, so the service does
@@ -142,6 +153,14 @@ impl Settings {
         self.redis.validate()?;
         self.kafka.validate()?;
         self.identity.validate()?;
+        let grpc = &self.grpc.tls;
+        grpc.validate("grpc.tls")?;
+        if grpc.ca_file.is_some() && grpc.cert_file.is_none() {
+            return Err(invalid(
+                "grpc.tls.ca_file (client certificates) needs grpc.tls.cert_file and key_file",
+            ));
+        }
+        platform::settings::refuse_plaintext(self.environment, self.plaintext())?;
         if self.redis.key_prefix.contains(['{', '}']) {
             return Err(invalid(
                 "redis.key_prefix must not contain braces: keys carry their own hash tags",
@@ -178,6 +197,20 @@ impl Settings {
             .validate()
             .map_err(|why| SettingsError::Invalid(format!("queue.default_room: {why}")))?;
         Ok(())
+    }
+
+    /// The links that would carry data in plain text: Redis, Kafka, and
+    /// the gRPC server when it has no certificate.
+    pub fn plaintext(&self) -> Vec<Plaintext> {
+        let grpc = self.grpc.tls.cert_file.is_none().then(|| Plaintext {
+            link: "the gRPC server has no grpc.tls.cert_file".into(),
+            flag: "ONSALE__GRPC__ALLOW_PLAINTEXT",
+            allowed: self.grpc.allow_plaintext,
+        });
+        [self.redis.plaintext(), self.kafka.plaintext(), grpc]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The default room settings in `state`.
@@ -232,6 +265,121 @@ mod tests {
         ),
     ];
 
+    /// What Terraform passes for TLS (deploy/README.md), the AUTH token in
+    /// the URL.
+    const PRODUCTION_TLS: [(&str, &str); 4] = [
+        (
+            "ONSALE__REDIS__URLS",
+            "rediss://:auth-token-0123456789@redis.example.com:6379",
+        ),
+        (
+            "ONSALE__REDIS__TLS__CA_FILE",
+            "/etc/ssl/certs/ca-certificates.crt",
+        ),
+        ("ONSALE__KAFKA__SECURITY_PROTOCOL", "SSL"),
+        (
+            "ONSALE__KAFKA__SSL_CA_FILE",
+            "/etc/ssl/certs/ca-certificates.crt",
+        ),
+    ];
+
+    /// Everything production needs, with `extra` added (later wins).
+    fn production_with(
+        extra: &[(&'static str, &'static str)],
+    ) -> Vec<(&'static str, &'static str)> {
+        let identity = [
+            ("ONSALE__IDENTITY__ISSUER", "https://id.example.com"),
+            ("ONSALE__IDENTITY__AUDIENCE", "onsale-web"),
+        ];
+        (PRODUCTION_SECRETS
+            .iter()
+            .chain(&PRODUCTION_TLS)
+            .chain(&identity))
+        .chain(extra)
+        .copied()
+        .collect()
+    }
+
+    #[test]
+    fn production_with_the_terraform_tls_settings_starts_and_never_shows_the_auth_token() {
+        let s = production(&production_with(&[])).unwrap();
+        assert!(s.redis.uses_tls());
+        assert_eq!(
+            s.redis.tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"))
+        );
+        assert_eq!(
+            s.kafka.security_protocol,
+            platform::settings::KafkaSecurityProtocol::Ssl
+        );
+        // gRPC stays plain inside the security group (config/production.toml).
+        assert!(s.grpc.allow_plaintext);
+        assert!(!format!("{s:?}").contains("auth-token-0123456789"));
+    }
+
+    #[test]
+    fn production_refuses_to_start_with_a_plain_redis_url_unless_allowed() {
+        let plain = production_with(&[("ONSALE__REDIS__URLS", "redis://redis.example.com:6379")]);
+        let plain: Vec<_> = plain
+            .into_iter()
+            .filter(|(k, _)| *k != "ONSALE__REDIS__TLS__CA_FILE")
+            .collect();
+        let err = production(&plain).unwrap_err();
+        assert!(
+            err.to_string().contains("ONSALE__REDIS__ALLOW_PLAINTEXT"),
+            "{err}"
+        );
+        let mut allowed = plain.clone();
+        allowed.push(("ONSALE__REDIS__ALLOW_PLAINTEXT", "true"));
+        let s = production(&allowed).unwrap();
+        assert!(
+            s.plaintext()
+                .iter()
+                .any(|link| link.allowed && link.link.contains("redis"))
+        );
+        // The same URLs start locally without any flag.
+        assert!(Settings::load_with(vars(&[("ONSALE__REDIS__URLS", "redis://a:1")])).is_ok());
+    }
+
+    #[test]
+    fn production_refuses_plaintext_kafka_and_a_plain_grpc_server_unless_allowed() {
+        let kafka = production_with(&[("ONSALE__KAFKA__SECURITY_PROTOCOL", "plaintext")]);
+        let kafka: Vec<_> = kafka
+            .into_iter()
+            .filter(|(k, _)| *k != "ONSALE__KAFKA__SSL_CA_FILE")
+            .collect();
+        let err = production(&kafka).unwrap_err();
+        assert!(
+            err.to_string().contains("ONSALE__KAFKA__ALLOW_PLAINTEXT"),
+            "{err}"
+        );
+        let grpc = production_with(&[("ONSALE__GRPC__ALLOW_PLAINTEXT", "false")]);
+        let err = production(&grpc).unwrap_err();
+        assert!(
+            err.to_string().contains("ONSALE__GRPC__ALLOW_PLAINTEXT"),
+            "{err}"
+        );
+        let served = production_with(&[
+            ("ONSALE__GRPC__ALLOW_PLAINTEXT", "false"),
+            ("ONSALE__GRPC__TLS__CERT_FILE", "/run/tls/queue.pem"),
+            ("ONSALE__GRPC__TLS__KEY_FILE", "/run/tls/queue.key"),
+        ]);
+        assert!(production(&served).is_ok());
+    }
+
+    #[test]
+    fn tls_files_need_rediss_urls_and_a_certificate_its_key() {
+        let plain_with_ca = vars(&[("ONSALE__REDIS__TLS__CA_FILE", "/ca.pem")]);
+        assert!(Settings::load_with(plain_with_ca).is_err());
+        let half = vars(&[
+            ("ONSALE__REDIS__URLS", "rediss://127.0.0.1:7100"),
+            ("ONSALE__REDIS__TLS__CERT_FILE", "/client.pem"),
+        ]);
+        assert!(Settings::load_with(half).is_err());
+        let mixed = vars(&[("ONSALE__REDIS__URLS", "rediss://a:1,redis://b:2")]);
+        assert!(Settings::load_with(mixed).is_err());
+    }
+
     #[test]
     fn local_defaults_load_and_validate() {
         let s = Settings::load_with(vec![]).unwrap();
@@ -267,10 +415,7 @@ mod tests {
 
     #[test]
     fn production_trusts_one_proxy_hop_and_takes_the_provider_from_the_environment() {
-        let mut pairs = PRODUCTION_SECRETS.to_vec();
-        pairs.push(("ONSALE__IDENTITY__ISSUER", "https://id.example.com"));
-        pairs.push(("ONSALE__IDENTITY__AUDIENCE", "onsale-web"));
-        let s = production(&pairs).unwrap();
+        let s = production(&production_with(&[])).unwrap();
         assert_eq!(s.queue.rate_limit.trusted_proxy_hops, 1);
         assert_eq!(s.identity.issuer, "https://id.example.com");
         assert_eq!(s.identity.audience, "onsale-web");

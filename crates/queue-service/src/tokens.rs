@@ -5,6 +5,8 @@
 //! `exp` (seconds since the epoch). Checking a token is pure CPU; revocation
 //! of access tokens is a separate one-script Redis check (see `store`).
 
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use platform::settings::{ExposeSecret, Secret};
 use serde::{Deserialize, Serialize};
@@ -66,9 +68,15 @@ pub struct Verified {
     pub exp: u64,
 }
 
-/// Signs and verifies tokens with one HS256 key.
+/// Signs and verifies tokens with one HS256 key. Cloning is a reference
+/// count: the service state, and with it this, is cloned for every
+/// request, and the keys and validation rules are heap data.
 #[derive(Clone)]
 pub struct Tokens {
+    keys: Arc<Keys>,
+}
+
+struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -90,9 +98,11 @@ impl Tokens {
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
-            validation,
+            keys: Arc::new(Keys {
+                encoding: EncodingKey::from_secret(bytes),
+                decoding: DecodingKey::from_secret(bytes),
+                validation,
+            }),
         }
     }
 
@@ -117,7 +127,7 @@ impl Tokens {
             iat: jsonwebtoken::get_current_timestamp(),
             exp,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.encoding)
     }
 
     /// Verifies signature, expiry, kind and event. No I/O.
@@ -130,11 +140,12 @@ impl Tokens {
         typ: TokenKind,
         event: &EventId,
     ) -> Result<Verified, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.keys.decoding, &self.keys.validation)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                })?;
         let claims = data.claims;
         // RFC 7519: valid only *before* `exp`. jsonwebtoken also accepts the
         // second of `exp` itself; refusing it keeps an access token from

@@ -124,6 +124,7 @@ mod tests {
         let db = crate::db::Db::connect_lazy(&settings.database).unwrap();
         let queue = crate::queue::QueueClient::connect_lazy(
             "http://127.0.0.1:1",
+            &settings.grpc.tls,
             std::time::Duration::from_millis(100),
             settings.core.queue_service_key.clone(),
         )

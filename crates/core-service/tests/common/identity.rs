@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use devstack::issuer::{DEFAULT_AUDIENCE, Issuer};
-use jsonwebtoken::{EncodingKey, Header, jwk::JwkSet};
+use jsonwebtoken::{Header, jwk::JwkSet};
 use onsale_client::{Client, queue_api::FanStatus};
 use serde_json::Value;
 
@@ -23,8 +23,6 @@ const IDENTITY_TTL_SECONDS: u64 = 3_600;
 /// valid), which the services must refuse even though the signature holds.
 pub struct TestIssuer {
     issuer: Issuer,
-    /// The PKCS#8 PEM of the key that signs (the issuer's `signing-1.pem`).
-    signing_pem: Vec<u8>,
     serving: tokio::task::JoinHandle<()>,
 }
 
@@ -46,7 +44,6 @@ impl TestIssuer {
             devstack::testing::unique_suffix()
         ));
         let issuer = Issuer::open(&dir, url).expect("the test issuer's keys");
-        let signing_pem = std::fs::read(dir.join("signing-1.pem")).expect("the issuer's first key");
         let _ = std::fs::remove_dir_all(&dir);
         let server = issuer.clone();
         let serving = tokio::spawn(async move {
@@ -55,11 +52,7 @@ impl TestIssuer {
                 .await
                 .expect("the test issuer serves");
         });
-        Self {
-            issuer,
-            signing_pem,
-            serving,
-        }
+        Self { issuer, serving }
     }
 
     /// The issuer identifier (`iss`), for `identity.issuer`.
@@ -87,8 +80,9 @@ impl TestIssuer {
     /// `claims` under `header`, signed with the issuer's own key (so the
     /// signature verifies whatever the claims say).
     pub fn sign(&self, header: &Header, claims: &Value) -> String {
-        let key = EncodingKey::from_ec_pem(&self.signing_pem).expect("the issuer's key is PEM");
-        jsonwebtoken::encode(header, claims, &key).expect("signing test claims")
+        self.issuer
+            .sign(header, claims)
+            .expect("signing test claims")
     }
 }
 

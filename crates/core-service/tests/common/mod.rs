@@ -221,13 +221,44 @@ pub async fn spawn_app_on(brokers: &str, suffix: &str, extra: &[(&str, &str)]) -
 }
 
 async fn spawn_apps(core_extra: &[(&str, &str)], queue_extra: &[(String, String)]) -> TestApp {
+    let database_url = devstack::testing::fresh_database().await;
+    spawn_apps_on(core_extra, queue_extra, database_url, "http").await
+}
+
+/// Starts both services without event workers on the stores the extra
+/// settings name (the TLS stack's, say): queue-service with `queue_extra`,
+/// core-service on `database_url` (migrated here) with `core_extra`,
+/// calling queue-service's gRPC at `<grpc_scheme>://127.0.0.1:<port>`.
+#[allow(dead_code)] // used by some test binaries only
+pub async fn spawn_apps_on_stores(
+    core_extra: &[(&str, &str)],
+    queue_extra: &[(String, String)],
+    database_url: String,
+    grpc_scheme: &str,
+) -> TestApp {
+    let mut core: Vec<(&str, &str)> = WORKERS_OFF.to_vec();
+    core.extend_from_slice(core_extra);
+    let mut queue = vec![(
+        "ONSALE__QUEUE__CONSUME_EVENTS".to_owned(),
+        "false".to_owned(),
+    )];
+    queue.extend_from_slice(queue_extra);
+    spawn_apps_on(&core, &queue, database_url, grpc_scheme).await
+}
+
+async fn spawn_apps_on(
+    core_extra: &[(&str, &str)],
+    queue_extra: &[(String, String)],
+    database_url: String,
+    grpc_scheme: &str,
+) -> TestApp {
     let shutdown = CancellationToken::new();
     let issuer = TestIssuer::start().await;
 
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let queue_base = format!("http://{}", http.local_addr().unwrap());
-    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let grpc_url = format!("{grpc_scheme}://{}", grpc.local_addr().unwrap());
     let queue = queue_service::build(queue_settings(issuer.url(), queue_extra))
         .await
         .expect("queue-service builds");
@@ -238,7 +269,6 @@ async fn spawn_apps(core_extra: &[(&str, &str)], queue_extra: &[(String, String)
             .expect("queue-service serves");
     });
 
-    let database_url = devstack::testing::fresh_database().await;
     let mut core_extra = core_extra.to_vec();
     core_extra.push(("ONSALE__IDENTITY__ISSUER", issuer.url()));
     let core_settings = core_settings(&database_url, &grpc_url, &core_extra);

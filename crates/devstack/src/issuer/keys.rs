@@ -1,7 +1,8 @@
-//! The issuer's signing keys on disk: ES256 (P-256) private keys as PKCS#8
-//! PEM files `signing-<n>.pem` in the issuer's folder. The highest `n`
+//! The issuer's signing keys on disk: RSA-2048 private keys for RS256 as
+//! PKCS#8 PEM files `rs256-<n>.pem` in the issuer's folder. The highest `n`
 //! signs; the newest [`PUBLISHED_KEYS`] are published, so tokens signed
-//! before a rotation keep verifying.
+//! before a rotation keep verifying. Files of other names (the ES256
+//! `signing-<n>.pem` keys of earlier versions) are ignored.
 
 use std::{
     fs,
@@ -11,17 +12,21 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use aws_lc_rs::{
+    encoding::AsDer,
+    rsa::{KeyPair, KeySize},
+};
 use jsonwebtoken::{
-    Algorithm, EncodingKey,
+    EncodingKey,
     jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash},
 };
-use p256::pkcs8::{EncodePrivateKey, LineEnding};
-use rand::{TryRngCore, rngs::OsRng};
+
+use super::ALGORITHM;
 
 /// How many of the newest keys the JWK Set holds.
 pub const PUBLISHED_KEYS: usize = 3;
 
-const PREFIX: &str = "signing-";
+const PREFIX: &str = "rs256-";
 const SUFFIX: &str = ".pem";
 
 /// One signing key and its public JWK.
@@ -89,7 +94,13 @@ impl KeyRing {
     }
 }
 
-/// `(n, path)` of every `signing-<n>.pem` in `dir`, by ascending `n`.
+/// The file of key `n` in `dir`: `rs256-<n>.pem`.
+#[must_use]
+pub fn key_file(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{PREFIX}{n}{SUFFIX}"))
+}
+
+/// `(n, path)` of every `rs256-<n>.pem` in `dir`, by ascending `n`.
 fn key_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -113,9 +124,9 @@ fn key_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 
 fn read_key(path: &Path) -> Result<SigningKey> {
     let pem = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let encoding = EncodingKey::from_ec_pem(&pem)
-        .with_context(|| format!("{} is not a PKCS#8 P-256 key", path.display()))?;
-    let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256)?;
+    let encoding = EncodingKey::from_rsa_pem(&pem)
+        .with_context(|| format!("{} is not an RSA private key", path.display()))?;
+    let mut jwk = Jwk::from_encoding_key(&encoding, ALGORITHM)?;
     // RFC 7638: the kid is a hash of the public key itself, so it changes
     // exactly when the key does and needs no bookkeeping.
     let kid = jwk.thumbprint(ThumbprintHash::SHA256)?;
@@ -124,12 +135,12 @@ fn read_key(path: &Path) -> Result<SigningKey> {
     Ok(SigningKey { kid, encoding, jwk })
 }
 
-/// Writes a fresh key as `signing-<n>.pem`, readable by the owner only.
+/// Writes a fresh key as `rs256-<n>.pem`, readable by the owner only.
 /// The file appears atomically (written aside, then hard-linked in), so a
 /// process racing to create the same `n` either wins or finds a complete
 /// file; losing the race is not an error.
 fn create(dir: &Path, n: u64) -> Result<()> {
-    let path = dir.join(format!("{PREFIX}{n}{SUFFIX}"));
+    let path = key_file(dir, n);
     let scratch = dir.join(format!(".{PREFIX}{n}.{}.tmp", std::process::id()));
     let pem = generate_pem()?;
     let mut file = fs::OpenOptions::new()
@@ -151,17 +162,16 @@ fn create(dir: &Path, n: u64) -> Result<()> {
     }
 }
 
-/// A new P-256 private key as PKCS#8 PEM. The scalar comes straight from
-/// the OS generator; `p256` rejects the (vanishingly rare) values outside
-/// the curve order, which are simply drawn again.
+/// A new RSA-2048 private key as PKCS#8 PEM, from aws-lc's generator (the
+/// library jsonwebtoken signs with). 2048 bits is what Amazon Cognito's
+/// RS256 keys have, and an RSA signature checks in about a third of an
+/// ES256 one's time (`openssl speed` on the project's machine: 13 µs
+/// against 41 µs), which every first request of a fan pays.
 fn generate_pem() -> Result<String> {
-    loop {
-        let mut bytes = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut bytes)
-            .context("reading the OS random generator")?;
-        if let Ok(secret) = p256::SecretKey::from_slice(&bytes) {
-            return Ok(secret.to_pkcs8_pem(LineEnding::LF)?.to_string());
-        }
-    }
+    let key = KeyPair::generate(KeySize::Rsa2048)
+        .map_err(|_| anyhow::anyhow!("generating an RSA key failed"))?;
+    let der = key
+        .as_der()
+        .map_err(|_| anyhow::anyhow!("encoding the RSA key failed"))?;
+    Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref())))
 }

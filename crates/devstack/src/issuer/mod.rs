@@ -3,7 +3,8 @@
 //! the way a real provider does, so the services verify them with the same
 //! code path as production tokens (`platform::identity`).
 //!
-//! - Keys: ES256 (P-256), created on first use under the issuer's folder
+//! - Keys: RSA-2048 signing RS256 ([`ALGORITHM`], as Amazon Cognito, the
+//!   production issuer, signs), created on first use under the issuer's folder
 //!   ([`dir`], `.devstack/issuer/` for the stack) and reused afterwards;
 //!   each `kid` is the key's RFC 7638 thumbprint. [`Issuer::rotate`] adds a
 //!   key that signs from then on while the previous ones stay published.
@@ -34,8 +35,13 @@ use jsonwebtoken::{Algorithm, Header, jwk::JwkSet};
 use serde::Serialize;
 
 use self::keys::KeyRing;
-pub use self::keys::PUBLISHED_KEYS;
+pub use self::keys::{PUBLISHED_KEYS, key_file};
 use crate::StackConfig;
+
+/// The algorithm of every token the issuer signs: RS256, as Amazon
+/// Cognito signs identity tokens, so the services verify locally what
+/// they verify in production.
+pub const ALGORITHM: Algorithm = Algorithm::RS256;
 
 /// The port the stack runs the issuer on.
 pub const DEFAULT_PORT: u16 = 8090;
@@ -129,7 +135,7 @@ impl Issuer {
         self.read(KeyRing::jwks)
     }
 
-    /// A signed ES256 identity token for `sub`, valid from now for
+    /// A signed [`ALGORITHM`] identity token for `sub`, valid from now for
     /// `ttl_seconds`, for `audience`, with `iss`, `aud`, `sub`, `iat`,
     /// `nbf`, `exp` and the signing key's `kid` in the header. `sub` is
     /// taken as given (any non-empty string), so tests can mint subjects
@@ -156,9 +162,25 @@ impl Issuer {
         };
         self.read(|ring| {
             let key = ring.signing();
-            let mut header = Header::new(Algorithm::ES256);
+            let mut header = Header::new(ALGORITHM);
             header.kid = Some(key.kid.clone());
             jsonwebtoken::encode(&header, &claims, &key.encoding).context("signing the token")
+        })
+    }
+
+    /// `claims` under `header`, signed with the signing key whatever they
+    /// say, for tests of tokens the services must refuse (wrong issuer,
+    /// lapsed, another `alg` in the header, …). The header is taken as
+    /// given; name [`ALGORITHM`] and [`Issuer::kid`] for a signature that
+    /// verifies.
+    ///
+    /// # Errors
+    /// `claims` do not serialize or signing fails (e.g. a header `alg`
+    /// that is not RSA).
+    pub fn sign(&self, header: &Header, claims: &impl Serialize) -> Result<String> {
+        self.read(|ring| {
+            jsonwebtoken::encode(header, claims, &ring.signing().encoding)
+                .context("signing the claims")
         })
     }
 
@@ -189,7 +211,7 @@ impl Issuer {
             "token_endpoint": format!("{url}/token"),
             "response_types_supported": ["id_token"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["ES256"],
+            "id_token_signing_alg_values_supported": [ALGORITHM],
             "claims_supported": ["iss", "aud", "sub", "iat", "nbf", "exp"],
         })
     }

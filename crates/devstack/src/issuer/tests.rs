@@ -46,7 +46,7 @@ fn the_first_key_is_created_once_private_to_the_owner_and_reused() {
     let first = Issuer::open(&dir.0, "http://127.0.0.1:1").unwrap();
     let again = Issuer::open(&dir.0, "http://127.0.0.1:1").unwrap();
     assert_eq!(first.kid(), again.kid());
-    let mode = std::fs::metadata(dir.0.join("signing-1.pem"))
+    let mode = std::fs::metadata(super::key_file(&dir.0, 1))
         .unwrap()
         .permissions()
         .mode();

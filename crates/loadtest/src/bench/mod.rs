@@ -82,7 +82,7 @@ pub struct BenchArgs {
     /// new fan with an identity token of their own, signed in before the
     /// phase, so `--seconds` × this many fans are prepared; a phase that
     /// runs out fails and says so.
-    #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=100_000))]
+    #[arg(long, default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(100..=100_000))]
     pub entry_rate_bound: u64,
     /// The hold phases run as this many rounds, each a pgbench round right
     /// before a wrk round of `--seconds` / rounds (at least 3 s), so that

@@ -103,7 +103,7 @@ pub(super) fn render(phases: &[Phase], args: &BenchArgs, load_before: &str) -> S
          which the service's `hold_begin.sql` has to ask for; its purchase-limit \
          lock and count run for a fan and session of each transaction's own, \
          as each service hold is a fresh fan's). Service: every request is a \
-         signed-in fan's, with an identity token of its own (ES256, signed in \
+         signed-in fan's, with an identity token of its own (RS256, as Cognito signs; signed in \
          with the stack's issuer before the phase, verified by the service); \
          one seat per hold, each \
          hold by a different admitted fan, each payment of one of those holds \

@@ -19,6 +19,11 @@
 //! connection once a call through it failed at the connection level
 //! (I/O, dropped, refused): the pool then drops it and connects afresh, so
 //! the service heals by itself when Redis returns.
+//!
+//! **TLS.** `rediss://` URLs connect over rustls, trusting
+//! `redis.tls.ca_file` (else the system's roots) and presenting the client
+//! certificate of `redis.tls.cert_file`/`key_file` when set; the host name
+//! of every node is checked against its certificate.
 
 use std::{
     future::Future,
@@ -30,9 +35,10 @@ use std::{
 };
 
 use deadpool::managed::{self, Metrics, Pool, PoolConfig, QueueMode, RecycleResult, Timeouts};
-use platform::settings::RedisSettings;
+use platform::settings::{ExposeSecret, RedisSettings};
 use redis::{
-    Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+    ClientTlsConfig, Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult,
+    TlsCertificates, Value,
     aio::ConnectionLike,
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
@@ -143,14 +149,38 @@ impl Redis {
     /// seeded by `settings.urls`. Does not connect.
     ///
     /// # Errors
-    /// [`StoreError::Config`] for unusable URLs.
+    /// [`StoreError::Config`] for unusable URLs or unreadable TLS files.
     pub(super) fn new(settings: &RedisSettings) -> Result<Self, StoreError> {
         let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
         let response_timeout = Duration::from_millis(settings.response_timeout_ms);
-        let client = ClusterClientBuilder::new(settings.urls.clone())
+        let urls = settings
+            .urls
+            .iter()
+            .map(|url| url.expose_secret().to_owned());
+        let mut builder = ClusterClientBuilder::new(urls)
             .connection_timeout(connect_timeout)
             .response_timeout(response_timeout)
-            .retries(CLUSTER_RETRIES)
+            .retries(CLUSTER_RETRIES);
+        if settings.uses_tls() {
+            platform::tls::install_crypto_provider();
+            let unreadable = |error: std::io::Error| {
+                StoreError::Config(format!("reading the redis.tls files failed: {error}"))
+            };
+            let root_cert = settings.tls.read_ca().map_err(unreadable)?;
+            let client_tls = (settings.tls.read_identity().map_err(unreadable)?).map(
+                |(client_cert, client_key)| ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                },
+            );
+            builder = builder.certs(TlsCertificates {
+                client_tls,
+                root_cert,
+            });
+        }
+        // redis-rs's URL errors do not repeat the URL (which may hold the
+        // AUTH token).
+        let client = builder
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
         let config = PoolConfig {

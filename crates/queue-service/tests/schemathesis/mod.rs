@@ -3,16 +3,16 @@
 //!
 //! [`Fuzz::run`] installs the pinned [`VERSION`] once per machine, in a
 //! virtualenv under the devstack state folder (`$DEVSTACK_DIR`, by default
-//! `.devstack/` in the workspace), then runs every check schemathesis has
-//! (`--checks all`) against `/openapi.json`, with a fixed seed (`FUZZ_SEED`
-//! names another), and reads its JSON and HAR reports into a [`Verdict`].
+//! `.devstack/` in the workspace; [`devstack::testing::python_tool`]), then
+//! runs every check schemathesis has (`--checks all`) against
+//! `/openapi.json`, with a fixed seed (`FUZZ_SEED` names another), and reads
+//! its JSON and HAR reports into a [`Verdict`].
 //! core-service includes this file by path, so the two services share one
 //! runner instead of two copies.
 
 #![allow(unreachable_pub)]
 
 use std::{
-    ffi::OsStr,
     path::{Path, PathBuf},
     process::Output,
     time::{Duration, Instant},
@@ -281,66 +281,10 @@ fn printed(output: &Output) -> String {
     )
 }
 
-/// The Python of the virtualenv holding schemathesis [`VERSION`], made with
-/// `python3 -m venv` and `pip install` when missing. It is built in a
-/// folder of its own and renamed into place, so a test binary running
-/// beside this one never sees half an install; the CLI is started as
-/// `python -m schemathesis.cli`, which works from the renamed folder.
+/// The Python of the virtualenv holding schemathesis [`VERSION`]
+/// ([`devstack::testing::python_tool`]); the CLI is started as `python -m
+/// schemathesis.cli`, which works from the renamed virtualenv.
 async fn install() -> PathBuf {
-    let venvs = devstack::StackConfig::default().dir.join("venvs");
-    let venv = venvs.join(format!("schemathesis-{VERSION}"));
-    let python = venv.join("bin").join("python");
-    if python.exists() {
-        return python;
-    }
-    std::fs::create_dir_all(&venvs).expect("creating the virtualenv folder");
-    let staging = venvs.join(format!(
-        ".schemathesis-{VERSION}-{}",
-        devstack::testing::unique_suffix()
-    ));
-    let staged = staging.join("bin").join("python");
     let requirement = format!("schemathesis=={VERSION}");
-    let venv_args = [OsStr::new("-m"), OsStr::new("venv"), staging.as_os_str()];
-    let pip_args = [
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        &requirement,
-    ]
-    .map(OsStr::new);
-    let installed = match step(Path::new("python3"), &venv_args).await {
-        Ok(()) => step(&staged, &pip_args).await,
-        failed => failed,
-    };
-    if let Err(failure) = installed {
-        let _ = std::fs::remove_dir_all(&staging);
-        panic!("installing schemathesis {VERSION} failed: {failure}");
-    }
-    if std::fs::rename(&staging, &venv).is_err() {
-        // Another test binary got there first; its install is as good.
-        let _ = std::fs::remove_dir_all(&staging);
-        assert!(python.exists(), "no schemathesis at {}", venv.display());
-    }
-    python
-}
-
-/// Runs `program` with `args` to the end; what it printed unless it
-/// succeeded.
-async fn step(program: &Path, args: &[&OsStr]) -> Result<(), String> {
-    let output = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .map_err(|error| format!("running {}: {error}", program.display()))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} {args:?}:\n{}",
-            program.display(),
-            printed(&output)
-        ))
-    }
+    devstack::testing::python_tool("schemathesis", &[requirement.as_str()]).await
 }
