@@ -180,7 +180,6 @@ impl QueueClient {
         let config = |error: Box<dyn std::error::Error + Send + Sync>| QueueConfigError(error);
         let mut endpoint = Channel::from_shared(url.to_owned()).map_err(|e| config(e.into()))?;
         if url.starts_with("https://") {
-            platform::tls::install_crypto_provider();
             let mut client_tls = ClientTlsConfig::new();
             if let Some(ca) = tls.read_ca().map_err(|e| config(e.into()))? {
                 client_tls = client_tls.ca_certificate(Certificate::from_pem(ca));

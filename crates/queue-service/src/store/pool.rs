@@ -162,7 +162,6 @@ impl Redis {
             .response_timeout(response_timeout)
             .retries(CLUSTER_RETRIES);
         if settings.uses_tls() {
-            platform::tls::install_crypto_provider();
             let unreadable = |error: std::io::Error| {
                 StoreError::Config(format!("reading the redis.tls files failed: {error}"))
             };
