@@ -221,9 +221,13 @@ locals {
         ONSALE__CORE__RATE_LIMIT__TRUSTED_PROXY_HOPS = "1"
         ONSALE__DATABASE__TLS__MODE                  = "verify-full"
         ONSALE__DATABASE__TLS__CA_FILE               = local.rds_ca_file
+        # Coupon claims and the concert ranking share the waiting room's
+        # ElastiCache cluster (their keys carry their own hash tags).
+        ONSALE__REDIS__TLS__CA_FILE = local.system_ca_file
       }
       secrets = {
         ONSALE__DATABASE__URL           = "database_url"
+        ONSALE__REDIS__URLS             = "redis_url"
         ONSALE__CORE__ADMIN_KEY         = "core_admin_key"
         ONSALE__CORE__QUEUE_SERVICE_KEY = "grpc_service_key"
       }

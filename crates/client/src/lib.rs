@@ -48,6 +48,7 @@
 //! - [`Error`], [`Problem`]: failures, and the problem body of a refusal.
 
 mod booking;
+mod coupons;
 mod error;
 mod identity;
 mod waiting_room;
@@ -120,6 +121,18 @@ pub enum Operation {
     Pay,
     /// `POST /token` of the identity issuer.
     SignIn,
+    /// `POST /admin/v1/coupon-campaigns`.
+    CreateCampaign,
+    /// `GET /admin/v1/coupon-campaigns/{id}`.
+    Campaign,
+    /// `POST /admin/v1/coupon-campaigns/{id}/reconciliation`.
+    Reconcile,
+    /// `POST /v1/coupon-campaigns/{id}/claims`.
+    ClaimCoupon,
+    /// `GET /v1/coupons`.
+    Coupons,
+    /// `GET /v1/rankings/concerts`.
+    Ranking,
 }
 
 impl fmt::Display for Operation {
@@ -139,6 +152,12 @@ impl fmt::Display for Operation {
             Self::Reservation => "reading the reservation",
             Self::Pay => "paying",
             Self::SignIn => "signing in with the identity issuer",
+            Self::CreateCampaign => "creating the coupon campaign",
+            Self::Campaign => "reading the coupon campaign",
+            Self::Reconcile => "reconciling the coupon campaign",
+            Self::ClaimCoupon => "claiming a coupon",
+            Self::Coupons => "listing the fan's coupons",
+            Self::Ranking => "reading the concert ranking",
         })
     }
 }

@@ -63,6 +63,7 @@ fn the_access_token_travels_in_its_own_header_for_holds_and_payments() {
     };
     let payment = CreatePayment {
         reservation_id: uuid::Uuid::nil(),
+        coupon_code: None,
     };
     let pay = fan.pay_request("access.tok", "key-1", &payment);
     assert_fan_token(

@@ -11,6 +11,9 @@ use uuid::Uuid;
 
 use crate::domain::{Krw, PerformanceId, SeatId};
 
+pub mod coupons;
+pub mod ranking;
+
 /// A concert in the catalog.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Concert {
@@ -148,6 +151,11 @@ pub struct Reservation {
 pub struct CreatePayment {
     /// The held reservation to pay.
     pub reservation_id: Uuid,
+    /// A coupon of the payer's to spend on it (`GET /v1/coupons`): its
+    /// discount comes off the price, and it is used up. Part of the
+    /// `Idempotency-Key`'s binding: the same key with another coupon is 422.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon_code: Option<crate::domain::CouponCode>,
 }
 
 /// A completed payment. Replays of the same `Idempotency-Key` return this
@@ -162,8 +170,17 @@ pub struct Payment {
     pub user_id: String,
     /// `completed`.
     pub status: String,
-    /// Amount debited in KRW.
+    /// Amount debited in KRW: `price` less `discount`.
     pub amount: i64,
+    /// The reservation's price in KRW.
+    #[serde(default)]
+    pub price: i64,
+    /// The coupon's discount in KRW (0 without one).
+    #[serde(default)]
+    pub discount: i64,
+    /// The coupon spent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon_code: Option<String>,
     /// Balance after the debit, in KRW.
     pub balance_after: i64,
     /// Commit time.
@@ -186,12 +203,23 @@ pub struct LedgerEntry {
     pub id: i64,
     /// `charge`, `spend` or `refund`.
     pub kind: String,
-    /// Amount in KRW (positive; `kind` gives the direction).
+    /// Amount in KRW (`kind` gives the direction); for a `spend`, the
+    /// amount paid: `price` less `discount`, 0 when a coupon covered it all.
     pub amount: i64,
     /// Balance after this entry, in KRW.
     pub balance_after: i64,
     /// The payment of a `spend` or `refund`.
     pub payment_id: Option<Uuid>,
+    /// A `spend`'s price in KRW (`null` for charges and for spends made
+    /// before prices were recorded).
+    #[serde(default)]
+    pub price: Option<i64>,
+    /// A `spend`'s coupon discount in KRW (0 without one).
+    #[serde(default)]
+    pub discount: i64,
+    /// The coupon a `spend` used, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon_code: Option<String>,
     /// When it happened.
     pub created_at: DateTime<Utc>,
 }

@@ -177,6 +177,69 @@ positive_id!(
     SeatId,
     "seat id"
 );
+positive_id!(
+    /// A coupon campaign's id.
+    CampaignId,
+    "campaign id"
+);
+
+/// A coupon's code as a fan types or pastes it: 8–64 characters of `A`–`Z`,
+/// `0`–`9` and `-`. Lower-case letters are taken as upper-case, so a code
+/// read aloud or retyped still matches. Issued codes are 32 random
+/// hexadecimal digits in upper case ([`CouponCode::generate`]), unguessable
+/// (128 bits), so a fan cannot spend another fan's coupon by guessing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct CouponCode(String);
+
+impl CouponCode {
+    /// A new random code (a UUID v4's 122 random bits, as hexadecimal).
+    pub fn generate() -> Self {
+        Self(Uuid::new_v4().simple().to_string().to_ascii_uppercase())
+    }
+
+    /// Parses a code from a request.
+    ///
+    /// # Errors
+    /// [`ParseError`] when shorter than 8 or longer than 64 characters, or
+    /// with a character other than letters, digits and `-`.
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        if !(8..=64).contains(&raw.len())
+            || !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ParseError(
+                "coupon_code must be 8-64 letters, digits or '-'".into(),
+            ));
+        }
+        Ok(Self(raw.to_ascii_uppercase()))
+    }
+
+    /// The code as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialSchema for CouponCode {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(8))
+            .max_length(Some(64))
+            .pattern(Some("^[A-Za-z0-9-]{8,64}$"))
+            .description(Some("A coupon code: 8-64 letters, digits or '-'"))
+            .into()
+    }
+}
+
+impl ToSchema for CouponCode {}
+
+impl<'de> Deserialize<'de> for CouponCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(de::Error::custom)
+    }
+}
 
 /// A reservation's id (UUID v7, time-ordered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -269,6 +332,24 @@ mod tests {
         fn ids_are_positive(id in any::<i64>()) {
             prop_assert_eq!(SeatId::new(id).is_ok(), id > 0);
             prop_assert_eq!(PerformanceId::new(id).is_ok(), id > 0);
+        }
+
+        #[test]
+        fn coupon_codes_are_letters_digits_and_dashes(raw in "\\PC{0,80}") {
+            let valid = (8..=64).contains(&raw.len())
+                && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let parsed = CouponCode::parse(&raw);
+            prop_assert_eq!(parsed.is_ok(), valid);
+            if let Ok(code) = parsed {
+                prop_assert_eq!(code.as_str(), raw.to_ascii_uppercase());
+                prop_assert_eq!(CouponCode::parse(code.as_str()).unwrap(), code);
+            }
+        }
+
+        #[test]
+        fn generated_coupon_codes_parse(_n in 0..50_u8) {
+            let code = CouponCode::generate();
+            prop_assert_eq!(CouponCode::parse(code.as_str()).unwrap(), code);
         }
 
         #[test]

@@ -15,7 +15,9 @@ use axum::{
 use platform::problem::{ErrorChain, Problem};
 
 use crate::{
+    api::coupons::Coupon,
     booking::BookingError,
+    coupons::CouponError,
     queue::QueueError,
     store::{DatabaseError, StoreError, limits::LimitExceeded},
 };
@@ -101,9 +103,24 @@ pub enum ApiError {
         /// The reservation's amount in KRW.
         required_krw: i64,
     },
+    /// Something the request names has ended for good (410 `code`).
+    #[error("{detail}")]
+    Gone {
+        /// Stable problem code.
+        code: &'static str,
+        /// Client-facing explanation.
+        detail: String,
+    },
     /// The hold expired before payment (410 `hold_expired`); no charge.
     #[error("the hold expired")]
     HoldExpired,
+    /// The fan already holds a coupon of this campaign (409
+    /// `already_claimed`, with `coupon`).
+    #[error("you already hold a coupon of this campaign")]
+    AlreadyClaimed(Box<Coupon>),
+    /// Redis could not answer where nothing else can (503).
+    #[error("redis unavailable")]
+    RedisUnavailable(#[source] platform::redis_pool::RedisCallError),
     /// queue-service could not answer (503, fail closed).
     #[error("queue-service unavailable")]
     QueueUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -230,8 +247,22 @@ impl ApiError {
             .detail(self.to_string())
             .with("balance_krw", *balance_krw)
             .with("required_krw", *required_krw),
+            Self::Gone { code, detail } => {
+                Problem::new(StatusCode::GONE, code, "Gone").detail(detail)
+            }
             Self::HoldExpired => Problem::new(StatusCode::GONE, "hold_expired", "Hold expired")
                 .detail("the seat hold expired before payment; nothing was charged"),
+            Self::AlreadyClaimed(coupon) => Problem::new(
+                StatusCode::CONFLICT,
+                "already_claimed",
+                "Coupon already claimed",
+            )
+            .detail(self.to_string())
+            .with(
+                "coupon",
+                serde_json::to_value(coupon.as_ref()).unwrap_or_default(),
+            ),
+            Self::RedisUnavailable(cause) => Problem::unavailable("redis", cause),
             Self::QueueUnavailable(cause) => Problem::unavailable("queue-service", cause.as_ref()),
             Self::DatabaseUnavailable(cause) => Problem::unavailable("database", cause),
             Self::Overloaded => {
@@ -303,6 +334,29 @@ impl From<StoreError> for ApiError {
             StoreError::KeyReused | StoreError::KeyCollision => {
                 Self::unprocessable("idempotency_key_reused", detail)
             }
+            StoreError::UnknownCoupon => Self::unprocessable("unknown_coupon", detail),
+            StoreError::CouponUsed => Self::conflict("coupon_used", detail),
+            StoreError::CouponExpired => Self::Gone {
+                code: "coupon_expired",
+                detail,
+            },
+            StoreError::CouponNotApplicable => Self::unprocessable("coupon_not_applicable", detail),
+        }
+    }
+}
+
+impl From<CouponError> for ApiError {
+    fn from(error: CouponError) -> Self {
+        let detail = error.to_string();
+        match error {
+            CouponError::NotFound => Self::NotFound("campaign"),
+            CouponError::NotStarted(_) => Self::forbidden("campaign_not_started", detail),
+            CouponError::Closed(_) => Self::forbidden("campaign_closed", detail),
+            CouponError::SoldOut => Self::conflict("sold_out", detail),
+            CouponError::AlreadyClaimed(coupon) => Self::AlreadyClaimed(coupon),
+            CouponError::Invalid(detail) => Self::unprocessable("invalid_field", detail),
+            CouponError::Store(error) => error.into(),
+            CouponError::Redis(error) => Self::RedisUnavailable(error),
         }
     }
 }

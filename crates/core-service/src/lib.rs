@@ -35,12 +35,20 @@
 //! - [`error`]: [`error::ApiError`], the one place where booking, store and
 //!   queue errors get their status and problem code.
 //! - [`domain`]: newtypes parsed once (`UserId`, `Krw`, ids, keys).
+//! - [`coupons`]: first-come coupons, [`coupons::Coupons`]: the Redis
+//!   gate (claim, compensation and repair scripts), the exact Postgres
+//!   record and the reconciliation job; fails with
+//!   [`coupons::CouponError`].
+//! - [`ranking`]: the popular-concert ranking, [`ranking::Ranking`]: a
+//!   `payment.completed` consumer into Redis sorted sets per time bucket,
+//!   Postgres snapshots, and the stale fallback while Redis is down.
 //! - [`queue`]: the waiting room's gRPC client (token verification, with
 //!   concurrent checks coalesced into `VerifyAccessBatch` calls), failing
 //!   with [`queue::QueueError`].
 //! - [`settings`]: typed configuration (`[database]`, `[kafka]`,
 //!   `[identity]`, `[telemetry]`, `[core]`) from embedded TOML and
-//!   `ONSALE__…` variables.
+//!   `ONSALE__…` variables; `[redis]`, `[coupons]` and `[ranking]` for
+//!   the coupons and the ranking.
 //! - [`db`]: the explicitly sized pool with per-session timeouts.
 //! - [`migration`]: the schema (sea-orm-migration) and its invariants.
 //! - [`entities`]: sea-orm entities for the catalog and balances.
@@ -51,6 +59,7 @@
 
 pub mod api;
 pub mod booking;
+pub mod coupons;
 pub mod db;
 pub mod domain;
 pub mod entities;
@@ -60,6 +69,7 @@ pub mod metrics;
 pub mod migration;
 pub mod outbox;
 pub mod queue;
+pub mod ranking;
 pub mod seed;
 pub mod settings;
 pub mod store;
@@ -97,6 +107,9 @@ pub enum StartupError {
     /// The database URL is malformed.
     #[error("database configuration")]
     Database(#[from] db::DbConfigError),
+    /// The Redis settings cannot make a pool.
+    #[error("redis configuration")]
+    Redis(#[from] platform::redis_pool::RedisCallError),
     /// The queue-service URL is malformed.
     #[error("queue-service configuration")]
     Queue(#[from] queue::QueueConfigError),
@@ -130,7 +143,23 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
         Duration::from_millis(settings.core.queue_timeout_ms),
         settings.core.queue_service_key.clone(),
     )?;
+    let redis = Arc::new(platform::redis_pool::RedisPool::new(
+        &settings.redis,
+        metrics::REDIS_CHECKOUT_SECONDS,
+    )?);
     let state = http::AppState {
+        coupons: coupons::Coupons::new(
+            db.clone(),
+            Arc::clone(&redis),
+            settings.redis.key_prefix.clone(),
+            settings.coupons.clone(),
+        ),
+        ranking: ranking::Ranking::new(
+            db.clone(),
+            Arc::clone(&redis),
+            settings.redis.key_prefix.clone(),
+            settings.ranking.clone(),
+        ),
         booking: booking::Booking::new(db, queue, Arc::new(settings.core.clone())),
         admin_key: http::admin_key(&settings.core),
         identity: platform::identity::IdentityVerifier::new(settings.identity.clone())?,
@@ -259,6 +288,7 @@ fn spawn_workers(
             shutdown.clone(),
         )));
     }
+    tasks.extend(state.coupons.spawn_workers(shutdown));
     tasks
 }
 
@@ -294,7 +324,10 @@ pub async fn run(
         Duration::from_secs(core.outbox_retention_hours * 3_600),
         shutdown.clone(),
     ));
-    let workers = spawn_workers(&state, &kafka, producer, &shutdown);
+    let mut workers = state
+        .ranking
+        .spawn_workers(&kafka, producer.clone(), &shutdown);
+    workers.extend(spawn_workers(&state, &kafka, producer, &shutdown));
     // The first fan should not wait for the identity provider's discovery
     // and keys; a failure here is retried on demand by the first token.
     let identity = state.identity.clone();

@@ -15,6 +15,31 @@
 //! - `verify_access_batch_checks`: token checks carried by each
 //!   `VerifyAccessBatch` call to queue-service (the coalescing in
 //!   [`crate::queue`]);
+//! - `coupon_claims_total{result}`: claims by outcome (`claimed`,
+//!   `already_claimed`, `sold_out`, `closed`, `not_started`, `error`) and
+//!   `coupon_claim_path_total{path}` (`redis`, or `postgres` while Redis is
+//!   unreachable);
+//! - `coupon_compensations_total` and
+//!   `coupon_compensation_failures_total`: Redis reservations undone after
+//!   the Postgres write failed, and undo attempts that failed themselves
+//!   (alerted on: only the reconciliation job repairs those);
+//! - `coupon_reconciliation_fixes_total{kind}`: differences the
+//!   reconciliation job repaired (`count`, `fan_added`, `fan_removed`);
+//! - `core_redis_checkout_duration_seconds` (histogram): getting a pooled
+//!   Redis connection;
+//! - `ranking_cache_requests_total{result}`: ranking reads answered from
+//!   the in-process answer cache (`hit`) or built (`miss`); alerted on
+//!   below 80 % hits;
+//! - `ranking_answers_total{source}`: built ranking answers by source
+//!   (`live`; `snapshot`, `partial` or `empty` while Redis is unreachable
+//!   or being rebuilt, all served with `stale: true`);
+//! - `ranking_sales_total{result}`: `payment.completed` events counted by
+//!   the ranking consumer (`counted`, `duplicate`, `pending` while Redis
+//!   is down, `expired`), `ranking_replayed_sales_total`: pending sales
+//!   applied later by the replay job or a rebuild, and
+//!   `ranking_rebuilds_total`: rebuilds of lost Redis data;
+//! - `ranking_snapshots_total{result}`: snapshot job runs (`taken`,
+//!   `skipped` while Redis is rebuilt, `failed`);
 //! - HTTP request durations come from [`telemetry::http::track_metrics`].
 
 use std::time::Duration;
@@ -22,6 +47,34 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Db;
+
+/// The histogram of checkouts of a pooled Redis connection (seconds),
+/// recorded by [`platform::redis_pool::RedisPool`].
+pub const REDIS_CHECKOUT_SECONDS: &str = "core_redis_checkout_duration_seconds";
+
+/// Counts one coupon claim outcome, and which path decided it (`redis`,
+/// `postgres`).
+pub fn coupon_claim(result: &'static str, path: &'static str) {
+    metrics::counter!("coupon_claims_total", "result" => result).increment(1);
+    metrics::counter!("coupon_claim_path_total", "path" => path).increment(1);
+}
+
+/// Counts one compensation of a Redis coupon reservation: `undone` tells
+/// whether the undo itself succeeded.
+pub fn coupon_compensation(undone: bool) {
+    if undone {
+        metrics::counter!("coupon_compensations_total").increment(1);
+    } else {
+        metrics::counter!("coupon_compensation_failures_total").increment(1);
+    }
+}
+
+/// Counts `n` differences of `kind` repaired by coupon reconciliation.
+pub fn coupon_reconciled(kind: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!("coupon_reconciliation_fixes_total", "kind" => kind).increment(n);
+    }
+}
 
 /// Counts one `POST /v1/reservations` outcome.
 pub fn reservation(result: &'static str) {
@@ -74,4 +127,38 @@ pub async fn sample(db: Db, outbox_every: Duration, shutdown: CancellationToken)
             }
         }
     }
+}
+
+/// Counts one ranking read: served from the answer cache (`hit`) or not.
+pub fn ranking_cache(hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    metrics::counter!("ranking_cache_requests_total", "result" => result).increment(1);
+}
+
+/// Counts one ranking answer built from `source` (`live`, `snapshot`,
+/// `partial`, `empty`).
+pub fn ranking_answer(source: &'static str) {
+    metrics::counter!("ranking_answers_total", "source" => source).increment(1);
+}
+
+/// Counts one sale handled by the ranking consumer, by `result`.
+pub fn ranking_sale(result: &'static str) {
+    metrics::counter!("ranking_sales_total", "result" => result).increment(1);
+}
+
+/// Counts `n` pending sales applied to Redis after the fact.
+pub fn ranking_replayed(n: u64) {
+    if n > 0 {
+        metrics::counter!("ranking_replayed_sales_total").increment(n);
+    }
+}
+
+/// Counts one rebuild of the ranking's lost Redis data.
+pub fn ranking_rebuilt() {
+    metrics::counter!("ranking_rebuilds_total").increment(1);
+}
+
+/// Counts one run of the ranking snapshot job, by `result`.
+pub fn ranking_snapshot(result: &'static str) {
+    metrics::counter!("ranking_snapshots_total", "result" => result).increment(1);
 }

@@ -24,6 +24,21 @@
 //! (`reservations.session_id`), and each performance its purchase limit per
 //! fan (`performances.max_tickets_per_fan`), with the index the limit
 //! checks read: a fan's reservations of one performance.
+//!
+//! The third adds first-come coupons and the popular-concert ranking:
+//! - `coupon_campaigns` (quantity, window, discount, and `issued`, the
+//!   exact counter a claim increments with a conditional `UPDATE`, so
+//!   Postgres alone never issues more than `quantity`) ← `coupons` (one
+//!   per fan and campaign, numbered 1…quantity; `used_at` and
+//!   `payment_id` set once, by the payment that spent it);
+//! - `ledger_entries` and `payments` record the price, the discount and
+//!   the coupon beside the amount paid; a coupon pays for at most one
+//!   payment (unique `payments.coupon_code`), and a coupon may bring the
+//!   amount paid to 0 KRW;
+//! - `ranking_sales`: every `payment.completed` the ranking consumer saw,
+//!   once per payment, with whether it reached Redis yet (`applied`), so
+//!   nothing is lost while Redis is down; `ranking_snapshots`: the top 100
+//!   of each window every 10 minutes, the fallback while Redis is down.
 
 use sea_orm_migration::prelude::*;
 
@@ -34,7 +49,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(INITIAL), Box::new(SESSIONS)]
+        vec![Box::new(INITIAL), Box::new(SESSIONS), Box::new(PROMOTIONS)]
     }
 }
 
@@ -82,6 +97,13 @@ const SESSIONS: Scripted = Scripted {
     name: "m20261201_000002_sessions_and_fan_limits",
     up: &[SESSIONS_UP],
     down: SESSIONS_DOWN,
+};
+
+/// Coupons and the concert ranking.
+const PROMOTIONS: Scripted = Scripted {
+    name: "m20261202_000003_coupons_and_rankings",
+    up: &[PROMOTIONS_UP],
+    down: PROMOTIONS_DOWN,
 };
 
 /// The booking tables; the initial migration adds the outbox after them.
@@ -225,4 +247,99 @@ const SESSIONS_DOWN: &str = r#"
 DROP INDEX reservations_by_fan_performance;
 ALTER TABLE performances DROP COLUMN max_tickets_per_fan;
 ALTER TABLE reservations DROP COLUMN session_id;
+"#;
+
+/// [`PROMOTIONS`]. A campaign's discount is either a KRW amount or a
+/// percentage with a KRW cap; its scope is a concert, a performance, or
+/// neither (any show).
+const PROMOTIONS_UP: &str = r#"
+CREATE TABLE coupon_campaigns (
+  id                  BIGSERIAL PRIMARY KEY,
+  name                TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+  concert_id          BIGINT REFERENCES concerts (id),
+  performance_id      BIGINT REFERENCES performances (id),
+  discount_kind       TEXT NOT NULL CHECK (discount_kind IN ('amount', 'percent')),
+  discount_amount_krw BIGINT CHECK (discount_amount_krw > 0),
+  discount_percent    INT CHECK (discount_percent BETWEEN 1 AND 100),
+  max_discount_krw    BIGINT CHECK (max_discount_krw > 0),
+  quantity            INT NOT NULL CHECK (quantity BETWEEN 1 AND 10000000),
+  issued              INT NOT NULL DEFAULT 0,
+  starts_at           TIMESTAMPTZ NOT NULL,
+  ends_at             TIMESTAMPTZ NOT NULL,
+  valid_seconds       BIGINT NOT NULL CHECK (valid_seconds BETWEEN 60 AND 31536000),
+  reconciled_at       TIMESTAMPTZ,
+  reconcile_fixes     BIGINT NOT NULL DEFAULT 0,
+  last_reconcile      JSONB,
+  created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+  CHECK (issued BETWEEN 0 AND quantity),
+  CHECK (ends_at > starts_at),
+  CHECK (concert_id IS NULL OR performance_id IS NULL),
+  CHECK ((discount_kind = 'amount') = (discount_amount_krw IS NOT NULL)),
+  CHECK ((discount_kind = 'percent') = (discount_percent IS NOT NULL AND max_discount_krw IS NOT NULL))
+);
+-- Campaigns whose Redis keys may still live, for the reconciliation job.
+CREATE INDEX coupon_campaigns_by_end ON coupon_campaigns (ends_at);
+
+CREATE TABLE coupons (
+  code        TEXT PRIMARY KEY CHECK (octet_length(code) BETWEEN 8 AND 64),
+  campaign_id BIGINT NOT NULL REFERENCES coupon_campaigns (id),
+  user_id     TEXT NOT NULL CHECK (octet_length(user_id) BETWEEN 1 AND 64),
+  sequence    INT NOT NULL CHECK (sequence > 0),
+  issued_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+  expires_at  TIMESTAMPTZ NOT NULL,
+  used_at     TIMESTAMPTZ,
+  payment_id  UUID,
+  UNIQUE (campaign_id, user_id),
+  UNIQUE (campaign_id, sequence),
+  CHECK ((used_at IS NULL) = (payment_id IS NULL))
+);
+CREATE INDEX coupons_by_user ON coupons (user_id, issued_at DESC);
+
+ALTER TABLE ledger_entries
+  ADD COLUMN price_krw BIGINT CHECK (price_krw > 0),
+  ADD COLUMN discount_krw BIGINT NOT NULL DEFAULT 0 CHECK (discount_krw >= 0),
+  ADD COLUMN coupon_code TEXT,
+  DROP CONSTRAINT ledger_entries_amount_krw_check,
+  ADD CONSTRAINT ledger_entries_amount_krw_check
+    CHECK (amount_krw > 0 OR (kind = 'spend' AND amount_krw = 0 AND discount_krw > 0));
+ALTER TABLE payments
+  ADD COLUMN price_krw BIGINT CHECK (price_krw > 0),
+  ADD COLUMN discount_krw BIGINT NOT NULL DEFAULT 0 CHECK (discount_krw >= 0),
+  ADD COLUMN coupon_code TEXT UNIQUE REFERENCES coupons (code),
+  DROP CONSTRAINT payments_amount_krw_check,
+  ADD CONSTRAINT payments_amount_krw_check
+    CHECK (amount_krw > 0 OR (amount_krw = 0 AND discount_krw > 0));
+
+CREATE TABLE ranking_sales (
+  payment_id  UUID PRIMARY KEY,
+  concert_id  BIGINT NOT NULL,
+  tickets     INT NOT NULL CHECK (tickets > 0),
+  paid_at     TIMESTAMPTZ NOT NULL,
+  applied     BOOLEAN NOT NULL DEFAULT false,
+  recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+-- Sales that have not reached Redis yet (Redis was down), oldest first.
+CREATE INDEX ranking_sales_pending ON ranking_sales (recorded_at) WHERE NOT applied;
+CREATE INDEX ranking_sales_by_time ON ranking_sales (paid_at);
+
+CREATE TABLE ranking_snapshots (
+  id          BIGSERIAL PRIMARY KEY,
+  window_name TEXT NOT NULL CHECK (window_name IN ('1h', '24h')),
+  taken_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+  items       JSONB NOT NULL
+);
+CREATE INDEX ranking_snapshots_latest ON ranking_snapshots (window_name, taken_at DESC);
+"#;
+
+const PROMOTIONS_DOWN: &str = r#"
+DROP TABLE ranking_snapshots;
+DROP TABLE ranking_sales;
+ALTER TABLE payments DROP CONSTRAINT payments_amount_krw_check,
+  DROP COLUMN coupon_code, DROP COLUMN discount_krw, DROP COLUMN price_krw,
+  ADD CONSTRAINT payments_amount_krw_check CHECK (amount_krw > 0);
+ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_amount_krw_check,
+  DROP COLUMN coupon_code, DROP COLUMN discount_krw, DROP COLUMN price_krw,
+  ADD CONSTRAINT ledger_entries_amount_krw_check CHECK (amount_krw > 0);
+DROP TABLE coupons;
+DROP TABLE coupon_campaigns;
 "#;

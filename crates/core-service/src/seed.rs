@@ -5,11 +5,15 @@ use chrono::{Duration, Utc};
 use platform::settings::Environment;
 
 use crate::{
-    api::{ConcertCreated, NewConcert, NewPerformance, NewSection},
+    api::{
+        ConcertCreated, NewConcert, NewPerformance, NewSection,
+        coupons::{Discount, NewCampaign},
+    },
     booking::concerts,
     db::Db,
+    domain::ConcertId,
     domain::{Krw, UserId},
-    store::balance,
+    store::{balance, coupons},
 };
 
 /// Why seeding did not happen.
@@ -68,7 +72,45 @@ pub fn demo_concert() -> NewConcert {
     }
 }
 
-/// Creates the demo concert and gives `fan-1` … `fan-5` 1 000 000 KRW each.
+/// The demo coupon campaigns of `concert`: 100 coupons of 10,000 KRW off
+/// its shows, and 500 of 10 % off any show (at most 20,000 KRW); both open
+/// now for a week, each coupon valid for 30 days.
+pub fn demo_campaigns(concert: ConcertId) -> [NewCampaign; 2] {
+    let now = Utc::now();
+    let krw = |won| Krw::positive(won).unwrap_or(Krw::positive(1).expect("1 is positive"));
+    let campaign = |name: &str, concert_id, discount, quantity| NewCampaign {
+        name: name.into(),
+        concert_id,
+        performance_id: None,
+        discount,
+        quantity,
+        starts_at: now - Duration::minutes(1),
+        ends_at: now + Duration::days(7),
+        valid_for_seconds: 30 * 86_400,
+    };
+    [
+        campaign(
+            "Demo Night early bird",
+            Some(concert),
+            Discount::Amount {
+                amount_krw: krw(10_000),
+            },
+            100,
+        ),
+        campaign(
+            "Welcome 10 %",
+            None,
+            Discount::Percent {
+                percent: 10,
+                max_krw: krw(20_000),
+            },
+            500,
+        ),
+    ]
+}
+
+/// Creates the demo concert and its coupon campaigns, and gives `fan-1` …
+/// `fan-5` 1 000 000 KRW each.
 ///
 /// # Errors
 /// [`SeedError::Production`] in production; [`SeedError::Write`] when the
@@ -80,6 +122,12 @@ pub async fn seed(db: &Db, environment: Environment) -> Result<ConcertCreated, S
     let created = concerts::create(db, &demo_concert())
         .await
         .map_err(|e| SeedError::Write(e.to_string()))?;
+    let concert = ConcertId::new(created.concert_id).map_err(|e| SeedError::Write(e.0))?;
+    for campaign in demo_campaigns(concert) {
+        coupons::create_campaign(db, &campaign)
+            .await
+            .map_err(|e| SeedError::Write(e.to_string()))?;
+    }
     let amount = Krw::positive(1_000_000).map_err(|e| SeedError::Write(e.0))?;
     for n in 1..=5 {
         let user =

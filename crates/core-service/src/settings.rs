@@ -1,6 +1,9 @@
 //! Typed settings of core-service, loaded from the embedded `config/*.toml`
 //! layers and `ONSALE__…` variables (see [`platform::settings`]).
 //!
+//! Redis (`[redis]`) carries the coupon claims and the concert ranking;
+//! `[coupons]` and `[ranking]` tune them ([`promotions`]).
+//!
 //! TLS: `[database.tls]` (`mode`, `ca_file`), `kafka.security_protocol`,
 //! and `[grpc.tls]` for the calls to queue-service (an `https://`
 //! `core.queue_grpc_url`). In production the service refuses to start with
@@ -14,11 +17,15 @@ use platform::{
     ratelimit::RateLimitSettings,
     settings::{
         DatabaseSettings, Environment, ExposeSecret, GrpcSettings, KafkaSettings, Layers,
-        Plaintext, RuntimeSettings, Secret, SettingsError,
+        Plaintext, RedisSettings, RuntimeSettings, Secret, SettingsError,
     },
 };
 use serde::Deserialize;
 use telemetry::TelemetrySettings;
+
+pub use self::promotions::{CouponSettings, RankingSettings};
+
+pub mod promotions;
 
 /// The embedded configuration files.
 pub const LAYERS: Layers = Layers {
@@ -41,6 +48,16 @@ pub struct Settings {
     pub environment: Environment,
     /// The Postgres pool and its session timeouts.
     pub database: DatabaseSettings,
+    /// The Redis Cluster of coupon claims and the concert ranking
+    /// (`[redis]`, the same section as queue-service's; `key_prefix`
+    /// separates tests).
+    pub redis: RedisSettings,
+    /// First-come coupons (`[coupons]`).
+    #[serde(default)]
+    pub coupons: CouponSettings,
+    /// The popular-concert ranking (`[ranking]`).
+    #[serde(default)]
+    pub ranking: RankingSettings,
     /// Kafka; read by the outbox relay and the expiry consumer, kept here
     /// so one `devstack env` configures every service.
     pub kafka: KafkaSettings,
@@ -168,6 +185,14 @@ impl Settings {
     /// [`SettingsError::Invalid`] naming the broken rule.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.database.validate()?;
+        self.redis.validate()?;
+        if self.redis.key_prefix.contains(['{', '}']) {
+            return Err(SettingsError::Invalid(
+                "redis.key_prefix must not contain braces (they would change the hash slot)".into(),
+            ));
+        }
+        self.coupons.validate()?;
+        self.ranking.validate()?;
         self.kafka.validate()?;
         self.identity.validate()?;
         let core = &self.core;
@@ -240,7 +265,8 @@ impl Settings {
 
 impl Settings {
     /// The links that would carry data in plain text (or, for Postgres,
-    /// unverified): the database, Kafka, and an `http://` queue-service.
+    /// unverified): the database, Redis, Kafka, and an `http://`
+    /// queue-service.
     pub fn plaintext(&self) -> Vec<Plaintext> {
         let grpc = self
             .core
@@ -251,10 +277,15 @@ impl Settings {
                 flag: "ONSALE__GRPC__ALLOW_PLAINTEXT",
                 allowed: self.grpc.allow_plaintext,
             });
-        [self.database.plaintext(), self.kafka.plaintext(), grpc]
-            .into_iter()
-            .flatten()
-            .collect()
+        [
+            self.database.plaintext(),
+            self.redis.plaintext(),
+            self.kafka.plaintext(),
+            grpc,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 

@@ -244,6 +244,7 @@ async fn the_same_idempotency_key_sent_twenty_times_at_once_debits_once_and_answ
 
     let payment = core_service::api::CreatePayment {
         reservation_id: reservation.parse().unwrap(),
+        coupon_code: None,
     };
     let tasks: Vec<_> = (0..20)
         .map(|_| {

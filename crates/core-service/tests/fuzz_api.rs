@@ -36,6 +36,7 @@ async fn generated_requests_get_only_documented_answers_and_never_a_server_error
     }
     let concerts = app.get("/v1/concerts").await;
     let concert = &concerts.body["concerts"][0]["id"];
+    let campaign = app.open_campaign("Fuzzed", 1_000, 100).await;
     // Half the generated ids name what was seeded, so that requests get
     // past "not found"; the rest are whatever schemathesis makes. The
     // admin key goes only to the admin routes: with it, a read of a fan's
@@ -69,6 +70,9 @@ values = [{concert}]
 
 [dictionaries.fan]
 values = ["{FAN}", "{OTHER}"]
+
+[dictionaries.campaign]
+values = [{campaign}]
 
 [parameters]
 "body.performance_id" = {{ dictionary = "performance", probability = 0.5 }}
@@ -111,6 +115,20 @@ checks.positive_data_acceptance.expected-statuses = [{VALID}, "422"]
 include-path = "/admin/v1/concerts"
 headers = {{ X-Admin-Key = "{CORE_ADMIN_KEY}" }}
 checks.positive_data_acceptance.expected-statuses = [{VALID}, "422"]
+
+[[operations]]
+include-path = "/admin/v1/coupon-campaigns"
+headers = {{ X-Admin-Key = "{CORE_ADMIN_KEY}" }}
+checks.positive_data_acceptance.expected-statuses = [{VALID}, "422"]
+
+[[operations]]
+include-path-regex = "^/admin/v1/coupon-campaigns/[{{]id[}}]"
+headers = {{ X-Admin-Key = "{CORE_ADMIN_KEY}" }}
+parameters = {{ "path.id" = {{ dictionary = "campaign", probability = 0.5 }} }}
+
+[[operations]]
+include-path = "/v1/coupon-campaigns/{{id}}/claims"
+parameters = {{ "path.id" = {{ dictionary = "campaign", probability = 0.5 }} }}
 "#
     );
     let fuzz = Fuzz {

@@ -129,6 +129,11 @@ async fn seed_creates_demo_data_locally_and_refuses_in_production() {
         .await
         .unwrap();
     assert_eq!(concerts, 0, "production refusal wrote nothing");
+    let campaigns: i64 = sqlx::query_scalar("SELECT count(*) FROM coupon_campaigns")
+        .fetch_one(app.db().pool())
+        .await
+        .unwrap();
+    assert_eq!(campaigns, 0, "nor any coupon campaign");
 
     let created = core_service::seed::seed(app.db(), platform::settings::Environment::Local)
         .await
@@ -140,6 +145,16 @@ async fn seed_creates_demo_data_locally_and_refuses_in_production() {
         .await
         .unwrap();
     assert_eq!(fans, 5);
+    let campaigns: Vec<(i32, Option<i64>)> =
+        sqlx::query_as("SELECT quantity, concert_id FROM coupon_campaigns ORDER BY id")
+            .fetch_all(app.db().pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        campaigns,
+        vec![(100, Some(created.concert_id)), (500, None)],
+        "the demo campaigns: one for the concert, one for any show"
+    );
 }
 
 #[tokio::test]

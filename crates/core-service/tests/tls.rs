@@ -42,10 +42,13 @@ async fn both_services_work_end_to_end_over_tls() {
     let tls = devstack::testing::tls_stack();
     let ca = tls.certs.ca.display().to_string();
     let database_url = tls_database().await;
+    let redis = tls.redis_urls.join(",");
     let core = [
         ("ONSALE__DATABASE__TLS__MODE", "verify-full"),
         ("ONSALE__DATABASE__TLS__CA_FILE", ca.as_str()),
         ("ONSALE__GRPC__TLS__CA_FILE", ca.as_str()),
+        ("ONSALE__REDIS__URLS", redis.as_str()),
+        ("ONSALE__REDIS__TLS__CA_FILE", ca.as_str()),
     ];
     let app = spawn_apps_on_stores(&core, &queue_over_tls(), database_url, "https").await;
     // A write (the admin API creates a show on TLS Postgres and opens its
@@ -68,6 +71,15 @@ async fn both_services_work_end_to_end_over_tls() {
             .await
             .unwrap();
     assert!(over_tls);
+    // A coupon claim goes through core-service's own TLS Redis link.
+    let campaign = app.open_campaign("TLS", 1, 1_000).await;
+    let coupon = app.fan("tls-fan").claim_coupon(campaign).await.unwrap();
+    assert_eq!(coupon.sequence, 1);
+    let claimed_in_redis = app.client.reconcile_campaign(campaign).await.unwrap();
+    assert_eq!(
+        claimed_in_redis.fixes, 0,
+        "Redis had the claim: {claimed_in_redis:?}"
+    );
 }
 
 #[tokio::test]

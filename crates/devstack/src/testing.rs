@@ -18,6 +18,9 @@
 //! (once per machine, under the same lock) for the tests of the services'
 //! TLS settings.
 //!
+//! Outages: [`PrivateRedisNode`] is a one-node Redis Cluster a test may
+//! stop and restart under a running service.
+//!
 //! Tools: [`python_tool`] installs pinned PyPI packages (schemathesis,
 //! checkov, …) once per machine, in a virtualenv of their own.
 
@@ -31,6 +34,9 @@ use anyhow::Context;
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::{Endpoints, StackConfig, issuer, stack};
+
+mod redis_node;
+pub use redis_node::PrivateRedisNode;
 
 /// The stack's endpoints, bringing the stack up when no variables name one.
 ///
@@ -465,5 +471,27 @@ async fn run_to_end(program: &Path, args: &[&OsStr]) -> Result<(), String> {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         ))
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+///
+/// # Panics
+/// When `limit` passes first.
+pub async fn eventually<T, F, Fut>(limit: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -5,8 +5,9 @@
 //! - `onsale`: the on-sale simulation, the README's main job: many fans,
 //!   few seats, through the real services, with the checks that matter.
 //! - `bench`: service load (wrk) against raw baselines (redis-benchmark on
-//!   queue-service's own Lua, pgbench on core-service's own SQL), written
-//!   into the generated block of `docs/benchmarks.md`.
+//!   queue-service's own Lua and core-service's coupon claim script, pgbench
+//!   on core-service's own SQL), written into the generated block of
+//!   `docs/benchmarks.md`.
 //! - `events`: outbox relay and consumer runtime throughput next to raw
 //!   rdkafka baselines.
 //! - `release`: latency from a payment's commit to the release of the
@@ -19,10 +20,12 @@
 //!
 //! # Layout
 //! - [`onsale`]: the simulation (`journey`: one fan; `tally`: counters and
-//!   latencies; `report`: figures, checks and the JSON report).
-//! - [`bench`]: the benchmark (`queue`, `core`: the two halves; `wrk`,
-//!   `pgbench`: the generators; `cpu`: CPU accounting and settling;
-//!   `report`: the Markdown section).
+//!   latencies; `coupons`: the first-come campaign and its checks;
+//!   `ranking`: the concert ranking after the sale; `report`: figures,
+//!   checks and the JSON report).
+//! - [`bench`]: the benchmark (`queue_phases`, `core_phases`,
+//!   `coupon_phase`: its parts; `wrk`, `pgbench`, `redis`: the generators;
+//!   `cpu`: CPU accounting and settling; `report`: the Markdown section).
 //! - [`events`], [`release`]: the event-flow benchmarks.
 //! - [`setup`]: what the tools share: services (and a release build of the
 //!   stack's OIDC issuer) started with the tool's settings, the admin keys,

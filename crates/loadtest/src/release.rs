@@ -187,6 +187,7 @@ async fn pay(
         key,
         &CreatePayment {
             reservation_id: hold.reservation_id,
+            coupon_code: None,
         },
     )
     .await?;

@@ -128,6 +128,32 @@ pub async fn create_show(
     venue: &str,
     sections: Vec<NewSection>,
 ) -> Result<(i64, Vec<i64>)> {
+    let show = create_concert_show(client, title, artist, venue, sections).await?;
+    Ok((show.performance, show.seat_ids))
+}
+
+/// A concert of one performance, as [`create_show`] makes it.
+#[derive(Debug, Clone)]
+pub struct Show {
+    /// The concert's id (coupon scopes, the ranking).
+    pub concert: i64,
+    /// Its one performance.
+    pub performance: i64,
+    /// The performance's seat ids, ascending.
+    pub seat_ids: Vec<i64>,
+}
+
+/// [`create_show`], also returning the concert's id.
+///
+/// # Errors
+/// When core-service refuses or is unreachable.
+pub async fn create_concert_show(
+    client: &Client,
+    title: &str,
+    artist: &str,
+    venue: &str,
+    sections: Vec<NewSection>,
+) -> Result<Show> {
     let now = chrono::Utc::now();
     let created = client
         .create_concert(&NewConcert {
@@ -144,12 +170,17 @@ pub async fn create_show(
             }],
         })
         .await?;
+    let concert = created.concert_id;
     let performance = created
         .performances
         .into_iter()
         .next()
         .context("no performance in the reply")?;
-    Ok((performance.id, performance.seat_ids))
+    Ok(Show {
+        concert,
+        performance: performance.id,
+        seat_ids: performance.seat_ids,
+    })
 }
 
 /// Charges each of `users` `amount` KRW through the admin API, 64 requests

@@ -18,6 +18,8 @@
 //!   OpenAPI documents.
 //! - [`ratelimit`]: per-fan (else per-address) rate limits with trusted
 //!   proxy hops and the IETF `RateLimit` fields.
+//! - [`redis_pool`]: the Redis Cluster connection pool and the time limits
+//!   of one call, for both services' scripts.
 //! - [`service_auth`]: the service credential on gRPC between services.
 //! - [`tls`]: the one rustls crypto provider (aws-lc-rs) of every TLS
 //!   link (Redis, Postgres, gRPC).
@@ -31,6 +33,7 @@ pub mod listener;
 pub mod openapi;
 pub mod problem;
 pub mod ratelimit;
+pub mod redis_pool;
 pub mod router;
 pub mod service_auth;
 pub mod settings;

@@ -204,7 +204,9 @@ mod tests {
 
     #[test]
     fn storage_failures_are_503_with_retry_after_and_hide_the_cause() {
-        let timeout = StoreError::Timeout(std::time::Duration::from_millis(500));
+        let timeout = StoreError::Call(platform::redis_pool::RedisCallError::Timeout(
+            std::time::Duration::from_millis(500),
+        ));
         let response = ApiError::Store(timeout).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(response.headers().contains_key("retry-after"));

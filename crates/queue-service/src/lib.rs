@@ -24,8 +24,9 @@
 //! - [`domain`]: [`domain::EventId`], [`domain::UserId`], room settings and
 //!   the position/ETA arithmetic ([`domain::estimate`]).
 //! - [`layout`]: the Redis key layout and the Lua sources in `src/lua/`.
-//! - `store` (private): Redis access. `store/pool.rs` is the connection
-//!   pool and the time limits of a call; `store/line.rs` (entry, status,
+//! - `store` (private): Redis access through
+//!   [`platform::redis_pool::RedisPool`] (the connection pool and the time
+//!   limits of a call); `store/line.rs` (entry, status,
 //!   leave), `store/sessions.rs` (verify, release) and `store/rooms.rs`
 //!   (settings, registry, admission ticks) make one script call each;
 //!   `store/reply.rs` parses the scripts' replies.
@@ -104,7 +105,7 @@
 //!   at once, so calls pipeline on shared connections spread over several
 //!   sockets per node. deadpool-redis's own cluster manager was measured
 //!   and dropped: it `PING`s every master on every hand-out (see
-//!   `store/pool.rs`).
+//!   `platform::redis_pool`).
 
 pub mod api;
 pub mod domain;

@@ -10,7 +10,7 @@
 //! - `queue_redis_script_duration_seconds{script}` (histogram): one script
 //!   round trip, as the client sees it;
 //! - `queue_redis_checkout_duration_seconds` (histogram): getting a pooled
-//!   connection, including the pool's `PING` check or a new connection;
+//!   connection, including connecting afresh when one is needed;
 //! - `queue_admission_tick_failures_total`: ticks that failed on Redis;
 //! - `queue_event_releases_total{released}` and
 //!   `queue_payment_to_release_seconds` (histogram): slots released from
@@ -24,10 +24,9 @@ pub fn script_duration(script: &'static str, elapsed: Duration) {
         .record(elapsed.as_secs_f64());
 }
 
-/// Records one checkout of a pooled Redis connection.
-pub fn checkout_duration(elapsed: Duration) {
-    metrics::histogram!("queue_redis_checkout_duration_seconds").record(elapsed.as_secs_f64());
-}
+/// The histogram of checkouts of a pooled Redis connection (seconds),
+/// recorded by [`platform::redis_pool::RedisPool`].
+pub const REDIS_CHECKOUT_SECONDS: &str = "queue_redis_checkout_duration_seconds";
 
 /// A new entry.
 pub fn entered(event: &str) {

@@ -4,108 +4,11 @@
 
 mod common;
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use common::{event_id, eventually, room, settings_with, spawn_app_with};
+use devstack::testing::PrivateRedisNode as Node;
 use reqwest::StatusCode;
-
-/// A one-node Redis Cluster owning all slots; killed on drop.
-struct Node {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn new() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!(
-            "queue-recovery-{}",
-            devstack::testing::unique_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self {
-            port,
-            dir,
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-            ])
-            .args([
-                "--cluster-config-file",
-                "nodes.conf",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-    }
-
-    async fn assign_slots(&self) {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).unwrap();
-        let mut connection = eventually(Duration::from_secs(10), || async {
-            client.get_multiplexed_async_connection().await.ok()
-        })
-        .await;
-        // After a restart the node keeps its slots in nodes.conf.
-        let _: Result<String, _> = redis::cmd("CLUSTER")
-            .arg("ADDSLOTSRANGE")
-            .arg(0)
-            .arg(16383)
-            .query_async(&mut connection)
-            .await;
-        eventually(Duration::from_secs(10), || {
-            let mut connection = connection.clone();
-            async move {
-                let info: String = redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query_async(&mut connection)
-                    .await
-                    .ok()?;
-                info.contains("cluster_state:ok").then_some(())
-            }
-        })
-        .await;
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 #[tokio::test]
 async fn the_service_recovers_by_itself_when_redis_comes_back() {

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::{Booking, BookingError, admits, record_user};
 use crate::{
-    domain::{IdempotencyKey, UserId},
+    domain::{CouponCode, IdempotencyKey, UserId},
     store::{
         holds,
         payments::{self, PaymentOutcome, PaymentRequest},
@@ -36,6 +36,7 @@ impl Booking {
         access_token: &str,
         key: &IdempotencyKey,
         reservation_id: Uuid,
+        coupon: Option<&CouponCode>,
     ) -> Result<PaymentOutcome, BookingError> {
         record_user(fan);
         let header = holds::header(&self.db, reservation_id).await?;
@@ -49,6 +50,7 @@ impl Booking {
             session_id: &access.session_id,
             key,
             reservation_id,
+            coupon,
             lease_seconds: self.settings.idempotency_lease_seconds,
         };
         if access.completed {

@@ -12,6 +12,9 @@ pub struct Model {
     pub balance_after_krw: i64,
     pub payment_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
+    pub price_krw: Option<i64>,
+    pub discount_krw: i64,
+    pub coupon_code: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

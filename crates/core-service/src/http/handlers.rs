@@ -269,12 +269,12 @@ pub async fn delete_reservation(
         (status = 201, body = Payment, description = "Paid, or the replay of an earlier success with the same key"),
         (status = 400, description = "Malformed body or Idempotency-Key"),
         (status = 401, description = "`missing_identity_token` or `invalid_identity_token` (Authorization); `missing_access_token` or `invalid_access_token` (Onsale-Access-Token)"),
-        (status = 402, description = "Insufficient balance; nothing changed"),
+        (status = 402, description = "Insufficient balance (for the price less the coupon's discount); nothing changed"),
         (status = 403, description = "`not_owner`: another fan's reservation; `token_subject_mismatch`: the access token is another fan's; `access_completed`: a new key from a session whose purchase already completed"),
         (status = 404, description = "Unknown reservation"),
-        (status = 409, description = "Same key in flight (Retry-After), already paid, or cancelled"),
-        (status = 410, description = "Hold expired; nothing charged"),
-        (status = 422, description = "Key reused for another reservation"),
+        (status = 409, description = "Same key in flight (Retry-After), already paid, cancelled, or `coupon_used`: the coupon paid for another payment"),
+        (status = 410, description = "`hold_expired`: hold expired; `coupon_expired`: the coupon is past its expiry; nothing charged"),
+        (status = 422, description = "`idempotency_key_reused`: key reused for another reservation or another coupon; `unknown_coupon`: no such coupon among the fan's; `coupon_not_applicable`: the coupon is for another concert or performance"),
         (status = 429, description = "`rate_limited` per fan (Retry-After, RateLimit-Policy, RateLimit)"),
         (status = 503, description = "Database, queue-service or identity provider (`identity_unavailable`) unavailable")))]
 #[instrument(skip_all, fields(reservation_id = %body.reservation_id, user_id))]
@@ -289,9 +289,13 @@ pub async fn create_payment(
     let result = async {
         let token = access_token(&headers)?;
         let key = idempotency_key(&headers)?;
-        let paid = state
-            .booking
-            .pay(&fan.subject, token, &key, body.reservation_id);
+        let paid = state.booking.pay(
+            &fan.subject,
+            token,
+            &key,
+            body.reservation_id,
+            body.coupon_code.as_ref(),
+        );
         Ok::<_, ApiError>(paid.await?)
     }
     .await;

@@ -15,8 +15,10 @@
 //! - health, readiness, metrics and the OpenAPI document are open.
 
 pub mod access;
+pub mod coupons;
 pub mod handlers;
 pub mod openapi;
+pub mod rankings;
 
 use axum::{
     Json, Router, middleware,
@@ -41,6 +43,10 @@ pub const ADMIN_KEY_REQUIRED: &str = "admin_key_required";
 pub struct AppState {
     /// The booking operations.
     pub booking: Booking,
+    /// First-come coupon campaigns and claims.
+    pub coupons: crate::coupons::Coupons,
+    /// The popular-concert ranking.
+    pub ranking: crate::ranking::Ranking,
     /// The key of the admin routes (`core.admin_key`).
     pub admin_key: AdminKey,
     /// Verifies fans' identity tokens (`[identity]`).
@@ -72,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/concerts", get(handlers::list_concerts))
         .route("/v1/concerts/{id}", get(handlers::get_concert))
         .route("/v1/performances/{id}/seats", get(handlers::get_seats))
+        .route("/v1/rankings/concerts", get(rankings::concert_ranking))
         .route_layer(middleware::from_fn_with_state(state.limiter.clone(), limit));
     let fan = Router::new()
         .route("/v1/reservations", post(handlers::create_reservation))
@@ -80,7 +87,12 @@ pub fn router(state: AppState) -> Router {
             get(handlers::get_reservation).delete(handlers::delete_reservation),
         )
         .route("/v1/payments", post(handlers::create_payment))
-        .route("/v1/users/{id}/balance", get(handlers::get_balance));
+        .route("/v1/users/{id}/balance", get(handlers::get_balance))
+        .route(
+            "/v1/coupon-campaigns/{id}/claims",
+            post(coupons::claim_coupon),
+        )
+        .route("/v1/coupons", get(coupons::list_coupons));
     let fan = protect(fan, state.identity.clone(), state.limiter.clone());
     let admin = Router::new()
         .route(
@@ -89,7 +101,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/admin/v1/concerts",
-            post(handlers::create_concert).route_layer(admin_only),
+            post(handlers::create_concert).route_layer(admin_only.clone()),
+        )
+        .route(
+            "/admin/v1/coupon-campaigns",
+            post(coupons::create_campaign).route_layer(admin_only.clone()),
+        )
+        .route(
+            "/admin/v1/coupon-campaigns/{id}",
+            get(coupons::get_campaign).route_layer(admin_only.clone()),
+        )
+        .route(
+            "/admin/v1/coupon-campaigns/{id}/reconciliation",
+            post(coupons::reconcile_campaign).route_layer(admin_only),
         );
     let router = ops.merge(catalog).merge(fan).merge(admin);
     platform::router::standard_layers(router.with_state(state))
@@ -131,7 +155,26 @@ mod tests {
         .unwrap();
         let key =
             platform::settings::ExposeSecret::expose_secret(&settings.core.admin_key).to_owned();
+        let redis = std::sync::Arc::new(
+            platform::redis_pool::RedisPool::new(
+                &settings.redis,
+                crate::metrics::REDIS_CHECKOUT_SECONDS,
+            )
+            .unwrap(),
+        );
         let state = AppState {
+            coupons: crate::coupons::Coupons::new(
+                db.clone(),
+                redis.clone(),
+                String::new(),
+                settings.coupons.clone(),
+            ),
+            ranking: crate::ranking::Ranking::new(
+                db.clone(),
+                redis,
+                String::new(),
+                settings.ranking.clone(),
+            ),
             booking: Booking::new(db, queue, std::sync::Arc::new(settings.core.clone())),
             admin_key: admin_key(&settings.core),
             identity: IdentityVerifier::new(settings.identity.clone()).unwrap(),

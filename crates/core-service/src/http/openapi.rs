@@ -9,7 +9,7 @@ use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
 };
 
-use super::handlers;
+use super::{coupons, handlers, rankings};
 use crate::api::ProblemDetails;
 
 /// The OpenAPI document served at `/openapi.json`.
@@ -33,15 +33,27 @@ use crate::api::ProblemDetails;
         handlers::charge_balance,
         handlers::get_balance,
         handlers::create_concert,
+        coupons::create_campaign,
+        coupons::get_campaign,
+        coupons::reconcile_campaign,
+        coupons::claim_coupon,
+        coupons::list_coupons,
+        rankings::concert_ranking,
     ),
-    components(schemas(ProblemDetails)),
+    components(schemas(
+        ProblemDetails,
+        crate::api::ranking::ConcertRanking,
+        crate::api::ranking::RankedConcert,
+        crate::api::ranking::RankingWindow,
+    )),
     modifiers(&Security, &ProblemBodies),
     tags(
-        (name = "catalog", description = "Concerts, performances and seat maps"),
+        (name = "catalog", description = "Concerts, performances, seat maps and the popular-concert ranking"),
         (name = "reservations", description = "Seat holds"),
         (name = "payments", description = "Idempotent payments from the prepaid balance"),
         (name = "balance", description = "Prepaid KRW balances"),
         (name = "admin", description = "Operator API (X-Admin-Key)"),
+        (name = "coupons", description = "First-come coupon campaigns (X-Admin-Key), claims and a fan's coupons"),
         (name = "ops", description = "Health"),
     )
 )]

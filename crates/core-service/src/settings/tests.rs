@@ -46,6 +46,10 @@ const PRODUCTION: &[(&str, &str)] = &[
         "ONSALE__KAFKA__SSL_CA_FILE",
         "/etc/ssl/certs/ca-certificates.crt",
     ),
+    (
+        "ONSALE__REDIS__URLS",
+        "rediss://:token@clustercfg.example.cache.amazonaws.com:6379",
+    ),
 ];
 
 /// [`PRODUCTION`] without `skip`, with `extra` added (later wins).
@@ -255,4 +259,38 @@ fn variables_override_the_files() {
     )
     .unwrap();
     assert_eq!(settings.core.hold_ttl(), Duration::from_secs(2));
+}
+
+#[test]
+fn production_refuses_plaintext_redis_unless_allowed() {
+    let plain = production("", &[("ONSALE__REDIS__URLS", "redis://10.0.0.1:6379")]);
+    let error = load(Environment::Production, &plain).unwrap_err();
+    assert!(error.to_string().contains("redis"), "{error}");
+    let allowed = production(
+        "",
+        &[
+            ("ONSALE__REDIS__URLS", "redis://10.0.0.1:6379"),
+            ("ONSALE__REDIS__ALLOW_PLAINTEXT", "true"),
+        ],
+    );
+    assert!(load(Environment::Production, &allowed).is_ok());
+}
+
+#[test]
+fn coupon_and_ranking_settings_refuse_values_that_break_their_rules() {
+    for (key, value) in [
+        ("ONSALE__RANKING__BUCKET_SECONDS", "700"),
+        ("ONSALE__RANKING__CACHE_MS", "5000"),
+        ("ONSALE__RANKING__SNAPSHOT_RETENTION_DAYS", "0"),
+        ("ONSALE__COUPONS__KEY_TTL_AFTER_END_SECONDS", "0"),
+        ("ONSALE__REDIS__KEY_PREFIX", "{tag}"),
+    ] {
+        assert!(
+            load(Environment::Local, &[(key, value)]).is_err(),
+            "{key}={value}"
+        );
+    }
+    let local = load(Environment::Local, &[]).unwrap();
+    assert_eq!(local.ranking.bucket_seconds, 600);
+    assert_eq!(local.coupons.reconcile_interval_seconds, 60);
 }

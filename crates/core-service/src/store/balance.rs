@@ -20,7 +20,7 @@ WITH u AS (
 )
 INSERT INTO ledger_entries (user_id, kind, amount_krw, balance_after_krw)
 SELECT $1, 'charge', $2, balance_krw FROM u
-RETURNING id, kind, amount_krw, balance_after_krw, payment_id, created_at
+RETURNING id, kind, amount_krw, balance_after_krw, payment_id, created_at, price_krw, discount_krw, coupon_code
 "#;
 
 fn entry(row: &sqlx::postgres::PgRow) -> Result<LedgerEntry, sqlx::Error> {
@@ -30,6 +30,9 @@ fn entry(row: &sqlx::postgres::PgRow) -> Result<LedgerEntry, sqlx::Error> {
         amount: row.try_get("amount_krw")?,
         balance_after: row.try_get("balance_after_krw")?,
         payment_id: row.try_get("payment_id")?,
+        price: row.try_get("price_krw")?,
+        discount: row.try_get("discount_krw")?,
+        coupon_code: row.try_get("coupon_code")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -65,7 +68,8 @@ pub async fn get(db: &Db, user: &UserId, limit: u32) -> Result<Balance, StoreErr
         .await?
         .ok_or(StoreError::NotFound("user"))?;
     let recent_entries = sqlx::query(
-        "SELECT id, kind, amount_krw, balance_after_krw, payment_id, created_at FROM ledger_entries \
+        "SELECT id, kind, amount_krw, balance_after_krw, payment_id, created_at, price_krw, \
+         discount_krw, coupon_code FROM ledger_entries \
          WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(user.as_str())

@@ -82,6 +82,19 @@ pub enum StoreError {
     /// collides with the payment it made back then.
     #[error("this Idempotency-Key was used for another payment")]
     KeyCollision,
+    /// The payment's coupon does not exist or is another fan's (the two
+    /// are not told apart, so codes cannot be probed).
+    #[error("no such coupon among yours")]
+    UnknownCoupon,
+    /// The payment's coupon was spent by another payment.
+    #[error("this coupon was already used")]
+    CouponUsed,
+    /// The payment's coupon is past its `expires_at`.
+    #[error("this coupon has expired")]
+    CouponExpired,
+    /// The payment's coupon is for another concert or performance.
+    #[error("this coupon does not apply to this performance")]
+    CouponNotApplicable,
 }
 
 /// The failing call of either database client: sqlx on the hot paths,

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod balance;
 pub mod catalog;
+pub mod coupons;
 mod error;
 pub mod holds;
 pub mod limits;

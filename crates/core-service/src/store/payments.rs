@@ -12,7 +12,14 @@
 //!    conditional `UPDATE` ([`StoreError::InsufficientBalance`] when short);
 //!    then ledger entry, reservation confirmed, payment,
 //!    `payment.completed` outbox row and the stored response, in one
-//!    statement; commit.
+//!    statement; commit. A payment with a coupon spends it in the same
+//!    transaction, before the debit ([`sql::COUPON_SPEND`]: unused,
+//!    unexpired, the payer's, in scope), and debits the price less the
+//!    discount; the ledger and the payment record the price, the discount
+//!    and the coupon. A second payment racing for the same coupon waits for
+//!    the first's row lock and then finds it used
+//!    ([`StoreError::CouponUsed`]); a payment that fails rolls the spend
+//!    back with everything else.
 //! 3. Any failure rolls the transaction back and frees the key, so nothing
 //!    but a success is ever remembered (conflicts and faults are never
 //!    cached).
@@ -25,7 +32,7 @@ use super::{StoreError, sql, sqlstate};
 use crate::{
     api::Payment,
     db::Db,
-    domain::{IdempotencyKey, PaymentId, UserId},
+    domain::{CouponCode, IdempotencyKey, PaymentId, UserId},
     outbox::{OutboxRow, PaymentCompleted},
 };
 
@@ -52,6 +59,9 @@ pub struct PaymentRequest<'a> {
     pub key: &'a IdempotencyKey,
     /// The reservation to pay.
     pub reservation_id: Uuid,
+    /// The coupon to spend, if any; part of the key's fingerprint, so the
+    /// same key with another coupon (or none) is [`StoreError::KeyReused`].
+    pub coupon: Option<&'a CouponCode>,
     /// Lease of an in-flight key, in seconds.
     pub lease_seconds: u64,
 }
@@ -67,9 +77,12 @@ pub struct PaymentRequest<'a> {
 /// - [`StoreError::AlreadyPaid`], [`StoreError::ReservationCancelled`];
 /// - [`StoreError::HoldExpired`], [`StoreError::InsufficientBalance`]:
 ///   nothing changed;
+/// - [`StoreError::UnknownCoupon`], [`StoreError::CouponUsed`],
+///   [`StoreError::CouponExpired`], [`StoreError::CouponNotApplicable`]:
+///   nothing changed;
 /// - database errors.
 pub async fn pay(db: &Db, request: PaymentRequest<'_>) -> Result<PaymentOutcome, StoreError> {
-    let fingerprint = request.reservation_id.to_string();
+    let fingerprint = fingerprint(&request);
     // One checkout for the claim and the transaction: sqlx pings every
     // connection it takes back (a round trip each), and a second checkout
     // also rotates requests over more of the pool's backends.
@@ -118,9 +131,59 @@ pub async fn replay(
     db: &Db,
     request: &PaymentRequest<'_>,
 ) -> Result<Option<PaymentOutcome>, StoreError> {
-    let fingerprint = request.reservation_id.to_string();
+    let fingerprint = fingerprint(request);
     let mut conn = db.acquire().await?;
     existing_key(&mut conn, request, &fingerprint).await
+}
+
+/// What an `Idempotency-Key` is bound to: the reservation, and the coupon
+/// when there is one (a payment without a coupon keeps the plain
+/// reservation id, as keys stored before coupons existed have).
+fn fingerprint(request: &PaymentRequest<'_>) -> String {
+    match request.coupon {
+        None => request.reservation_id.to_string(),
+        Some(code) => format!("{}|coupon={}", request.reservation_id, code.as_str()),
+    }
+}
+
+/// Spends `code` for payment `payment_id` of `performance_id` by `user`,
+/// returning the discount on `price` (KRW).
+async fn spend_coupon(
+    tx: &mut PgConnection,
+    code: &CouponCode,
+    user: &UserId,
+    payment_id: Uuid,
+    performance_id: i64,
+    price: i64,
+) -> Result<i64, StoreError> {
+    let spent = sqlx::query(sql::COUPON_SPEND)
+        .bind(code.as_str())
+        .bind(user.as_str())
+        .bind(payment_id)
+        .bind(performance_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|error| match sqlstate(&error).as_deref() {
+            // Another payment holds the coupon's row lock past lock_timeout.
+            Some("55P03") => StoreError::PaymentInProgress,
+            _ => error.into(),
+        })?;
+    if let Some(row) = spent {
+        return Ok(super::coupons::discount_of(&row)?.on(price));
+    }
+    let why = sqlx::query(
+        "SELECT used_at IS NOT NULL AS used, expires_at <= now() AS expired FROM coupons          WHERE code = $1 AND user_id = $2",
+    )
+    .bind(code.as_str())
+    .bind(user.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    Err(match why {
+        None => StoreError::UnknownCoupon,
+        Some(row) if row.try_get::<bool, _>("used")? => StoreError::CouponUsed,
+        Some(row) if row.try_get::<bool, _>("expired")? => StoreError::CouponExpired,
+        Some(_) => StoreError::CouponNotApplicable,
+    })
 }
 
 /// The earlier use of the request's key, if any.
@@ -187,6 +250,23 @@ async fn pay_claimed(
     }
     seat_ids.sort_unstable();
 
+    let payment_id = PaymentId::generate();
+    let price = amount;
+    let discount = match request.coupon {
+        None => 0,
+        Some(code) => {
+            spend_coupon(
+                &mut tx,
+                code,
+                request.user,
+                payment_id.0,
+                performance_id,
+                price,
+            )
+            .await?
+        }
+    };
+    let amount = price - discount;
     let Some(balance_after) = sqlx::query_scalar::<_, i64>(sql::PAY_DEBIT)
         .bind(request.user.as_str())
         .bind(amount)
@@ -204,13 +284,15 @@ async fn pay_claimed(
         });
     };
 
-    let payment_id = PaymentId::generate();
     let body = serde_json::to_value(Payment {
         payment_id: payment_id.0,
         reservation_id: request.reservation_id,
         user_id: request.user.as_str().to_owned(),
         status: "completed".into(),
         amount,
+        price,
+        discount,
+        coupon_code: request.coupon.map(|code| code.as_str().to_owned()),
         balance_after,
         paid_at: now,
     })
@@ -243,6 +325,9 @@ async fn pay_claimed(
         .bind(&event.payload)
         .bind(&event.headers)
         .bind(&body)
+        .bind(price)
+        .bind(discount)
+        .bind(request.coupon.map(CouponCode::as_str))
         .execute(&mut *tx)
         .await;
     if let Err(error) = recorded {

@@ -39,5 +39,14 @@ pub const PAY_LOCK_RESERVATION: &str = include_str!("sql/pay_lock_reservation.sq
 pub const PAY_SELL_SEATS: &str = include_str!("sql/pay_sell_seats.sql");
 /// Debits the buyer's prepaid balance (KRW), refusing to go below zero.
 pub const PAY_DEBIT: &str = include_str!("sql/pay_debit.sql");
-/// Records the payment, its ledger entry and its outbox row.
+/// Records the payment, its ledger entry (amount paid `$2`, price `$14`,
+/// discount `$15`, coupon code `$16` or `NULL`) and its outbox row.
 pub const PAY_RECORD: &str = include_str!("sql/pay_record.sql");
+/// Issues a coupon of campaign `$1` to fan `$2` with code `$3`: the
+/// campaign's conditional counter increment and the coupon's insert, in one
+/// statement (see `store::coupons`); returns the coupon with its
+/// campaign's name, scope and discount.
+pub const COUPON_ISSUE: &str = include_str!("sql/coupon_issue.sql");
+/// Spends coupon `$1` of fan `$2` for payment `$3` of performance `$4`, if
+/// unused, unexpired and in scope; returns the campaign's discount.
+pub const COUPON_SPEND: &str = include_str!("sql/coupon_spend.sql");

@@ -44,6 +44,9 @@ pub struct TestApp {
     pub database_url: String,
     /// The identity provider both services trust.
     pub issuer: TestIssuer,
+    /// The settings core-service was built with (its Redis key prefix,
+    /// database, queue-service), for a second instance ([`TestApp::twin`]).
+    pub settings: core_service::Settings,
     shutdown: CancellationToken,
 }
 
@@ -108,8 +111,24 @@ pub fn core_settings(
     queue_grpc_url: &str,
     extra: &[(&str, &str)],
 ) -> core_service::Settings {
+    let stack = devstack::testing::stack();
     let mut vars = vec![
         ("ONSALE__DATABASE__URL".to_owned(), database_url.to_owned()),
+        // Coupons and the ranking: the shared cluster under a key prefix
+        // of this app's own.
+        ("ONSALE__REDIS__URLS".to_owned(), stack.redis_urls.join(",")),
+        (
+            "ONSALE__REDIS__KEY_PREFIX".to_owned(),
+            format!("{}:", devstack::testing::unique_suffix()),
+        ),
+        (
+            "ONSALE__REDIS__RESPONSE_TIMEOUT_MS".to_owned(),
+            "10000".to_owned(),
+        ),
+        (
+            "ONSALE__REDIS__CONNECT_TIMEOUT_MS".to_owned(),
+            "5000".to_owned(),
+        ),
         (
             "ONSALE__DATABASE__MAX_CONNECTIONS".to_owned(),
             "10".to_owned(),
@@ -138,7 +157,7 @@ pub fn core_settings(
         ),
         (
             "ONSALE__KAFKA__BROKERS".to_owned(),
-            devstack::testing::stack().kafka_brokers.clone(),
+            stack.kafka_brokers.clone(),
         ),
         // Hundreds of fans share 127.0.0.1 for the catalog reads; each fan
         // has a bucket of their own for the rest (tests/identity.rs checks
@@ -180,6 +199,9 @@ const WORKERS_OFF: &[(&str, &str)] = &[
     ("ONSALE__CORE__OUTBOX_RELAY", "false"),
     ("ONSALE__CORE__EXPIRY_CONSUMER", "false"),
     ("ONSALE__CORE__SWEEPER", "false"),
+    ("ONSALE__RANKING__CONSUMER", "false"),
+    ("ONSALE__RANKING__SNAPSHOT_INTERVAL_SECONDS", "0"),
+    ("ONSALE__COUPONS__RECONCILE_INTERVAL_SECONDS", "0"),
 ];
 
 /// Starts queue-service and core-service (with `extra` settings) on a fresh,
@@ -291,7 +313,7 @@ async fn spawn_core(
     database_url: String,
     issuer: TestIssuer,
 ) -> TestApp {
-    let app = core_service::build(settings)
+    let app = core_service::build(settings.clone())
         .await
         .expect("core-service builds");
     core_service::migrate(app.db())
@@ -330,11 +352,30 @@ async fn spawn_core(
         db,
         database_url,
         issuer,
+        settings,
         shutdown,
     }
 }
 
 impl TestApp {
+    /// Starts another core-service instance with this one's settings (same
+    /// database, Redis key prefix and queue-service), stopped with this
+    /// app; returns its base URL.
+    pub async fn twin(&self) -> String {
+        let app = core_service::build(self.settings.clone())
+            .await
+            .expect("the twin builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            core_service::run(app, listener, token)
+                .await
+                .expect("the twin serves");
+        });
+        base
+    }
+
     /// `GET path` as the operator (with the admin key): catalog reads, and
     /// any fan's reservation.
     pub async fn get(&self, path: &str) -> Reply {
@@ -418,6 +459,30 @@ impl TestApp {
             .unwrap_or_else(|error| panic!("opening the room failed: {error}"));
     }
 
+    /// Creates a coupon campaign open from a minute ago for an hour:
+    /// `quantity` coupons of `discount` KRW off any show, valid for an
+    /// hour; returns its id.
+    pub async fn open_campaign(&self, name: &str, quantity: i32, discount: i64) -> i64 {
+        let now = chrono::Utc::now();
+        let campaign = core_service::api::coupons::NewCampaign {
+            name: name.into(),
+            concert_id: None,
+            performance_id: None,
+            discount: core_service::api::coupons::Discount::Amount {
+                amount_krw: Krw::positive(discount).expect("a positive discount"),
+            },
+            quantity,
+            starts_at: now - chrono::Duration::minutes(1),
+            ends_at: now + chrono::Duration::hours(1),
+            valid_for_seconds: 3_600,
+        };
+        self.client
+            .create_campaign(&campaign)
+            .await
+            .unwrap_or_else(|error| panic!("creating the campaign failed: {error}"))
+            .id
+    }
+
     pub async fn charge(&self, user: &str, amount: i64) -> Reply {
         let charge = ChargeRequest {
             amount: Krw::positive(amount).expect("a positive amount"),
@@ -435,6 +500,7 @@ impl TestApp {
     pub async fn pay(&self, pass: &Pass, key: &str, reservation: &str) -> Reply {
         let payment = CreatePayment {
             reservation_id: reservation.parse().expect("a reservation id"),
+            coupon_code: None,
         };
         let fan = self.client.as_fan(&pass.identity);
         Reply::send(fan.pay_request(&pass.access, key, &payment)).await

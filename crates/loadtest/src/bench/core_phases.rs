@@ -19,7 +19,7 @@ use sqlx::{Connection, PgConnection, Row};
 use super::{
     Phase, Run,
     cpu::settle,
-    pgbench::{bind, pgbench},
+    pgbench::{Length, bind, pgbench},
     room,
     wrk::{rows_script, url_of, wrk},
 };
@@ -185,7 +185,10 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
             &hold_script,
             &endpoints.database_url,
             clients,
-            (pg_holds_per_client, per_round),
+            Length::Transactions {
+                start: pg_holds_per_client,
+                count: per_round,
+            },
         )
         .await?;
         ensure!(
@@ -253,6 +256,9 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
                 &pay_event,
                 "'{}'::jsonb",
                 &format!("'{}'::jsonb", representative_response()),
+                ":amount_krw::bigint",
+                "0",
+                "NULL::text",
             ]
         ),
     );
@@ -265,7 +271,10 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
         &pay_script,
         &endpoints.database_url,
         clients,
-        (0, pg_holds_per_client),
+        Length::Transactions {
+            start: 0,
+            count: pg_holds_per_client,
+        },
     )
     .await?;
     record(pg_pay);
@@ -312,6 +321,7 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
                 "",
                 &CreatePayment {
                     reservation_id: uuid::Uuid::nil(),
+                    coupon_code: None,
                 },
             ))?,
             &pay_lua,

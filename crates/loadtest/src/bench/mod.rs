@@ -12,6 +12,8 @@
 //! | status poll | `wrk`, `GET …/queue/status` with fans' identity and queue tokens | `redis-benchmark` running `status.lua` for fans in line |
 //! | hold | `wrk`, `POST /v1/reservations`, one seat, identity verified, access token verified over gRPC | `pgbench` running the hold's SQL |
 //! | payment | `wrk`, `POST /v1/payments` with an `Idempotency-Key` | `pgbench` running the payment's SQL |
+//! | coupon claim, issued | `wrk`, `POST /v1/coupon-campaigns/{id}/claims`, distinct signed-in fans, quantity enough for all | `redis-benchmark` running `claim.lua` (`EVALSHA`), distinct fan ids; and `pgbench` running `coupon_issue.sql` |
+//! | coupon claim, sold out | the same, against a campaign already sold out (409 from Redis) | `redis-benchmark` running `claim.lua` against a full counter |
 //!
 //! Every service request carries a fan's own identity token
 //! (`Authorization: Bearer …`), signed in with the stack's issuer over HTTP
@@ -20,7 +22,8 @@
 //!
 //! The baselines run the very text the services run: the Lua scripts come
 //! from `queue_service::layout` (prelude + script, as the service
-//! concatenates them), the keys from its key layout, and the SQL from
+//! concatenates them), the keys from its key layout, the coupon claim
+//! script from `core_service::coupons::gate::CLAIM_SCRIPT`, and the SQL from
 //! `core_service::store::sql`, with `$n` parameters turned into pgbench
 //! variables. The load generators are C programs (wrk, redis-benchmark,
 //! pgbench), so the generator's own cost is alike on both sides.
@@ -37,14 +40,19 @@
 //!   phase.
 //! - `queue_phases`: entry and status, redis-benchmark then wrk.
 //! - `core_phases`: holds and payments, pgbench then wrk.
-//! - `wrk`, `pgbench`: running the generators and reading their output.
+//! - `coupon_phase`: coupon claims (issued, sold out), redis-benchmark and
+//!   pgbench then wrk.
+//! - `wrk`, `pgbench`, `redis`: running the generators and reading their
+//!   output (`redis`: the master owning a hash tag, scripts loaded there).
 //! - `cpu`: the `/proc` and rusage accounting, and settling between phases.
 //! - `report`: the Markdown section and its place in `docs/benchmarks.md`.
 
 mod core_phases;
+mod coupon_phase;
 mod cpu;
 mod pgbench;
 mod queue_phases;
+mod redis;
 mod report;
 mod wrk;
 
@@ -90,7 +98,22 @@ pub struct BenchArgs {
     /// the totals and each round's ratio.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10))]
     pub rounds: u64,
-    /// Run only the waiting-room or only the booking-core phases.
+    /// Concurrent connections of the issuing coupon-claim pair (wrk,
+    /// redis-benchmark and pgbench alike). Every issued claim updates the
+    /// campaign's one row, so claims queue for its lock: 4 connections
+    /// saturate it, and more only add waiting (8 gave the same claims/s at
+    /// three times the p99; see `coupon_phase`). The sold-out pair uses
+    /// `--queue-connections`.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub claim_connections: u32,
+    /// An upper bound of the HTTP claim rate, per second: `--seconds` ×
+    /// this many fans are signed in for the claim phases, and the issuing
+    /// campaign's quantity is that many, so every claim issues a coupon; a
+    /// phase that runs out fails and says so.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=100_000))]
+    pub claim_rate_bound: u64,
+    /// Run only the waiting-room, the booking-core or the coupon-claim
+    /// phases.
     #[arg(long, value_enum)]
     pub only: Option<Part>,
     /// Markdown file whose generated section is replaced.
@@ -113,6 +136,17 @@ impl BenchArgs {
     pub(crate) fn entry_fans(&self) -> u64 {
         self.seconds * self.entry_rate_bound
     }
+
+    /// Fans signed in for the coupon claims (and the issuing campaign's
+    /// quantity): `--seconds` × `--claim-rate-bound`.
+    pub(crate) fn claim_fans(&self) -> u64 {
+        self.seconds * self.claim_rate_bound
+    }
+
+    /// Whether `part` runs (every part without `--only`).
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_none_or(|only| only == part)
+    }
 }
 
 /// A half of the benchmark.
@@ -122,6 +156,9 @@ pub enum Part {
     Queue,
     /// Holds and payments against pgbench.
     Core,
+    /// Coupon claims (issued, sold out) against redis-benchmark on the
+    /// claim script (and pgbench on the issue statement).
+    Coupons,
 }
 
 /// One measured phase.
@@ -193,7 +230,7 @@ impl Phase {
 pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -> Result<()> {
     ensure!(
         args.only.is_none() || args.no_write,
-        "--only runs half of the report: add --no-write"
+        "--only runs part of the report: add --no-write"
     );
     install::ensure_apt(&["wrk"], &["wrk"])?;
     install::ensure_redis()?;
@@ -250,11 +287,14 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -
         work,
         pids,
     };
-    if args.only != Some(Part::Core) {
+    if args.runs(Part::Queue) {
         queue_phases::run(&run, &mut record).await?;
     }
-    if args.only != Some(Part::Queue) {
+    if args.runs(Part::Core) {
         core_phases::run(&run, &mut record).await?;
+    }
+    if args.runs(Part::Coupons) {
+        coupon_phase::run(&run, &mut record).await?;
     }
     let report = report::render(&phases, &args, &load_before);
     println!("{report}");

@@ -19,10 +19,20 @@ pub(super) fn bind(sql: &str, values: &[&str]) -> String {
     out
 }
 
-/// Runs a pgbench script with `-M prepared` and per-transaction logs:
-/// `(start, count)` transactions per client, its counter `n` running from
-/// `start + 1`. Returns the phase and the transactions each client
-/// completed (the fewest).
+/// How long a pgbench run lasts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Length {
+    /// `count` transactions per client (`-t`), its counter `n` running from
+    /// `start + 1`.
+    Transactions { start: u64, count: u64 },
+    /// As many transactions as fit in this many seconds (`-T`), `n` running
+    /// from 1.
+    Seconds(u64),
+}
+
+/// Runs a pgbench script with `-M prepared` and per-transaction logs, for
+/// `length`. Returns the phase and the transactions each client completed
+/// (the fewest).
 pub(super) async fn pgbench(
     binary: &Path,
     work: &Path,
@@ -30,8 +40,12 @@ pub(super) async fn pgbench(
     script: &str,
     database_url: &str,
     clients: usize,
-    (start, transactions): (u64, u64),
+    length: Length,
 ) -> Result<(Phase, u64)> {
+    let (start, length_args) = match length {
+        Length::Transactions { start, count } => (start, ["-t".to_owned(), count.to_string()]),
+        Length::Seconds(seconds) => (0, ["-T".to_owned(), seconds.to_string()]),
+    };
     let dir = work.join(format!(
         "pgbench-{}",
         name.split_whitespace().next().unwrap_or("x")
@@ -47,9 +61,7 @@ pub(super) async fn pgbench(
         .args(["-c", &clients.to_string(), "-j", "2"])
         .arg("-f")
         .arg(&file);
-    command
-        .args(["-t", &transactions.to_string()])
-        .arg(database_url);
+    command.args(&length_args).arg(database_url);
     let (output, cpu) = measured(command, &[]).await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

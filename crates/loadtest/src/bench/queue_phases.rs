@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, ensure};
-use devstack::Endpoints;
 use onsale_client::QUEUE_TOKEN_HEADER;
 use queue_service::{
     domain::EventId,
@@ -16,8 +15,9 @@ use queue_service::{
 };
 
 use super::{
-    BenchArgs, Phase, Run,
-    cpu::{measured, settle},
+    Phase, Run,
+    cpu::settle,
+    redis::{Benchmark, RedisTarget},
     room,
     wrk::{rows_script, url_of, wrk},
 };
@@ -37,9 +37,22 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
         // every request does the same work.
         client.configure_room(event, &room(1, 0.001)).await?;
     }
-    let redis = RedisTarget::for_event(endpoints, &raw_event)?;
-    let enter = redis.load_script(lua::ENTER)?;
-    let status = redis.load_script(lua::STATUS)?;
+    // Every key of the event shares one hash tag, so one slot.
+    let redis = RedisTarget::for_keys(
+        endpoints,
+        layout::event_keys("", &EventId::parse(&raw_event)?).to_vec(),
+    )?;
+    // Prelude + script, as queue-service composes them.
+    let enter = redis.load_script(&layout::script_source(lua::ENTER))?;
+    let status = redis.load_script(&layout::script_source(lua::STATUS))?;
+    let benchmark = |name, sha, keyspace| Benchmark {
+        name,
+        sha,
+        argv: &["user:__rand_int__"],
+        connections: args.queue_connections,
+        requests: args.redis_requests,
+        keyspace,
+    };
     settle(None).await;
     eprintln!(
         "bench: redis-benchmark, enter.lua on master :{}",
@@ -47,25 +60,23 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
     );
     record(
         redis
-            .benchmark(
+            .benchmark(&benchmark(
                 "entry (redis-benchmark, enter.lua)",
                 &enter,
-                args,
                 100_000_000,
-            )
+            ))
             .await?,
     );
-    redis.enter_numbered(&enter, POLLED_FANS)?;
+    enter_numbered(&redis, &enter, POLLED_FANS)?;
     settle(None).await;
     eprintln!("bench: redis-benchmark, status.lua");
     record(
         redis
-            .benchmark(
+            .benchmark(&benchmark(
                 "status (redis-benchmark, status.lua)",
                 &status,
-                args,
                 POLLED_FANS as u64,
-            )
+            ))
             .await?,
     );
 
@@ -133,151 +144,35 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
     Ok(())
 }
 
-/// The master of the devstack cluster that owns one event's hash slot, and
-/// that event's keys (the services run with no key prefix).
-struct RedisTarget {
-    port: u16,
-    keys: [String; 9],
-}
-
-impl RedisTarget {
-    fn for_event(endpoints: &Endpoints, event: &str) -> Result<Self> {
-        let seed = endpoints
-            .redis_urls
-            .first()
-            .and_then(|u| u.rsplit(':').next())
-            .context("no Redis URL")?
-            .to_owned();
-        let keys = layout::event_keys("", &EventId::parse(event)?);
-        // Every key of the event shares one hash tag, so one slot.
-        let slot: u16 = redis_cli(&seed, &["CLUSTER", "KEYSLOT", &keys[0]])?
-            .trim()
-            .parse()
-            .context("CLUSTER KEYSLOT")?;
-        let nodes = redis_cli(&seed, &["CLUSTER", "NODES"])?;
-        let port = nodes
-            .lines()
-            .filter(|line| line.split(' ').nth(2).is_some_and(|f| f.contains("master")))
-            .find_map(|line| {
-                let fields: Vec<&str> = line.split(' ').collect();
-                let owns = fields.iter().skip(8).any(|range| {
-                    let mut ends = range.split('-');
-                    match (
-                        ends.next().and_then(|a| a.parse::<u16>().ok()),
-                        ends.next().and_then(|b| b.parse::<u16>().ok()),
-                    ) {
-                        (Some(a), Some(b)) => (a..=b).contains(&slot),
-                        (Some(a), None) => a == slot,
-                        _ => false,
-                    }
-                });
-                let address = fields.get(1)?.split('@').next()?;
-                owns.then(|| address.rsplit(':').next()?.parse().ok())
-                    .flatten()
-            })
-            .context("no master owns the event's slot")?;
-        Ok(Self { port, keys })
-    }
-
-    /// `SCRIPT LOAD` of prelude + `body`, as queue-service composes them;
-    /// returns the SHA for `EVALSHA`.
-    fn load_script(&self, body: &str) -> Result<String> {
-        let sha = redis_cli(
-            &self.port.to_string(),
-            &["SCRIPT", "LOAD", &layout::script_source(body)],
-        )?;
-        Ok(sha.trim().to_owned())
-    }
-
-    /// Enters `user:<12 digits>` for 0..count, as redis-benchmark's
-    /// `__rand_int__` names them, through `redis-cli --pipe`.
-    fn enter_numbered(&self, sha: &str, count: usize) -> Result<()> {
-        let mut commands = String::new();
-        for i in 0..count {
-            let mut args = vec![
-                "EVALSHA".to_owned(),
-                sha.to_owned(),
-                self.keys.len().to_string(),
-            ];
-            args.extend(self.keys.iter().cloned());
-            args.push(format!("user:{i:012}"));
-            let _ = write!(commands, "*{}\r\n", args.len());
-            for arg in args {
-                let _ = write!(commands, "${}\r\n{arg}\r\n", arg.len());
-            }
+/// Enters `user:<12 digits>` for 0..count, as redis-benchmark's
+/// `__rand_int__` names them, through `redis-cli --pipe`.
+fn enter_numbered(redis: &RedisTarget, sha: &str, count: usize) -> Result<()> {
+    let mut commands = String::new();
+    for i in 0..count {
+        let mut args = vec![
+            "EVALSHA".to_owned(),
+            sha.to_owned(),
+            redis.keys.len().to_string(),
+        ];
+        args.extend(redis.keys.iter().cloned());
+        args.push(format!("user:{i:012}"));
+        let _ = write!(commands, "*{}\r\n", args.len());
+        for arg in args {
+            let _ = write!(commands, "${}\r\n{arg}\r\n", arg.len());
         }
-        let path = std::env::temp_dir().join(format!("loadtest-bench-{}.resp", std::process::id()));
-        std::fs::write(&path, commands)?;
-        let output = std::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "--pipe"])
-            .stdin(std::fs::File::open(&path)?)
-            .output()
-            .context("running redis-cli --pipe")?;
-        let _ = std::fs::remove_file(&path);
-        let text = String::from_utf8_lossy(&output.stdout);
-        ensure!(
-            output.status.success() && text.contains("errors: 0"),
-            "redis-cli --pipe failed: {text}"
-        );
-        Ok(())
     }
-
-    /// `redis-benchmark -c N --csv EVALSHA sha 9 keys… user:__rand_int__`.
-    async fn benchmark(
-        &self,
-        name: &str,
-        sha: &str,
-        args: &BenchArgs,
-        keyspace: u64,
-    ) -> Result<Phase> {
-        let mut command = tokio::process::Command::new("redis-benchmark");
-        command
-            .args(["-p", &self.port.to_string()])
-            .args(["-c", &args.queue_connections.to_string()])
-            .args(["-n", &args.redis_requests.to_string()])
-            .args(["-r", &keyspace.to_string()])
-            .args(["--csv", "EVALSHA", sha, &self.keys.len().to_string()])
-            .args(&self.keys)
-            .arg("user:__rand_int__");
-        let (output, cpu) = measured(command, &[]).await?;
-        let csv = String::from_utf8_lossy(&output.stdout);
-        ensure!(output.status.success(), "redis-benchmark failed: {csv}");
-        // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-        let row = csv
-            .lines()
-            .rfind(|l| l.starts_with("\"EVALSHA"))
-            .context("no redis-benchmark result row")?;
-        let cells: Vec<f64> = row
-            .split(',')
-            .skip(1)
-            .map(|c| c.trim_matches('"').parse().unwrap_or(f64::NAN))
-            .collect();
-        ensure!(cells.len() >= 6, "unexpected redis-benchmark row: {row}");
-        let errors = u64::from(String::from_utf8_lossy(&output.stderr).contains("ERR"));
-        Ok(Phase {
-            name: name.to_owned(),
-            requests: args.redis_requests,
-            rate: cells[0],
-            p50_ms: cells[3],
-            p99_ms: cells[5],
-            errors,
-            cpu_us_per_request: cpu.sut_us_per(args.redis_requests),
-            service_cpu_us_per_request: None,
-            round_rates: Vec::new(),
-        })
-    }
-}
-
-fn redis_cli(port: &str, args: &[&str]) -> Result<String> {
+    let path = std::env::temp_dir().join(format!("loadtest-bench-{}.resp", std::process::id()));
+    std::fs::write(&path, commands)?;
     let output = std::process::Command::new("redis-cli")
-        .args(["-p", port])
-        .args(args)
+        .args(["-p", &redis.port.to_string(), "--pipe"])
+        .stdin(std::fs::File::open(&path)?)
         .output()
-        .context("running redis-cli")?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        .context("running redis-cli --pipe")?;
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&output.stdout);
     ensure!(
-        output.status.success() && !text.starts_with("ERR"),
-        "redis-cli {args:?}: {text}"
+        output.status.success() && text.contains("errors: 0"),
+        "redis-cli --pipe failed: {text}"
     );
-    Ok(text)
+    Ok(())
 }

@@ -57,6 +57,7 @@ end
 
 /// `wrk -t1 -cN -dS --latency -s script url`. With `rows`, a run that
 /// needed more requests than rows (so some were repeats) is an error.
+/// Every reply that is not 2xx counts as an error.
 pub(super) async fn wrk(
     name: &str,
     url: &str,
@@ -66,6 +67,33 @@ pub(super) async fn wrk(
     service_pid: Option<i32>,
     rows: Option<(u64, u64)>,
 ) -> Result<Phase> {
+    let (mut phase, replies) =
+        wrk_replies(name, url, script, connections, seconds, service_pid, rows).await?;
+    phase.errors = replies.non_2xx + replies.socket_errors;
+    Ok(phase)
+}
+
+/// What wrk counted besides successes, for a phase whose expected answer is
+/// not 2xx (claims of a sold-out campaign: 409).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Replies {
+    /// `Non-2xx or 3xx responses`.
+    pub(super) non_2xx: u64,
+    /// Connect, read, write errors and timeouts.
+    pub(super) socket_errors: u64,
+}
+
+/// [`wrk`], returning the phase with `errors` left at 0 and the replies
+/// that were not 2xx, for the caller to judge.
+pub(super) async fn wrk_replies(
+    name: &str,
+    url: &str,
+    script: &Path,
+    connections: u32,
+    seconds: u64,
+    service_pid: Option<i32>,
+    rows: Option<(u64, u64)>,
+) -> Result<(Phase, Replies)> {
     let mut command = tokio::process::Command::new("wrk");
     if let Some((offset, _)) = rows {
         command.env("BENCH_OFFSET", offset.to_string());
@@ -88,17 +116,20 @@ pub(super) async fn wrk(
             rows.saturating_sub(offset)
         );
     }
-    Ok(Phase {
-        name: name.to_owned(),
-        requests: parsed.requests,
-        rate: parsed.rate,
-        p50_ms: parsed.p50_ms,
-        p99_ms: parsed.p99_ms,
-        errors: parsed.errors,
-        cpu_us_per_request: cpu.sut_us_per(parsed.requests),
-        service_cpu_us_per_request: service_pid.map(|_| cpu.service_us_per(parsed.requests)),
-        round_rates: Vec::new(),
-    })
+    Ok((
+        Phase {
+            name: name.to_owned(),
+            requests: parsed.requests,
+            rate: parsed.rate,
+            p50_ms: parsed.p50_ms,
+            p99_ms: parsed.p99_ms,
+            errors: 0,
+            cpu_us_per_request: cpu.sut_us_per(parsed.requests),
+            service_cpu_us_per_request: service_pid.map(|_| cpu.service_us_per(parsed.requests)),
+            round_rates: Vec::new(),
+        },
+        parsed.replies,
+    ))
 }
 
 /// What `wrk --latency` printed.
@@ -108,7 +139,7 @@ struct WrkOutput {
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
-    errors: u64,
+    replies: Replies,
 }
 
 impl WrkOutput {
@@ -149,7 +180,10 @@ impl WrkOutput {
             rate,
             p50_ms: latency("50%")?,
             p99_ms: latency("99%")?,
-            errors: non_2xx + socket,
+            replies: Replies {
+                non_2xx,
+                socket_errors: socket,
+            },
         })
     }
 }
@@ -182,7 +216,10 @@ mod tests {
                 rate: 12_345.6,
                 p50_ms: 0.812,
                 p99_ms: 1_200.0,
-                errors: 7,
+                replies: Replies {
+                    non_2xx: 4,
+                    socket_errors: 3,
+                },
             })
         );
     }

@@ -11,16 +11,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use core_service::domain::{PerformanceId, SeatId};
+use core_service::domain::{CouponCode, PerformanceId, SeatId};
 use onsale_client::{
     Client, Error,
-    core_api::{CreatePayment, CreateReservation},
+    core_api::{CreatePayment, CreateReservation, Payment, Reservation},
     queue_api::FanStatus,
 };
 use rand::{Rng, seq::SliceRandom};
 use reqwest::StatusCode;
 
-use super::{OnsaleArgs, tally::Tally};
+use super::{OnsaleArgs, coupons::CouponCampaign, tally::Tally};
 
 /// A run of the simulation, shared by every fan.
 pub(super) struct Sim {
@@ -31,6 +31,11 @@ pub(super) struct Sim {
     /// How long signing every fan in took (not part of any step).
     pub(super) sign_in: Duration,
     pub(super) performance: PerformanceId,
+    /// The performance's concert (the coupon campaign's scope, the
+    /// ranking's key).
+    pub(super) concert: i64,
+    /// The first-come coupon campaign, unless `--coupons 0`.
+    pub(super) campaign: Option<CouponCampaign>,
     pub(super) seat_total: u64,
     pub(super) args: OnsaleArgs,
     pub(super) tally: Arc<Tally>,
@@ -114,12 +119,13 @@ impl Sim {
         };
         let fan = self.client.as_fan(identity).forwarded_for(fan_address(n));
         let event = self.performance.get();
-        let (abandons, lets_expire, quantity) = {
+        let (abandons, lets_expire, quantity, claims) = {
             let mut rng = rand::rng();
             (
                 rng.random_bool(self.args.abandon),
                 rng.random_bool(self.args.let_expire),
                 rng.random_range(1..=4usize),
+                rng.random_bool(self.args.coupon_claimers),
             )
         };
         let entered_at = Instant::now();
@@ -132,6 +138,14 @@ impl Sim {
             .last_entry_ms
             .fetch_max(since_start, Ordering::Relaxed);
         let queue_token = ticket.queue_token.clone();
+        // Claimers claim right after taking their place in line, while they
+        // wait: the campaign opened before the sale, and a first-come
+        // coupon goes to whoever asks first, in line or not.
+        let coupon = if claims {
+            self.claim(&fan).await?
+        } else {
+            None
+        };
         if abandons {
             // Walks away without polling again; the room must not waste a
             // slot on this fan.
@@ -204,17 +218,107 @@ impl Sim {
         let key = uuid::Uuid::new_v4().to_string();
         let payment = CreatePayment {
             reservation_id: reservation.reservation_id,
+            // Every issued code parses (32 hex digits).
+            coupon_code: coupon.as_deref().and_then(|c| CouponCode::parse(c).ok()),
         };
-        if answer(patiently(|| fan.pay(&access, &key, &payment)).await)?.is_some() {
-            self.tally.payments.fetch_add(1, Ordering::Relaxed);
-            let seats = reservation.seats.len() as u64;
-            let sold = self.tally.seats_paid.fetch_add(seats, Ordering::Relaxed) + seats;
-            if sold >= self.seat_total {
-                self.sold_out.store(true, Ordering::Relaxed);
+        match patiently(|| fan.pay(&access, &key, &payment)).await {
+            Ok(paid) => self.paid(&reservation, &paid),
+            Err(error) if payment.coupon_code.is_some() && is_coupon_refusal(&error) => {
+                // Counted (the run fails on it), then paid without the
+                // coupon, as a fan would, so the seats still sell.
+                self.tally
+                    .coupons
+                    .payments_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                let key = uuid::Uuid::new_v4().to_string();
+                let payment = CreatePayment {
+                    coupon_code: None,
+                    ..payment
+                };
+                if let Some(paid) = answer(patiently(|| fan.pay(&access, &key, &payment)).await)? {
+                    self.paid(&reservation, &paid);
+                }
             }
+            Err(Error::Status { .. }) => {}
+            Err(error) => return Err(error),
         }
         Ok(Journey::Done)
     }
+
+    /// Claims a coupon of the campaign for `fan`; their code, or `None`
+    /// (no campaign, sold out, refused).
+    async fn claim(&self, fan: &Client) -> Result<Option<String>, Error> {
+        let Some(campaign) = &self.campaign else {
+            return Ok(None);
+        };
+        let counts = &self.tally.coupons;
+        counts.claimers.fetch_add(1, Ordering::Relaxed);
+        match patiently(|| fan.claim_coupon(campaign.id)).await {
+            Ok(coupon) => {
+                counts.issued.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(coupon.code))
+            }
+            // A retried claim (after a 503) whose first try issued: the
+            // problem carries the fan's coupon.
+            Err(error) if error.code() == Some("already_claimed") => {
+                let code = error.problem().and_then(|p| {
+                    Some(
+                        p.extensions
+                            .get("coupon")?
+                            .get("code")?
+                            .as_str()?
+                            .to_owned(),
+                    )
+                });
+                let counter = if code.is_some() {
+                    &counts.issued
+                } else {
+                    &counts.claims_refused
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(code)
+            }
+            Err(error) if error.code() == Some("sold_out") => {
+                counts.sold_out.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(Error::Status { .. }) => {
+                counts.claims_refused.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Counts a completed payment of `reservation`, and its coupon.
+    fn paid(&self, reservation: &Reservation, paid: &Payment) {
+        self.tally.payments.fetch_add(1, Ordering::Relaxed);
+        let seats = reservation.seats.len() as u64;
+        let sold = self.tally.seats_paid.fetch_add(seats, Ordering::Relaxed) + seats;
+        if sold >= self.seat_total {
+            self.sold_out.store(true, Ordering::Relaxed);
+        }
+        if paid.coupon_code.is_none() {
+            return;
+        }
+        let counts = &self.tally.coupons;
+        counts.used.fetch_add(1, Ordering::Relaxed);
+        counts
+            .discount_krw
+            .fetch_add(u64::try_from(paid.discount).unwrap_or(0), Ordering::Relaxed);
+        let expected = self.campaign.as_ref().map(|c| c.discount.on(paid.price));
+        if expected != Some(paid.discount) || paid.amount != paid.price - paid.discount {
+            counts.discount_mismatches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A payment refused because of its coupon (the fan may pay without it).
+fn is_coupon_refusal(error: &Error) -> bool {
+    matches!(
+        error.code(),
+        Some("coupon_used" | "coupon_expired" | "unknown_coupon" | "coupon_not_applicable")
+    )
 }
 
 #[cfg(test)]

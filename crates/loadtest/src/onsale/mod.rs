@@ -8,17 +8,24 @@
 //!    balance for each of `--fans` fans, an identity token for each (signed
 //!    in through the stack issuer's `POST /token`, as a fan's app does, all
 //!    before the first arrival so sign-in is never counted as entry
-//!    latency), and an open waiting room.
+//!    latency), a first-come coupon campaign for the concert (`--coupons` ×
+//!    the seats, opening before the sale; see `coupons`), and an open
+//!    waiting room.
 //! 3. **Simulate**: fans arrive at `--arrival-rate` per second. Each, with
 //!    `Authorization: Bearer <identity>` on every call, enters
 //!    the queue, polls as `poll_after_ms` says, views the seats once active,
 //!    holds 1–4 seats (picking again after a 409), pays with an
-//!    Idempotency-Key and finishes. `--abandon` of them stop polling while
-//!    waiting; `--let-expire` of them let their hold lapse instead of paying.
+//!    Idempotency-Key and finishes. `--coupon-claimers` of them claim a
+//!    coupon right after entering, while they wait, and pay with it if they
+//!    got one. `--abandon` of them stop polling while waiting;
+//!    `--let-expire` of them let their hold lapse instead of paying.
 //! 4. **Report**: counts, latency percentiles per step, activation wait,
 //!    entry and exit rates, events, and the checks that matter: seats sold
 //!    equal to supply when demand exceeds it, no seat sold twice (checked in
-//!    Postgres), no 5xx. Printed and written as JSON.
+//!    Postgres), no 5xx, and of the coupons: issued ≤ quantity, issued =
+//!    coupons in Postgres, none used twice, used = payments with a coupon,
+//!    each discount the campaign's. Then the concert ranking (reported, not
+//!    a check). Printed and written as JSON.
 //!
 //! # Layout
 //! - [`OnsaleArgs`], [`run`]: options, start, seed, arrivals, progress.
@@ -30,8 +37,12 @@
 //! - `tally`: counters and per-step latencies, fed by the client's
 //!   observer with every response.
 //! - `report`: figures and checks, printed and written as JSON.
+//! - `coupons`: the campaign (created, then checked against Postgres).
+//! - `ranking`: the 1-hour concert ranking after the sale.
 
+mod coupons;
 mod journey;
+mod ranking;
 mod report;
 mod tally;
 
@@ -85,6 +96,13 @@ pub struct OnsaleArgs {
     /// Hold TTL in seconds given to core-service for this run.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub hold_ttl: u64,
+    /// Coupons of the first-come campaign, as a share of the seats (0
+    /// turns the campaign off; at least one coupon otherwise).
+    #[arg(long, default_value_t = 0.2, value_parser = share)]
+    pub coupons: f64,
+    /// Share of fans who claim a coupon while they wait (0–1).
+    #[arg(long, default_value_t = 0.3, value_parser = share)]
+    pub coupon_claimers: f64,
     /// Abandonment window of the waiting room in seconds.
     #[arg(long, default_value_t = 20)]
     pub abandon_after: u64,
@@ -154,7 +172,16 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         args.fans,
         issuer.url()
     );
-    let (performance, seat_ids) = seed_show(&client, args.seats).await?;
+    let show = seed_show(&client, args.seats).await?;
+    let campaign =
+        coupons::create(&client, show.concert, show.seat_ids.len() as u64, &args).await?;
+    if let Some(c) = &campaign {
+        eprintln!(
+            "onsale: coupon campaign {} of {} coupons for concert {}",
+            c.id, c.quantity, show.concert
+        );
+    }
+    let performance = show.performance;
     let fans: Vec<String> = (0..args.fans).map(fan_id).collect();
     let signing_in = async {
         let started = Instant::now();
@@ -182,7 +209,9 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         identities,
         sign_in,
         performance: PerformanceId::new(performance)?,
-        seat_total: seat_ids.len() as u64,
+        concert: show.concert,
+        campaign,
+        seat_total: show.seat_ids.len() as u64,
         deadline: Instant::now() + Duration::from_secs(args.duration),
         args: args.clone(),
         tally,
@@ -269,9 +298,8 @@ fn arrival_offset(n: u32, rate: u32, ramp: u64) -> Duration {
 }
 
 /// One concert with one performance of `seats` seats: rows of 50 in
-/// section A, the rest in one row of section B. Returns the performance and
-/// its seat ids.
-async fn seed_show(client: &onsale_client::Client, seats: u32) -> Result<(i64, Vec<i64>)> {
+/// section A, the rest in one row of section B.
+async fn seed_show(client: &onsale_client::Client, seats: u32) -> Result<setup::Show> {
     let per_row = setup::SEATS_PER_ROW;
     let mut sections = Vec::new();
     if seats >= per_row {
@@ -280,7 +308,7 @@ async fn seed_show(client: &onsale_client::Client, seats: u32) -> Result<(i64, V
     if !seats.is_multiple_of(per_row) {
         sections.push(setup::section("B", "S", 88_000, 1, seats % per_row)?);
     }
-    setup::create_show(
+    setup::create_concert_show(
         client,
         "onsale simulation",
         "The Load Generators",

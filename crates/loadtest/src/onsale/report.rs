@@ -10,7 +10,12 @@ use onsale_client::{Client, Error, queue_api::RoomStats};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
-use super::{journey::Sim, tally::Step};
+use super::{
+    coupons::{self, CouponReport},
+    journey::Sim,
+    ranking::{self, RankingReport},
+    tally::Step,
+};
 use crate::stats::nearest_rank;
 
 /// Percentiles of one step.
@@ -67,6 +72,14 @@ pub(super) struct Report {
     events_published: i64,
     events_pending: i64,
     slots_released_by_event: Option<f64>,
+    /// The coupon campaign, as the fans saw it and Postgres records it;
+    /// `null` with `--coupons 0`. Its checks count towards `ok`.
+    coupons: Option<CouponReport>,
+    /// The simulation's concert in the 1-hour ranking after the sale
+    /// (reported, not a check).
+    ranking: RankingReport,
+    /// The concert the ranking was searched for.
+    concert_id: i64,
     elapsed_seconds: f64,
     /// Every check passed.
     pub(super) ok: bool,
@@ -111,6 +124,13 @@ pub(super) async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) 
     };
     let released_by_event =
         metric_sum(&sim.client, "queue_event_releases_total{released=\"true\"}").await;
+    let coupons = coupons::report(sim, &mut db).await?;
+    let ranking = ranking::read(
+        &sim.client,
+        sim.concert,
+        u64::try_from(seats_sold).unwrap_or(0),
+    )
+    .await;
 
     let t = &sim.tally;
     let mut latency = BTreeMap::new();
@@ -176,10 +196,14 @@ pub(super) async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) 
         events_published: published,
         events_pending: pending,
         slots_released_by_event: released_by_event,
-        elapsed_seconds: round1(elapsed.as_secs_f64()),
         ok: double_sold == 0
             && responses_5xx == 0
-            && (!demand_exceeded || seats_sold_equals_supply),
+            && (!demand_exceeded || seats_sold_equals_supply)
+            && coupons.as_ref().is_none_or(CouponReport::ok),
+        coupons,
+        ranking,
+        concert_id: sim.concert,
+        elapsed_seconds: round1(elapsed.as_secs_f64()),
     })
 }
 
@@ -252,6 +276,12 @@ pub(super) fn print_report(r: &Report) {
         r.events_pending,
         r.slots_released_by_event
             .map_or_else(|| "n/a".to_owned(), |v| v.to_string())
+    );
+    coupons::print(r.coupons.as_ref());
+    ranking::print(
+        &r.ranking,
+        r.concert_id,
+        u64::try_from(r.seats_sold).unwrap_or(0),
     );
     println!(
         "elapsed {:.1} s  transport errors {}  unfinished fans {}",

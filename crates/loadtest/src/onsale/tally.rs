@@ -15,6 +15,7 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub(super) enum Step {
     Enter,
+    Claim,
     Poll,
     Seats,
     Hold,
@@ -27,6 +28,7 @@ impl Step {
     fn of(operation: Operation) -> Option<Self> {
         Some(match operation {
             Operation::Enter => Self::Enter,
+            Operation::ClaimCoupon => Self::Claim,
             Operation::Poll => Self::Poll,
             Operation::SeatMap => Self::Seats,
             Operation::Hold => Self::Hold,
@@ -55,6 +57,32 @@ pub(super) struct Tally {
     pub(super) gave_up: AtomicU64,
     pub(super) transport_errors: AtomicU64,
     pub(super) finished: AtomicU64,
+    pub(super) coupons: CouponTally,
+}
+
+/// What the fans saw of the coupon campaign.
+#[derive(Default)]
+pub(super) struct CouponTally {
+    /// Fans who tried to claim one.
+    pub(super) claimers: AtomicU64,
+    /// Fans who got one (201, or `already_claimed` with theirs after a
+    /// retried claim).
+    pub(super) issued: AtomicU64,
+    /// 409 `sold_out` answers.
+    pub(super) sold_out: AtomicU64,
+    /// Any other refusal of a claim.
+    pub(super) claims_refused: AtomicU64,
+    /// Payments that spent a coupon.
+    pub(super) used: AtomicU64,
+    /// Payments refused because of their coupon (`coupon_used`,
+    /// `coupon_expired`, `unknown_coupon`, `coupon_not_applicable`); the fan
+    /// then pays without it.
+    pub(super) payments_refused: AtomicU64,
+    /// KRW taken off by coupons.
+    pub(super) discount_krw: AtomicU64,
+    /// Coupon payments whose discount or amount differs from the
+    /// campaign's discount on the price.
+    pub(super) discount_mismatches: AtomicU64,
 }
 
 impl Tally {

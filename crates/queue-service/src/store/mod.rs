@@ -5,14 +5,12 @@
 //! after a restart) of one script, touching the keys of one event, which
 //! share a hash tag and therefore one slot (see [`crate::layout`]).
 //!
-//! - `pool`: the deadpool-redis cluster pool and the time limits of a call.
 //! - `line`: entering, polling and leaving the line.
 //! - `sessions`: checking and releasing access sessions.
 //! - `rooms`: room settings, the registry of rooms, and admission ticks.
 //! - `reply`: what the scripts answer, parsed into typed results.
 
 mod line;
-mod pool;
 mod reply;
 mod rooms;
 mod sessions;
@@ -25,6 +23,8 @@ use redis::Script;
 pub use reply::RoomSnapshot;
 pub(crate) use reply::{Lookup, Place, SessionCheck, TickReport};
 
+use platform::redis_pool::{RedisCallError, RedisPool};
+
 use crate::{domain::EventId, layout, metrics};
 
 /// Redis failed, took too long, or replied with something the scripts never
@@ -32,20 +32,10 @@ use crate::{domain::EventId, layout, metrics};
 /// `UNAVAILABLE`; the cause is logged, never shown to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The Redis settings cannot make a pool (an unusable URL).
-    #[error("invalid redis settings: {0}")]
-    Config(String),
-    /// No pooled connection: connecting failed, or waiting for a free slot
-    /// or connecting hit the pool's limits.
-    #[error("no redis connection")]
-    Pool(#[from] deadpool::managed::PoolError<redis::RedisError>),
-    /// A command or script failed: connection, cluster or script error.
-    #[error("redis call failed")]
-    Redis(#[from] redis::RedisError),
-    /// No connection within `redis.connect_timeout_ms`, or no reply within
-    /// `redis.response_timeout_ms` (the duration says which).
-    #[error("redis did not answer within {0:?}")]
-    Timeout(std::time::Duration),
+    /// The pool could not be made, or the call failed or timed out
+    /// ([`platform::redis_pool::RedisCallError`] says which).
+    #[error(transparent)]
+    Call(#[from] RedisCallError),
     /// A script reply of an unexpected shape.
     #[error("unexpected script reply: {0}")]
     Reply(String),
@@ -99,7 +89,7 @@ impl std::fmt::Debug for Store {
 }
 
 struct Inner {
-    redis: pool::Redis,
+    redis: RedisPool,
     /// Put before every key (`redis.key_prefix`).
     prefix: String,
     /// Minimum presence window, seconds.
@@ -118,7 +108,7 @@ impl Store {
     /// (`queue.presence_granularity_seconds`), `tick_ms` the admission tick.
     ///
     /// # Errors
-    /// [`StoreError::Config`] for unusable URLs.
+    /// [`StoreError::Call`] for unusable URLs.
     pub(crate) fn new(
         settings: &RedisSettings,
         grain_seconds: u64,
@@ -126,7 +116,7 @@ impl Store {
     ) -> Result<Self, StoreError> {
         Ok(Self {
             inner: Arc::new(Inner {
-                redis: pool::Redis::new(settings)?,
+                redis: RedisPool::new(settings, metrics::REDIS_CHECKOUT_SECONDS)?,
                 prefix: settings.key_prefix.clone(),
                 grain: grain_seconds,
                 tick_ms,
@@ -159,14 +149,14 @@ impl Store {
         for arg in args {
             invocation.arg(*arg);
         }
-        let redis = &self.inner.redis;
-        let mut connection = redis.connection().await?;
         let started = Instant::now();
-        let result = redis
-            .bounded(invocation.invoke_async::<Vec<String>>(&mut connection))
+        let result = self
+            .inner
+            .redis
+            .run_script::<Vec<String>>(&invocation)
             .await;
         metrics::script_duration(name, started.elapsed());
-        result
+        Ok(result?)
     }
 
     /// Whether every cluster master answers `PING`.

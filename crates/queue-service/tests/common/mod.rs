@@ -13,7 +13,6 @@
 
 use std::{
     collections::HashMap,
-    future::Future,
     sync::{Arc, Mutex, OnceLock, PoisonError},
     time::Duration,
 };
@@ -268,24 +267,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     }
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use devstack::testing::eventually;
 
 pub fn event_id() -> String {
     format!("perf-{}", devstack::testing::unique_suffix())

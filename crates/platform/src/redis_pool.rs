@@ -1,5 +1,7 @@
-//! The connection pool: a small deadpool pool of multiplexed redis-rs
-//! cluster connections, and the time limits of one call.
+//! The Redis Cluster connection pool of both services: a small deadpool
+//! pool of multiplexed redis-rs cluster connections, and the time limits of
+//! one call. queue-service runs its waiting-room scripts through it, and
+//! core-service its coupon and ranking scripts.
 //!
 //! A call clones the handle it gets and gives the pooled connection back at
 //! once. The connection is multiplexed, so concurrent calls pipeline on it;
@@ -35,7 +37,6 @@ use std::{
 };
 
 use deadpool::managed::{self, Metrics, Pool, PoolConfig, QueueMode, RecycleResult, Timeouts};
-use platform::settings::{ExposeSecret, RedisSettings};
 use redis::{
     ClientTlsConfig, Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult,
     TlsCertificates, Value,
@@ -44,8 +45,28 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
-use super::StoreError;
-use crate::metrics;
+use crate::settings::{ExposeSecret, RedisSettings};
+
+/// Why a Redis call failed. Every variant means "Redis is unavailable" to
+/// a client (503); the cause is for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisCallError {
+    /// The Redis settings cannot make a pool (an unusable URL, unreadable
+    /// TLS files).
+    #[error("invalid redis settings: {0}")]
+    Config(String),
+    /// No pooled connection: connecting failed, or waiting for a free slot
+    /// or connecting hit the pool's limits.
+    #[error("no redis connection")]
+    Pool(#[from] deadpool::managed::PoolError<RedisError>),
+    /// A command or script failed: connection, cluster or script error.
+    #[error("redis call failed")]
+    Redis(#[from] RedisError),
+    /// No connection within `redis.connect_timeout_ms`, or no reply within
+    /// `redis.response_timeout_ms` (the duration says which).
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+}
 
 /// Cluster-client retries of a command on MOVED/ASK or a lost node before
 /// the call fails (redis-rs's default is 16, far beyond a request's
@@ -54,7 +75,7 @@ const CLUSTER_RETRIES: u32 = 2;
 
 /// A cluster connection and whether a call through any clone of it failed
 /// at the connection level.
-pub(super) struct Connection {
+pub struct Connection {
     inner: ClusterConnection,
     broken: Arc<AtomicBool>,
 }
@@ -135,22 +156,38 @@ impl managed::Manager for Manager {
     }
 }
 
-/// The pool and the limits every call obeys.
-pub(super) struct Redis {
+/// The pool and the limits every call obeys. Cheap to share behind an
+/// `Arc`; every call takes `&self`.
+pub struct RedisPool {
     pool: Pool<Manager>,
     /// Longest a checkout may take: waiting for a slot or connecting.
     checkout_timeout: Duration,
     /// Longest wait for the reply to one command or script.
     response_timeout: Duration,
+    /// Histogram recording each checkout's wait, in seconds.
+    checkout_metric: &'static str,
 }
 
-impl Redis {
+impl std::fmt::Debug for RedisPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPool")
+            .field("checkout_timeout", &self.checkout_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisPool {
     /// A pool of at most `settings.pool_size` connections to the cluster
-    /// seeded by `settings.urls`. Does not connect.
+    /// seeded by `settings.urls`. Does not connect. Each checkout's wait is
+    /// recorded in the histogram named `checkout_metric` (seconds).
     ///
     /// # Errors
-    /// [`StoreError::Config`] for unusable URLs or unreadable TLS files.
-    pub(super) fn new(settings: &RedisSettings) -> Result<Self, StoreError> {
+    /// [`RedisCallError::Config`] for unusable URLs or unreadable TLS files.
+    pub fn new(
+        settings: &RedisSettings,
+        checkout_metric: &'static str,
+    ) -> Result<Self, RedisCallError> {
         let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
         let response_timeout = Duration::from_millis(settings.response_timeout_ms);
         let urls = settings
@@ -163,7 +200,7 @@ impl Redis {
             .retries(CLUSTER_RETRIES);
         if settings.uses_tls() {
             let unreadable = |error: std::io::Error| {
-                StoreError::Config(format!("reading the redis.tls files failed: {error}"))
+                RedisCallError::Config(format!("reading the redis.tls files failed: {error}"))
             };
             let root_cert = settings.tls.read_ca().map_err(unreadable)?;
             let client_tls = (settings.tls.read_identity().map_err(unreadable)?).map(
@@ -181,7 +218,7 @@ impl Redis {
         // AUTH token).
         let client = builder
             .build()
-            .map_err(|e| StoreError::Config(e.to_string()))?;
+            .map_err(|e| RedisCallError::Config(e.to_string()))?;
         let config = PoolConfig {
             max_size: settings.pool_size,
             timeouts: Timeouts {
@@ -198,26 +235,27 @@ impl Redis {
             .config(config)
             .runtime(deadpool::Runtime::Tokio1)
             .build()
-            .map_err(|e| StoreError::Config(e.to_string()))?;
+            .map_err(|e| RedisCallError::Config(e.to_string()))?;
         Ok(Self {
             pool,
             checkout_timeout: connect_timeout,
             response_timeout,
+            checkout_metric,
         })
     }
 
-    /// A handle on a pooled (or new) connection, recording the wait as
-    /// `queue_redis_checkout_duration_seconds`.
+    /// A handle on a pooled (or new) connection, recording the wait in the
+    /// pool's checkout histogram.
     ///
     /// # Errors
-    /// [`StoreError::Pool`] when connecting fails or a pool limit is hit,
-    /// [`StoreError::Timeout`] after `redis.connect_timeout_ms`.
-    pub(super) async fn connection(&self) -> Result<Connection, StoreError> {
+    /// [`RedisCallError::Pool`] when connecting fails or a pool limit is hit,
+    /// [`RedisCallError::Timeout`] after `redis.connect_timeout_ms`.
+    pub async fn connection(&self) -> Result<Connection, RedisCallError> {
         let started = Instant::now();
         let pooled = tokio::time::timeout(self.checkout_timeout, self.pool.get())
             .await
-            .map_err(|_| StoreError::Timeout(self.checkout_timeout))??;
-        metrics::checkout_duration(started.elapsed());
+            .map_err(|_| RedisCallError::Timeout(self.checkout_timeout))??;
+        metrics::histogram!(self.checkout_metric).record(started.elapsed().as_secs_f64());
         // Dropping `pooled` hands the connection back to the pool.
         Ok(Connection::clone(&pooled))
     }
@@ -225,24 +263,37 @@ impl Redis {
     /// Awaits `call` for at most `redis.response_timeout_ms`.
     ///
     /// # Errors
-    /// [`StoreError::Redis`] when the call fails, [`StoreError::Timeout`]
+    /// [`RedisCallError::Redis`] when the call fails, [`RedisCallError::Timeout`]
     /// when it takes too long (it is then dropped, and redis-rs discards its
     /// reply).
-    pub(super) async fn bounded<T>(
+    pub async fn bounded<T>(
         &self,
         call: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, RedisCallError> {
         tokio::time::timeout(self.response_timeout, call)
             .await
-            .map_err(|_| StoreError::Timeout(self.response_timeout))?
-            .map_err(StoreError::Redis)
+            .map_err(|_| RedisCallError::Timeout(self.response_timeout))?
+            .map_err(RedisCallError::Redis)
+    }
+
+    /// Runs one script (`EVALSHA`, loading it on `NOSCRIPT`) on a pooled
+    /// connection, within `redis.response_timeout_ms`.
+    ///
+    /// # Errors
+    /// As [`connection`](Self::connection) and [`bounded`](Self::bounded).
+    pub async fn run_script<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, RedisCallError> {
+        let mut connection = self.connection().await?;
+        self.bounded(invocation.invoke_async(&mut connection)).await
     }
 
     /// Sends one command on a pooled connection and parses its reply.
     ///
     /// # Errors
     /// As [`connection`](Self::connection) and [`bounded`](Self::bounded).
-    pub(super) async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, StoreError> {
+    pub async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, RedisCallError> {
         let mut connection = self.connection().await?;
         self.bounded(command.query_async(&mut connection)).await
     }
