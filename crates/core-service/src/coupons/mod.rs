@@ -300,7 +300,11 @@ impl Coupons {
         let this = self.clone();
         let shutdown = shutdown.clone();
         vec![tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            // The first pass one period after start, not at start: a
+            // service starting (or restarting) during a sale adds no work
+            // then, and a claim's own compensation covers the meantime.
+            let period = Duration::from_secs(every);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 tokio::select! {

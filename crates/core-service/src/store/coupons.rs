@@ -190,19 +190,22 @@ pub async fn campaign(db: &Db, id: CampaignId) -> Result<Option<Campaign>, Store
 /// Database errors.
 pub async fn rule(db: &Db, id: CampaignId) -> Result<Option<CampaignRule>, StoreError> {
     let row =
-        sqlx::query("SELECT quantity, starts_at, ends_at FROM coupon_campaigns WHERE id = $1")
+        sqlx::query("SELECT id, quantity, starts_at, ends_at FROM coupon_campaigns WHERE id = $1")
             .bind(id.get())
             .fetch_optional(db.pool())
             .await?;
-    row.map(|row| {
-        Ok(CampaignRule {
-            id,
-            quantity: row.try_get("quantity")?,
-            starts_at: row.try_get("starts_at")?,
-            ends_at: row.try_get("ends_at")?,
-        })
+    row.as_ref().map(rule_of).transpose()
+}
+
+/// The claim rule in `row` (`id`, `quantity`, `starts_at`, `ends_at`).
+fn rule_of(row: &PgRow) -> Result<CampaignRule, StoreError> {
+    Ok(CampaignRule {
+        id: CampaignId::new(row.try_get("id")?)
+            .map_err(|_| StoreError::Invariant("a campaign id is not positive"))?,
+        quantity: row.try_get("quantity")?,
+        starts_at: row.try_get("starts_at")?,
+        ends_at: row.try_get("ends_at")?,
     })
-    .transpose()
 }
 
 /// Issues a coupon of `campaign` to `fan` if one is left (see the module
@@ -313,17 +316,7 @@ pub async fn live_campaigns(
     .bind(keys_outlive_seconds as f64)
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(CampaignRule {
-                id: CampaignId::new(row.try_get("id")?)
-                    .map_err(|_| StoreError::Invariant("a campaign id is not positive"))?,
-                quantity: row.try_get("quantity")?,
-                starts_at: row.try_get("starts_at")?,
-                ends_at: row.try_get("ends_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(rule_of).collect()
 }
 
 /// Records a reconciliation's report on its campaign.
