@@ -4,6 +4,7 @@
 use core_service::api::{
     Balance, ChargeRequest, ConcertCreated, CreatePayment, CreateReservation, LedgerEntry,
     NewConcert, Payment, Reservation, SeatMap,
+    seatmap::{Availability, SeatLayout},
 };
 use reqwest::{Method, RequestBuilder};
 use uuid::Uuid;
@@ -95,6 +96,57 @@ impl Client {
             .await
     }
 
+    /// The request of [`Client::layout`].
+    pub fn layout_request(&self, performance: i64) -> RequestBuilder {
+        self.request(
+            Service::Core,
+            Method::GET,
+            &format!("/v1/performances/{performance}/layout"),
+        )
+    }
+
+    /// The static layout of `performance`: sections, rows, grades, prices
+    /// and seat ids as runs.
+    ///
+    /// # Errors
+    /// [`Error::Status`] 404 for an unknown performance.
+    pub async fn layout(&self, performance: i64) -> Result<SeatLayout, Error> {
+        self.json(Operation::SeatMap, self.layout_request(performance))
+            .await
+    }
+
+    /// The request of [`Client::availability`].
+    pub fn availability_request(&self, performance: i64, since: Option<&str>) -> RequestBuilder {
+        let mut path = format!("/v1/performances/{performance}/availability");
+        if let Some(since) = since {
+            path.push('?');
+            path.push_str(
+                &form_urlencoded::Serializer::new(String::new())
+                    .append_pair("since", since)
+                    .finish(),
+            );
+        }
+        self.request(Service::Core, Method::GET, &path)
+    }
+
+    /// Which seats of `performance` can be held: the full bitmap, or the
+    /// delta since the version `since` when the server still knows it.
+    ///
+    /// # Errors
+    /// [`Error::Status`] 404 for an unknown performance, 400 for a
+    /// malformed `since`.
+    pub async fn availability(
+        &self,
+        performance: i64,
+        since: Option<&str>,
+    ) -> Result<Availability, Error> {
+        self.json(
+            Operation::SeatMap,
+            self.availability_request(performance, since),
+        )
+        .await
+    }
+
     /// The request of [`Client::hold`]: the access token in
     /// [`ACCESS_TOKEN_HEADER`].
     pub fn hold_request(&self, access_token: &str, hold: &CreateReservation) -> RequestBuilder {
@@ -103,12 +155,14 @@ impl Client {
             .json(hold)
     }
 
-    /// Holds `hold.seat_ids` (all or none) for this client's fan, admitted
+    /// Holds `hold.seat_ids` (all or none), or the best block
+    /// `hold.best_available` asks for, for this client's fan, admitted
     /// with `access_token`, until the returned `held_until` (never after
     /// the access token expires).
     ///
     /// # Errors
     /// [`Error::Status`]: 409 `seat_taken` when any seat is held or sold,
+    /// 409 `no_block_available` when no row has the block asked for,
     /// 409 `order_limit` / `fan_limit` beyond the performance's purchase
     /// limits, 401 without an identity or for an access token queue-service
     /// refuses, 403 `token_subject_mismatch` for another fan's access

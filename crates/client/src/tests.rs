@@ -57,10 +57,10 @@ fn the_queue_token_travels_in_its_own_header_not_in_authorization() {
 #[test]
 fn the_access_token_travels_in_its_own_header_for_holds_and_payments() {
     let fan = Client::default().as_fan("identity");
-    let hold = CreateReservation {
-        performance_id: PerformanceId::new(7).unwrap(),
-        seat_ids: vec![SeatId::new(1).unwrap()],
-    };
+    let hold = CreateReservation::seats(
+        PerformanceId::new(7).unwrap(),
+        vec![SeatId::new(1).unwrap()],
+    );
     let payment = CreatePayment {
         reservation_id: uuid::Uuid::nil(),
         coupon_code: None,

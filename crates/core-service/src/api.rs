@@ -13,6 +13,7 @@ use crate::domain::{Krw, PerformanceId, SeatId};
 
 pub mod coupons;
 pub mod ranking;
+pub mod seatmap;
 
 /// A concert in the catalog.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -94,6 +95,9 @@ pub struct SeatMap {
 
 /// `POST /v1/reservations` body. The fan comes from the identity token
 /// (`Authorization: Bearer`), the admission from `Onsale-Access-Token`.
+///
+/// Exactly one of `seat_ids` (pick your seats) and `best_available` (the
+/// server picks) is given; both or neither is 422 `invalid_selection`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateReservation {
@@ -103,8 +107,60 @@ pub struct CreateReservation {
     /// `max_seats_per_order`, no duplicates). The admission session's live
     /// holds and purchases together stay within `max_seats_per_order`, and
     /// the fan's within `max_tickets_per_fan`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(schema_with = seat_ids)]
     pub seat_ids: Vec<SeatId>,
+    /// Let the server pick the best block of adjacent free seats and hold it
+    /// in one step, within the same limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_available: Option<BestAvailable>,
+}
+
+impl CreateReservation {
+    /// A hold of exactly `seat_ids`.
+    pub fn seats(performance_id: PerformanceId, seat_ids: Vec<SeatId>) -> Self {
+        Self {
+            performance_id,
+            seat_ids,
+            best_available: None,
+        }
+    }
+
+    /// A best-available hold of `quantity` adjacent seats in any grade or
+    /// section.
+    pub fn best_available(performance_id: PerformanceId, quantity: u32) -> Self {
+        Self {
+            performance_id,
+            seat_ids: Vec::new(),
+            best_available: Some(BestAvailable {
+                quantity,
+                grade: None,
+                section: None,
+            }),
+        }
+    }
+}
+
+/// A best-available request: `quantity` seats side by side in one row,
+/// optionally within one grade or one section.
+///
+/// The server takes the first row, in the order the concert listed its
+/// sections and rows (front to back), that has such a block, and there the
+/// block nearest the row's centre, never leaving a single empty seat
+/// between the block and a taken seat or the row's end while another
+/// placement avoids it (the rule ticketing sites call "no orphan seats").
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BestAvailable {
+    /// Seats wanted side by side: 1 to the performance's
+    /// `max_seats_per_order`.
+    pub quantity: u32,
+    /// Only seats of this price grade, e.g. `VIP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grade: Option<String>,
+    /// Only seats of this section, e.g. `A`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
 }
 
 /// A seat inside a reservation.

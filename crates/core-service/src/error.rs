@@ -71,6 +71,13 @@ pub enum ApiError {
         /// Seats still free in the performance (lazy expiry applied).
         seats_available: i64,
     },
+    /// No block of the adjacent seats a best-available hold asked for is
+    /// left (409 `no_block_available`, with `seats_available`).
+    #[error("no block of that many adjacent seats is left")]
+    NoBlock {
+        /// Seats still free in the performance, adjacent or not.
+        seats_available: i64,
+    },
     /// The seats would take the admission session or the fan past a
     /// purchase limit (409 `order_limit` with `max_seats_per_order`, or 409
     /// `fan_limit` with `max_tickets_per_fan`; both with `remaining`, the
@@ -207,6 +214,13 @@ impl ApiError {
                     .detail("one or more requested seats are held or sold; nothing was held")
                     .with("seats_available", *seats_available)
             }
+            Self::NoBlock { seats_available } => Problem::new(
+                StatusCode::CONFLICT,
+                "no_block_available",
+                "No block of seats left",
+            )
+            .detail("no row has that many adjacent seats left; nothing was held")
+            .with("seats_available", *seats_available),
             Self::Conflict { code, detail } => {
                 Problem::new(StatusCode::CONFLICT, code, "Conflict").detail(detail)
             }
@@ -385,6 +399,8 @@ impl From<BookingError> for ApiError {
             BookingError::NotOwner { .. } => Self::forbidden("not_owner", detail),
             BookingError::OverLimit(exceeded) => Self::OverLimit(exceeded, detail),
             BookingError::SeatTaken { seats_available } => Self::SeatTaken { seats_available },
+            BookingError::NoBlock { seats_available } => Self::NoBlock { seats_available },
+            BookingError::InvalidSelection(_) => Self::unprocessable("invalid_selection", detail),
             BookingError::ReleasePaid => Self::conflict("already_paid", detail),
             BookingError::AccessCompleted => Self::forbidden("access_completed", detail),
             BookingError::InvalidConcert(detail) => Self::unprocessable("invalid_field", detail),

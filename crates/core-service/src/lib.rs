@@ -24,8 +24,12 @@
 //! - [`api`]: the JSON request and response bodies.
 //! - [`booking`]: the transport-free booking layer, [`booking::Booking`]:
 //!   the hold, release and payment rules, the access checks, concert
-//!   validation, and the seat-map and sale-rule caches. Fails with
+//!   validation, best-available holds and the sale-rule cache. Fails with
 //!   [`booking::BookingError`].
+//! - [`seatmap`]: seat maps built for a spike, [`seatmap::SeatMaps`]: the
+//!   static layout, availability snapshots rebuilt single-flight at most
+//!   once per interval, precompressed bodies with entity tags, deltas, and
+//!   the best-available rule.
 //! - [`store`]: the transactions (holds within their purchase limits,
 //!   payments, balances, catalog, admin) and the SQL text of the hot paths
 //!   ([`store::sql`]). Answers
@@ -70,6 +74,7 @@ pub mod migration;
 pub mod outbox;
 pub mod queue;
 pub mod ranking;
+pub mod seatmap;
 pub mod seed;
 pub mod settings;
 pub mod store;

@@ -1,7 +1,8 @@
 //! Metrics of core-service (the `metrics` facade; rendered at `/metrics`).
 //!
 //! - `reservations_total{result}`: hold attempts by outcome (`held`,
-//!   `seat_taken`, `too_many_seats`, `rejected`, `error`);
+//!   `seat_taken`, `no_block`, `too_many_seats`, `over_limit`, `rejected`,
+//!   `error`);
 //! - `payments_total{result}`: payment attempts by outcome (`completed`,
 //!   `replayed`, `in_progress`, `insufficient_balance`, `hold_expired`,
 //!   `rejected`, `error`);
@@ -40,6 +41,13 @@
 //!   `ranking_rebuilds_total`: rebuilds of lost Redis data;
 //! - `ranking_snapshots_total{result}`: snapshot job runs (`taken`,
 //!   `skipped` while Redis is rebuilt, `failed`);
+//! - `seat_map_reads_total{result}`: availability reads answered from the
+//!   current snapshot (`fresh`), from the previous one while another
+//!   request rebuilds it (`stale`), and `seat_map_rebuilds_total` with
+//!   `seat_map_rebuild_duration_seconds` (histogram): snapshots read from
+//!   Postgres (at most one per performance and `seat_cache_ms`);
+//! - `seat_map_responses_total{result}`: seat-map bodies sent (`full`) or
+//!   answered 304 (`not_modified`);
 //! - HTTP request durations come from [`telemetry::http::track_metrics`].
 
 use std::time::Duration;
@@ -51,6 +59,23 @@ use crate::db::Db;
 /// The histogram of checkouts of a pooled Redis connection (seconds),
 /// recorded by [`platform::redis_pool::RedisPool`].
 pub const REDIS_CHECKOUT_SECONDS: &str = "core_redis_checkout_duration_seconds";
+
+/// Counts one availability read answered from a snapshot (`fresh`,
+/// `stale`).
+pub fn seat_map_read(result: &'static str) {
+    metrics::counter!("seat_map_reads_total", "result" => result).increment(1);
+}
+
+/// Records one availability snapshot read from Postgres, taking `took`.
+pub fn seat_map_rebuilt(took: Duration) {
+    metrics::counter!("seat_map_rebuilds_total").increment(1);
+    metrics::histogram!("seat_map_rebuild_duration_seconds").record(took.as_secs_f64());
+}
+
+/// Counts one seat-map response (`full`, `not_modified`).
+pub fn seat_map_response(result: &'static str) {
+    metrics::counter!("seat_map_responses_total", "result" => result).increment(1);
+}
 
 /// Counts one coupon claim outcome, and which path decided it (`redis`,
 /// `postgres`).

@@ -110,8 +110,10 @@ pub struct CoreSettings {
     pub rate_limit: RateLimitSettings,
     /// How long a seat hold lasts, in seconds (300 by default).
     pub hold_ttl_seconds: u64,
-    /// Lifetime of the cached seat list of a performance, in ms (at most 1000;
-    /// 0 disables the cache).
+    /// Longest age of a performance's availability snapshot, in ms (at most
+    /// 1000; 0 rebuilds it on every read). Each instance rebuilds it at
+    /// most once per this interval, whatever the number of holds, and
+    /// best-available picks run on it plus the instance's own holds.
     pub seat_cache_ms: u64,
     /// How long an in-flight `Idempotency-Key` stays claimed before another
     /// request may take it over (covers a crash mid-payment), in seconds.

@@ -33,6 +33,18 @@ pub fn ensure_apt(programs: &[&str], packages: &[&str]) -> Result<()> {
     if programs.iter().all(|p| which(p).is_some()) {
         return Ok(());
     }
+    apt_install(packages)?;
+    if let Some(missing) = programs.iter().find(|p| which(p).is_none()) {
+        bail!(
+            "{missing} is still missing after installing {}",
+            packages.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// `apt-get update`, then `apt-get install` of `packages`.
+fn apt_install(packages: &[&str]) -> Result<()> {
     eprintln!("devstack: installing {} with apt-get", packages.join(" "));
     let sudo: &[&str] = if process::is_root() {
         &[]
@@ -46,13 +58,30 @@ pub fn ensure_apt(programs: &[&str], packages: &[&str]) -> Result<()> {
     let mut install = apt_command(sudo, &args);
     process::run(&mut install)
         .with_context(|| format!("apt-get install {} failed", packages.join(" ")))?;
-    if let Some(missing) = programs.iter().find(|p| which(p).is_none()) {
-        bail!(
-            "{missing} is still missing after installing {}",
-            packages.join(" ")
-        );
-    }
     Ok(())
+}
+
+/// The `nginx` binary (the static-file baseline of `loadtest bench`),
+/// installing Debian's `nginx` with apt-get when it is missing. Debian
+/// keeps it in `/usr/sbin`, which is not on every user's `PATH`. The
+/// package's own service is not needed: the bench runs nginx with a
+/// configuration of its own.
+///
+/// # Errors
+/// As [`ensure_apt`], or when no binary is found after installing.
+pub fn ensure_nginx() -> Result<PathBuf> {
+    if let Some(found) = find_nginx() {
+        return Ok(found);
+    }
+    apt_install(&["nginx"])?;
+    find_nginx().context("nginx is not on PATH or in /usr/sbin after apt-get install nginx")
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    which("nginx").or_else(|| {
+        let candidate = PathBuf::from("/usr/sbin/nginx");
+        candidate.is_file().then_some(candidate)
+    })
 }
 
 fn apt_command(sudo: &[&str], args: &[&str]) -> Command {

@@ -176,10 +176,7 @@ async fn pay(
     let hold = fan
         .hold(
             access_token,
-            &CreateReservation {
-                performance_id: performance,
-                seat_ids: vec![SeatId::new(seat)?],
-            },
+            &CreateReservation::seats(performance, vec![SeatId::new(seat)?]),
         )
         .await?;
     fan.pay(

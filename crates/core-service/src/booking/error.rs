@@ -12,6 +12,10 @@ pub enum BookingError {
     /// A hold request named no seats.
     #[error("seat_ids must not be empty")]
     NoSeats,
+    /// A hold request named seats and asked for best available at once, or
+    /// a best-available filter is too long; the text says which.
+    #[error("{0}")]
+    InvalidSelection(&'static str),
     /// A hold request named a seat twice.
     #[error("seat_ids must not repeat")]
     DuplicateSeats,
@@ -45,6 +49,15 @@ pub enum BookingError {
     SeatTaken {
         /// Seats of the performance that can still be held (lazy expiry
         /// applied; cached like the seat map).
+        seats_available: i64,
+    },
+    /// No row has the block of adjacent seats a best-available hold asked
+    /// for (in its grade or section), in a snapshot read after the request
+    /// arrived; nothing was held.
+    #[error("no block of that many adjacent seats is left")]
+    NoBlock {
+        /// Seats of the performance that can still be held, adjacent or
+        /// not.
         seats_available: i64,
     },
     /// A paid reservation cannot be released; nothing changed.

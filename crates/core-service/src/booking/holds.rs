@@ -7,9 +7,10 @@ use uuid::Uuid;
 
 use super::{Booking, BookingError, admits, record_user};
 use crate::{
-    api::Reservation,
+    api::{CreateReservation, Reservation},
     domain::{PerformanceId, SeatId, UserId},
     queue::QueueError,
+    seatmap::best::Want,
     store::{
         holds::{self, HoldOutcome, HoldRequest, Release},
         limits::Limits,
@@ -38,12 +39,84 @@ fn selection(seat_ids: &[SeatId]) -> Result<Vec<SeatId>, BookingError> {
     Ok(seats.into_iter().collect())
 }
 
+/// Longest grade or section name a best-available request may name (the
+/// concert rules allow 16 and 32 characters).
+const MAX_FILTER_CHARS: usize = 32;
+
+/// What a hold asks for, parsed from the request body once.
+#[derive(Debug, Clone)]
+pub enum Selection<'a> {
+    /// Exactly these seats: sorted, distinct, 1 to
+    /// [`MAX_SEATS_PER_REQUEST`].
+    Seats(Vec<SeatId>),
+    /// The best block of adjacent seats (see [`crate::seatmap::best`]).
+    Best(Want<'a>),
+}
+
+impl<'a> Selection<'a> {
+    /// The selection `body` asks for: its `seat_ids`, or its
+    /// `best_available`.
+    ///
+    /// # Errors
+    /// [`BookingError::NoSeats`] (no seat or a quantity of 0),
+    /// [`BookingError::DuplicateSeats`], [`BookingError::TooManySeats`],
+    /// [`BookingError::InvalidSelection`] (both kinds, or an overlong
+    /// filter).
+    pub fn of(body: &'a CreateReservation) -> Result<Self, BookingError> {
+        match (&body.seat_ids[..], &body.best_available) {
+            (ids, None) => Ok(Self::Seats(selection(ids)?)),
+            ([], Some(best)) => {
+                let quantity = best.quantity as usize;
+                if quantity == 0 {
+                    return Err(BookingError::NoSeats);
+                }
+                if quantity > MAX_SEATS_PER_REQUEST {
+                    return Err(BookingError::TooManySeats {
+                        max: MAX_SEATS_PER_REQUEST as i32,
+                    });
+                }
+                let long = |f: &Option<String>| {
+                    f.as_ref()
+                        .is_some_and(|f| f.chars().count() > MAX_FILTER_CHARS)
+                };
+                if long(&best.grade) || long(&best.section) {
+                    return Err(BookingError::InvalidSelection(
+                        "grade and section are at most 32 characters",
+                    ));
+                }
+                Ok(Self::Best(Want {
+                    quantity,
+                    grade: best.grade.as_deref(),
+                    section: best.section.as_deref(),
+                }))
+            }
+            (_, Some(_)) => Err(BookingError::InvalidSelection(
+                "give either seat_ids or best_available, not both",
+            )),
+        }
+    }
+
+    /// Seats asked for.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Seats(seats) => seats.len(),
+            Self::Best(want) => want.quantity,
+        }
+    }
+
+    /// Whether no seat is asked for (never, once parsed).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Booking {
-    /// Holds `seat_ids` of `performance` for `fan`, admitted by
-    /// `access_token`, all or nothing, for `hold_ttl_seconds` but never past
-    /// the token's expiry. The checks run cheapest first: the seat list,
-    /// the token, the performance's sale rules, then the purchase limits
-    /// and the claim in one transaction.
+    /// Holds the seats `selection` names (or the best block it asks for) of
+    /// `performance` for `fan`, admitted by `access_token`, all or nothing,
+    /// for `hold_ttl_seconds` but never past the token's expiry. The checks
+    /// run cheapest first: the selection (parsed by the caller), the
+    /// token, the performance's sale rules, then the purchase limits and
+    /// the claim in one transaction.
     ///
     /// # Errors
     /// - [`BookingError::NoSeats`], [`BookingError::DuplicateSeats`],
@@ -56,6 +129,7 @@ impl Booking {
     /// - [`BookingError::OverLimit`]: the session's or the fan's seats
     ///   would exceed a purchase limit, nothing held;
     /// - [`BookingError::SeatTaken`]: a seat is held or sold, nothing held;
+    /// - [`BookingError::NoBlock`]: no row has the block asked for;
     /// - store errors (unknown performance or seats, the fan's other hold
     ///   in progress, faults).
     pub async fn hold(
@@ -63,14 +137,13 @@ impl Booking {
         fan: &UserId,
         access_token: &str,
         performance: PerformanceId,
-        seat_ids: &[SeatId],
+        selection: &Selection<'_>,
     ) -> Result<Reservation, BookingError> {
-        let seats = selection(seat_ids)?;
         record_user(fan);
         let access = self.queue.verify(performance, access_token).await?;
         admits(fan, &access)?;
         let rules = self.sale_rules(performance).await?;
-        if seats.len() > rules.max_seats_per_order as usize {
+        if selection.len() > rules.max_seats_per_order as usize {
             return Err(BookingError::TooManySeats {
                 max: rules.max_seats_per_order,
             });
@@ -82,7 +155,7 @@ impl Booking {
             user: fan,
             session_id: &access.session_id,
             performance,
-            seats: &seats,
+            seats: &[],
             ttl: self.settings.hold_ttl(),
             access_expires_at: access.expires_at,
             limits: Limits {
@@ -90,9 +163,14 @@ impl Booking {
                 per_fan: rules.max_tickets_per_fan,
             },
         };
+        let seats = match selection {
+            Selection::Seats(seats) => seats,
+            Selection::Best(want) => return self.hold_best(request, want).await,
+        };
+        let request = HoldRequest { seats, ..request };
         match holds::hold(&self.db, request).await? {
             HoldOutcome::Held(reservation) => {
-                self.seats.invalidate(performance);
+                self.note_held(performance, &reservation).await;
                 Ok(reservation)
             }
             HoldOutcome::Taken => Err(BookingError::SeatTaken {
@@ -112,13 +190,10 @@ impl Booking {
     /// - [`BookingError::ReleasePaid`]: the reservation is paid.
     pub async fn release(&self, fan: &UserId, id: Uuid) -> Result<(), BookingError> {
         record_user(fan);
-        let header = holds::header(&self.db, id).await?;
         match holds::release(&self.db, fan, id).await? {
             Release::Paid => Err(BookingError::ReleasePaid),
-            Release::Ended | Release::AlreadyEnded => {
-                self.seats.invalidate(header.performance_id);
-                Ok(())
-            }
+            // The seats show as free with the next snapshot.
+            Release::Ended | Release::AlreadyEnded => Ok(()),
         }
     }
 }

@@ -12,30 +12,32 @@
 //! - reads of a fan's data (reservations, balances) are the fan's own, or
 //!   the operator's ([`Viewer`]);
 //! - [`concerts`]: the rules of a new concert, and its creation;
-//! - catalog and balance reads, here; seat maps and sale rules are cached
-//!   in process (`cache.rs`) and dropped on every change this process
-//!   makes.
+//! - catalog and balance reads, here; sale rules are cached in process
+//!   (`cache.rs`); seat maps are [`crate::seatmap`] snapshots, which
+//!   best-available holds pick from (`best_hold.rs`).
 
+mod best_hold;
 mod cache;
 pub mod concerts;
 mod error;
 mod holds;
 mod payments;
 
-use std::{sync::Arc, time::Instant};
+use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use self::cache::{RulesCache, SeatCache};
-pub use self::{error::BookingError, holds::MAX_SEATS_PER_REQUEST};
+use self::cache::RulesCache;
+pub use self::{
+    error::BookingError,
+    holds::{MAX_SEATS_PER_REQUEST, Selection},
+};
 use crate::{
-    api::{
-        Balance, Concert, ConcertCreated, ConcertPage, LedgerEntry, NewConcert, Reservation,
-        SeatMap,
-    },
+    api::{Balance, Concert, ConcertCreated, ConcertPage, LedgerEntry, NewConcert, Reservation},
     db::Db,
     domain::{ConcertId, Krw, PerformanceId, UserId},
     queue::{Access, QueueClient},
+    seatmap::SeatMaps,
     settings::CoreSettings,
     store::{
         self, StoreError,
@@ -50,25 +52,31 @@ pub struct Booking {
     db: Db,
     queue: QueueClient,
     settings: Arc<CoreSettings>,
-    seats: Arc<SeatCache>,
+    maps: Arc<SeatMaps>,
     rules: Arc<RulesCache>,
 }
 
 impl Booking {
     /// Operations over `db` that verify access tokens with `queue`, under
-    /// the `[core]` settings (hold TTL, seat cache lifetime, payment lease,
-    /// ledger page size).
+    /// the `[core]` settings (hold TTL, seat-map refresh interval, payment
+    /// lease, ledger page size).
     pub fn new(db: Db, queue: QueueClient, settings: Arc<CoreSettings>) -> Self {
-        let seats = Arc::new(SeatCache::new(std::time::Duration::from_millis(
-            settings.seat_cache_ms,
-        )));
+        let maps = Arc::new(SeatMaps::new(
+            db.clone(),
+            Duration::from_millis(settings.seat_cache_ms),
+        ));
         Self {
             db,
             queue,
             settings,
-            seats,
+            maps,
             rules: Arc::new(RulesCache::default()),
         }
+    }
+
+    /// The seat maps (layouts and availability snapshots).
+    pub fn seat_maps(&self) -> &SeatMaps {
+        &self.maps
     }
 
     /// The database handle.
@@ -95,21 +103,6 @@ impl Booking {
     /// [`StoreError::NotFound`]; store errors.
     pub async fn concert(&self, id: ConcertId) -> Result<Concert, BookingError> {
         Ok(catalog::get(&self.db, id).await?)
-    }
-
-    /// The seat map of a performance, at most `seat_cache_ms` old (a lapsed
-    /// hold shows as available).
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`]; store errors.
-    pub async fn seat_map(&self, id: PerformanceId) -> Result<Arc<SeatMap>, BookingError> {
-        if let Some(map) = self.seats.get(id) {
-            return Ok(map);
-        }
-        let fetched_at = Instant::now();
-        let map = Arc::new(catalog::seat_map(&self.db, id).await?);
-        self.seats.put(id, fetched_at, map.clone());
-        Ok(map)
     }
 
     /// A reservation by its (unguessable) id, for the operator or its
@@ -180,17 +173,13 @@ impl Booking {
     }
 
     /// Seats of a performance that can be held now, for refused holds:
-    /// cached like the seat map (at most `seat_cache_ms`, dropped on
-    /// change), so a storm of conflicts costs one count per performance and
-    /// period.
+    /// the current availability snapshot's count (at most `seat_cache_ms`
+    /// old), so a storm of conflicts costs no query of its own.
     async fn seats_available(&self, id: PerformanceId) -> Result<i64, StoreError> {
-        if let Some(count) = self.seats.get_count(id) {
-            return Ok(count);
-        }
-        let fetched_at = Instant::now();
-        let count = store::holds::available_seats(&self.db, id).await?;
-        self.seats.put_count(id, fetched_at, count);
-        Ok(count)
+        let map = self.maps.map(id).await?;
+        Ok(i64::from(
+            self.maps.snapshot(id, &map, None).await?.seats_available(),
+        ))
     }
 }
 

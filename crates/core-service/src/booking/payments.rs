@@ -58,10 +58,7 @@ impl Booking {
                 .await?
                 .ok_or(BookingError::AccessCompleted);
         }
-        let outcome = payments::pay(&self.db, request).await?;
-        if matches!(outcome, PaymentOutcome::Completed(_)) {
-            self.seats.invalidate(header.performance_id);
-        }
-        Ok(outcome)
+        // A paid seat was held before, so availability does not change.
+        Ok(payments::pay(&self.db, request).await?)
     }
 }

@@ -26,16 +26,20 @@ use super::{
 use crate::{
     api::{
         Balance, ChargeRequest, Concert, ConcertCreated, ConcertPage, CreatePayment,
-        CreateReservation, LedgerEntry, NewConcert, Payment, Readiness, Reservation, SeatMap,
+        CreateReservation, LedgerEntry, NewConcert, Payment, Readiness, Reservation,
     },
-    domain::{ConcertId, IdempotencyKey, ParseError, PerformanceId, UserId},
+    booking::Selection,
+    domain::{ConcertId, IdempotencyKey, ParseError, UserId},
     error::ApiError,
     metrics,
     store::payments::PaymentOutcome,
 };
 
 /// `raw` parsed by `parse`; 400 `invalid_request` with its message.
-fn parsed<T, R>(parse: impl FnOnce(R) -> Result<T, ParseError>, raw: R) -> Result<T, ApiError> {
+pub(super) fn parsed<T, R>(
+    parse: impl FnOnce(R) -> Result<T, ParseError>,
+    raw: R,
+) -> Result<T, ApiError> {
     parse(raw).map_err(|e| ApiError::BadRequest(e.0))
 }
 
@@ -147,28 +151,6 @@ pub async fn get_concert(
     Ok(Json(state.booking.concert(id).await?))
 }
 
-/// `GET /v1/performances/{id}/seats`: the seat map (≤ 1 s stale; a
-/// lapsed hold shows as available).
-#[utoipa::path(get, path = "/v1/performances/{id}/seats", tag = "catalog", params(("id" = i64, Path, minimum = 1)), responses(
-    (status = 200, body = SeatMap),
-    (status = 400, description = "Malformed or non-positive id (`malformed_path`, `invalid_request`)"),
-    (status = 404, description = "Unknown performance"),
-    (status = 429, description = "`rate_limited` per client address (Retry-After, RateLimit-Policy, RateLimit)"),
-    (status = 503, description = "Database unavailable (Retry-After)")))]
-#[instrument(skip_all, fields(performance_id = id))]
-pub async fn get_seats(
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Response, ApiError> {
-    let id = parsed(PerformanceId::new, id)?;
-    let map = state.booking.seat_map(id).await?;
-    let mut response = Json(&*map).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=1"));
-    Ok(response)
-}
-
 /// `POST /v1/reservations`: hold seats for the fan, all or nothing, for
 /// `hold_ttl` (never past the access token's expiry), within the
 /// performance's purchase limits.
@@ -184,7 +166,7 @@ pub async fn get_seats(
         (status = 422, description = "Too many, duplicate or unknown seats"),
         (status = 429, description = "`rate_limited` per fan (Retry-After, RateLimit-Policy, RateLimit)"),
         (status = 503, description = "Database, queue-service or identity provider (`identity_unavailable`) unavailable")))]
-#[instrument(skip_all, fields(performance_id = body.performance_id.get(), seats = body.seat_ids.len(), user_id))]
+#[instrument(skip_all, fields(performance_id = body.performance_id.get(), seats = body.seat_ids.len(), best_available = body.best_available.as_ref().map(|b| b.quantity), user_id))]
 pub async fn create_reservation(
     State(state): State<AppState>,
     Fan(fan): Fan,
@@ -192,16 +174,18 @@ pub async fn create_reservation(
     ApiJson(body): ApiJson<CreateReservation>,
 ) -> Result<Response, ApiError> {
     let result = async {
+        let selection = Selection::of(&body)?;
         let token = access_token(&headers)?;
         let held = state
             .booking
-            .hold(&fan.subject, token, body.performance_id, &body.seat_ids);
+            .hold(&fan.subject, token, body.performance_id, &selection);
         Ok::<_, ApiError>(held.await?)
     }
     .await;
     metrics::reservation(match &result {
         Ok(_) => "held",
         Err(ApiError::SeatTaken { .. }) => "seat_taken",
+        Err(ApiError::NoBlock { .. }) => "no_block",
         Err(ApiError::TooManySeats { .. }) => "too_many_seats",
         Err(ApiError::OverLimit(..)) => "over_limit",
         Err(e) if e.status().is_server_error() => "error",

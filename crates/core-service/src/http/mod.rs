@@ -19,6 +19,7 @@ pub mod coupons;
 pub mod handlers;
 pub mod openapi;
 pub mod rankings;
+pub mod seatmap;
 
 use axum::{
     Json, Router, middleware,
@@ -77,7 +78,12 @@ pub fn router(state: AppState) -> Router {
     let catalog = Router::new()
         .route("/v1/concerts", get(handlers::list_concerts))
         .route("/v1/concerts/{id}", get(handlers::get_concert))
-        .route("/v1/performances/{id}/seats", get(handlers::get_seats))
+        .route("/v1/performances/{id}/seats", get(seatmap::get_seats))
+        .route("/v1/performances/{id}/layout", get(seatmap::get_layout))
+        .route(
+            "/v1/performances/{id}/availability",
+            get(seatmap::get_availability),
+        )
         .route("/v1/rankings/concerts", get(rankings::concert_ranking))
         .route_layer(middleware::from_fn_with_state(state.limiter.clone(), limit));
     let fan = Router::new()

@@ -9,7 +9,7 @@ use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
 };
 
-use super::{coupons, handlers, rankings};
+use super::{coupons, handlers, rankings, seatmap};
 use crate::api::ProblemDetails;
 
 /// The OpenAPI document served at `/openapi.json`.
@@ -25,7 +25,9 @@ use crate::api::ProblemDetails;
         handlers::readyz,
         handlers::list_concerts,
         handlers::get_concert,
-        handlers::get_seats,
+        seatmap::get_seats,
+        seatmap::get_layout,
+        seatmap::get_availability,
         handlers::create_reservation,
         handlers::get_reservation,
         handlers::delete_reservation,
@@ -45,6 +47,10 @@ use crate::api::ProblemDetails;
         crate::api::ranking::ConcertRanking,
         crate::api::ranking::RankedConcert,
         crate::api::ranking::RankingWindow,
+        crate::api::BestAvailable,
+        crate::api::seatmap::LayoutSection,
+        crate::api::seatmap::LayoutRow,
+        crate::api::seatmap::SeatRun,
     )),
     modifiers(&Security, &ProblemBodies),
     tags(

@@ -9,10 +9,11 @@ use sqlx::Row;
 
 use super::StoreError;
 use crate::{
-    api::{Concert, ConcertPage, Performance, Seat, SeatMap},
+    api::{Concert, ConcertPage, Performance},
     db::Db,
     domain::{ConcertId, PerformanceId},
     entities::{concert, performance},
+    seatmap::SeatRow,
 };
 
 /// The sale rules of a performance, read before every hold.
@@ -144,22 +145,15 @@ pub async fn sale_rules(db: &Db, id: PerformanceId) -> Result<SaleRules, StoreEr
     })
 }
 
-/// Every seat of `id` with its availability now (a lapsed hold is free).
+/// Every seat of `id`, by id: the performance's layout.
 ///
 /// # Errors
-/// [`StoreError::NotFound`]; database errors.
-pub async fn seat_map(db: &Db, id: PerformanceId) -> Result<SeatMap, StoreError> {
+/// [`StoreError::NotFound`] when the performance does not exist (every
+/// performance has seats); database errors.
+pub async fn seat_rows(db: &Db, id: PerformanceId) -> Result<Vec<SeatRow>, StoreError> {
     let mut conn = db.acquire().await?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM performances WHERE id = $1")
-        .bind(id.get())
-        .fetch_optional(&mut *conn)
-        .await?;
-    if exists.is_none() {
-        return Err(StoreError::NotFound("performance"));
-    }
     let seats = sqlx::query(
-        "SELECT id, section, row_label, number, grade, price_krw, \
-         (status = 'free' OR (status = 'held' AND held_until < now())) AS available \
+        "SELECT id, section, row_label, number, grade, price_krw \
          FROM seats WHERE performance_id = $1 ORDER BY id",
     )
     .bind(id.get())
@@ -167,21 +161,36 @@ pub async fn seat_map(db: &Db, id: PerformanceId) -> Result<SeatMap, StoreError>
     .await?
     .iter()
     .map(|r| {
-        Ok(Seat {
+        Ok(SeatRow {
             id: r.try_get("id")?,
             section: r.try_get("section")?,
             row: r.try_get("row_label")?,
             number: r.try_get("number")?,
             grade: r.try_get("grade")?,
             price: r.try_get("price_krw")?,
-            available: r.try_get("available")?,
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let seats_available = seats.iter().filter(|s| s.available).count() as i64;
-    Ok(SeatMap {
-        performance_id: id.get(),
-        seats_available,
-        seats,
-    })
+    if seats.is_empty() {
+        return Err(StoreError::NotFound("performance"));
+    }
+    Ok(seats)
+}
+
+/// Ids of the seats of `id` that can be held now: free, or held with a
+/// lapsed hold.
+///
+/// # Errors
+/// Database errors.
+pub async fn available_seat_ids(db: &Db, id: PerformanceId) -> Result<Vec<i64>, StoreError> {
+    // One array instead of a row per seat: a 50,000-seat performance
+    // decodes in one value rather than 50,000 rows on the async worker.
+    let mut conn = db.acquire().await?;
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(array_agg(id), '{}') FROM seats WHERE performance_id = $1 \
+         AND (status = 'free' OR (status = 'held' AND held_until < now()))",
+    )
+    .bind(id.get())
+    .fetch_one(&mut *conn)
+    .await?)
 }

@@ -531,11 +531,11 @@ impl TestApp {
 
 /// The body of a hold of `seats` of `performance`.
 pub fn hold_body(performance: i64, seats: &[i64]) -> CreateReservation {
-    CreateReservation {
-        performance_id: PerformanceId::new(performance).expect("a performance id"),
-        seat_ids: seats
+    CreateReservation::seats(
+        PerformanceId::new(performance).expect("a performance id"),
+        seats
             .iter()
             .map(|s| SeatId::new(*s).expect("a seat id"))
             .collect(),
-    }
+    )
 }

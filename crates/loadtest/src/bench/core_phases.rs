@@ -204,10 +204,7 @@ pub(super) async fn run(run: &Run<'_>, record: &mut impl FnMut(Phase)) -> Result
             "hold (HTTP)",
             &url_of(client.hold_request(
                 "",
-                &CreateReservation {
-                    performance_id: PerformanceId::new(http_show.performance)?,
-                    seat_ids: Vec::new(),
-                },
+                &CreateReservation::seats(PerformanceId::new(http_show.performance)?, Vec::new()),
             ))?,
             &holds_lua,
             args.core_connections,

@@ -1,7 +1,7 @@
 //! CPU accounting of a phase (`/proc` for the machine and the services,
 //! rusage for the load generator) and settling the machine between phases.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use anyhow::{Context, Result};
 use sqlx::PgConnection;
@@ -151,4 +151,127 @@ pub(super) fn machine_description() -> String {
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
     format!("{model}, {cores} cores, {memory_gib:.0} GiB")
+}
+
+/// One component of the local stack and the processes it is started as
+/// (their descendants belong to it too).
+pub(super) struct Component {
+    /// e.g. `postgres`.
+    pub(super) name: &'static str,
+    /// The PIDs devstack recorded.
+    pub(super) roots: Vec<i32>,
+}
+
+/// Every server process of the stack devstack runs: both services, the six
+/// Redis nodes, Postgres (the postmaster, whose backends are its children)
+/// and the broker. The issuer is left out: fans sign in before a phase.
+pub(super) fn stack_components(config: &devstack::StackConfig) -> Vec<Component> {
+    let services = devstack::services::pids(config);
+    let service = |name: &'static str| Component {
+        name,
+        roots: services.get(name).copied().into_iter().collect(),
+    };
+    vec![
+        service("core-service"),
+        service("queue-service"),
+        Component {
+            name: "postgres",
+            roots: devstack::postgres::pid(config).into_iter().collect(),
+        },
+        Component {
+            name: "redis (6 nodes)",
+            roots: devstack::redis::pids(config),
+        },
+        Component {
+            name: "broker",
+            roots: devstack::kafka::pid(config).into_iter().collect(),
+        },
+    ]
+}
+
+/// CPU used so far by each component's processes and all their live
+/// descendants, plus what their exited children used (`cutime`, `cstime`:
+/// a Postgres backend that ends is counted in the postmaster once reaped),
+/// in `components` order. Two snapshots subtract into the CPU between
+/// them: a child that exits in between moves from its own line to its
+/// parent's, and one born in between starts from nothing.
+pub(super) fn stack_cpu(components: &[Component]) -> Vec<Duration> {
+    // pid → (parent, own CPU + reaped children's CPU, in ticks).
+    let mut table: HashMap<i32, (i32, u64)> = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            // After the name: state (3), ppid (4), … utime (14), stime (15),
+            // cutime (16), cstime (17).
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let number = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+            let (Some(parent), Some(u), Some(s), Some(cu), Some(cs)) = (
+                fields.get(1).and_then(|v| v.parse::<i32>().ok()),
+                number(11),
+                number(12),
+                number(13),
+                number(14),
+            ) else {
+                continue;
+            };
+            table.insert(pid, (parent, u + s + cu + cs));
+        }
+    }
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for (pid, (parent, _)) in &table {
+        children.entry(*parent).or_default().push(*pid);
+    }
+    components
+        .iter()
+        .map(|component| {
+            let mut ticks = 0;
+            let mut stack = component.roots.clone();
+            while let Some(pid) = stack.pop() {
+                ticks += table.get(&pid).map_or(0, |(_, t)| *t);
+                stack.extend(children.get(&pid).into_iter().flatten());
+            }
+            Duration::from_secs_f64(ticks as f64 / USER_HZ)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_tree_counts_its_children() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let child_pid = i32::try_from(child.id()).unwrap();
+        let components = [
+            Component {
+                name: "me",
+                roots: vec![me],
+            },
+            Component {
+                name: "child",
+                roots: vec![child_pid],
+            },
+        ];
+        let cpu = stack_cpu(&components);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(cpu[1] > Duration::ZERO, "the busy child used no CPU");
+        assert!(
+            cpu[0] >= cpu[1],
+            "the tree of the parent includes its child"
+        );
+    }
 }

@@ -14,6 +14,12 @@
 //! | payment | `wrk`, `POST /v1/payments` with an `Idempotency-Key` | `pgbench` running the payment's SQL |
 //! | coupon claim, issued | `wrk`, `POST /v1/coupon-campaigns/{id}/claims`, distinct signed-in fans, quantity enough for all | `redis-benchmark` running `claim.lua` (`EVALSHA`), distinct fan ids; and `pgbench` running `coupon_issue.sql` |
 //! | coupon claim, sold out | the same, against a campaign already sold out (409 from Redis) | `redis-benchmark` running `claim.lua` against a full counter |
+//! | seat map of 50,000 seats | `wrk`, `GET /v1/performances/{id}/seats` with `Accept-Encoding: br` (and with `If-None-Match`: 304), anonymous | nginx serving the very bytes core-service sent, as a static file |
+//!
+//! Two more parts measure something other than a ratio: `seatmap` also
+//! gives the bytes of the map, layout, availability and its deltas
+//! (`seatmap`), and `tickets` the CPU of the whole stack per sold ticket
+//! in a sale of 1,000 seats to 1,200 buyers (`tickets`).
 //!
 //! Every service request carries a fan's own identity token
 //! (`Authorization: Bearer …`), signed in with the stack's issuer over HTTP
@@ -42,6 +48,9 @@
 //! - `core_phases`: holds and payments, pgbench then wrk.
 //! - `coupon_phase`: coupon claims (issued, sold out), redis-benchmark and
 //!   pgbench then wrk.
+//! - `seatmap`, `nginx`: the seat map's sizes and its rate next to nginx.
+//! - `tickets`: CPU per sold ticket, buyers picking seats and best
+//!   available.
 //! - `wrk`, `pgbench`, `redis`: running the generators and reading their
 //!   output (`redis`: the master owning a hash tag, scripts loaded there).
 //! - `cpu`: the `/proc` and rusage accounting, and settling between phases.
@@ -50,10 +59,13 @@
 mod core_phases;
 mod coupon_phase;
 mod cpu;
+mod nginx;
 mod pgbench;
 mod queue_phases;
 mod redis;
 mod report;
+mod seatmap;
+mod tickets;
 mod wrk;
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
@@ -112,8 +124,23 @@ pub struct BenchArgs {
     /// phase that runs out fails and says so.
     #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=100_000))]
     pub claim_rate_bound: u64,
-    /// Run only the waiting-room, the booking-core or the coupon-claim
-    /// phases.
+    /// Seats of the seat-map performance (sections of 20 rows of 50).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1_000..=100_000))]
+    pub seatmap_seats: u32,
+    /// Concurrent connections of the seat-map phases (wrk, both sides).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub seatmap_connections: u32,
+    /// Seats on sale in each ticket sale (rows of 50).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(50..=100_000))]
+    pub ticket_seats: u32,
+    /// Buyers in each ticket sale, one seat each.
+    #[arg(long, default_value_t = 1_200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub ticket_buyers: u64,
+    /// Buyers buying at once in each ticket sale.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub ticket_concurrency: u64,
+    /// Run only one part: the waiting room, the booking core, the coupon
+    /// claims, the seat map or the ticket sales.
     #[arg(long, value_enum)]
     pub only: Option<Part>,
     /// Markdown file whose generated section is replaced.
@@ -159,6 +186,21 @@ pub enum Part {
     /// Coupon claims (issued, sold out) against redis-benchmark on the
     /// claim script (and pgbench on the issue statement).
     Coupons,
+    /// The seat map of a large performance: bytes, and its rate against
+    /// nginx serving the same bytes.
+    Seatmap,
+    /// CPU of the whole stack per sold ticket (buyers picking seats, and
+    /// best available).
+    Tickets,
+}
+
+/// What a run found besides its phases.
+#[derive(Debug, Default)]
+struct Findings {
+    /// The seat map's sizes (`seatmap`).
+    seatmap: Option<seatmap::Sizes>,
+    /// The ticket sales (`tickets`).
+    sales: Vec<tickets::Sale>,
 }
 
 /// One measured phase.
@@ -279,6 +321,7 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -
     };
 
     let run = Run {
+        config,
         client,
         issuer,
         endpoints,
@@ -296,7 +339,14 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -
     if args.runs(Part::Coupons) {
         coupon_phase::run(&run, &mut record).await?;
     }
-    let report = report::render(&phases, &args, &load_before);
+    let mut findings = Findings::default();
+    if args.runs(Part::Seatmap) {
+        seatmap::run(&run, &mut record, &mut findings.seatmap).await?;
+    }
+    if args.runs(Part::Tickets) {
+        tickets::run(&run, &mut findings.sales).await?;
+    }
+    let report = report::render(&phases, &findings, &args, &load_before);
     println!("{report}");
     if !args.no_write {
         let path = devstack::workspace_root().join(&args.out);
@@ -318,6 +368,8 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: BenchArgs) -
 
 /// What the waiting-room and booking-core halves of a run share.
 struct Run<'a> {
+    /// The stack's settings (its processes, for CPU accounting).
+    config: &'a StackConfig,
     client: Client,
     /// Signs fans in (the stack's issuer).
     issuer: Issuer,

@@ -1,4 +1,4 @@
-//! One fan's journey: enter, poll until admitted, view the seats, hold,
+//! One fan's journey: enter, poll until admitted, hold seats (`seats`),
 //! pay; or abandon, give up, or let the hold lapse.
 
 use std::{
@@ -11,16 +11,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use core_service::domain::{CouponCode, PerformanceId, SeatId};
+use core_service::domain::{CouponCode, PerformanceId};
 use onsale_client::{
     Client, Error,
-    core_api::{CreatePayment, CreateReservation, Payment, Reservation},
+    core_api::{CreatePayment, Payment, Reservation},
     queue_api::FanStatus,
 };
-use rand::{Rng, seq::SliceRandom};
-use reqwest::StatusCode;
+use rand::Rng;
 
-use super::{OnsaleArgs, coupons::CouponCampaign, tally::Tally};
+use super::{
+    OnsaleArgs,
+    coupons::CouponCampaign,
+    seats::{Held, SeatStep},
+    tally::Tally,
+};
 
 /// A run of the simulation, shared by every fan.
 pub(super) struct Sim {
@@ -68,7 +72,7 @@ pub(super) fn fan_id(n: u32) -> String {
 /// Calls `call` as a well-behaved client does: a 429 or 503 is tried again
 /// after its `Retry-After` (1 s when absent, at most 10 s), at most 5 tries
 /// in all.
-async fn patiently<T, F, Fut>(mut call: F) -> Result<T, Error>
+pub(super) async fn patiently<T, F, Fut>(mut call: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
@@ -88,7 +92,7 @@ where
 
 /// The answer, `None` for a refusal (any status that is not 2xx, which ends
 /// the journey), or the failure to get an answer.
-fn answer<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
+pub(super) fn answer<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
     match result {
         Ok(value) => Ok(Some(value)),
         Err(Error::Status { .. }) => Ok(None),
@@ -99,7 +103,10 @@ fn answer<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
 impl Sim {
     /// Runs fan `n`'s journey and counts how it ended.
     pub(super) async fn fan(self: &Arc<Self>, n: u32) {
-        match self.journey(n).await {
+        let mut step = SeatStep::default();
+        let journey = self.journey(n, &mut step).await;
+        step.count(&self.tally.seat_step, self.sold_out.load(Ordering::Relaxed));
+        match journey {
             Ok(Journey::Abandoned) => {
                 self.tally.abandoned.fetch_add(1, Ordering::Relaxed);
             }
@@ -107,25 +114,36 @@ impl Sim {
                 self.tally.gave_up.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Journey::Done | Journey::Stopped) => {}
-            Err(_) => {
+            Err(error) => {
                 self.tally.transport_errors.fetch_add(1, Ordering::Relaxed);
+                let kind = match &error {
+                    Error::Transport { .. } => "no response",
+                    Error::Decode { .. } => "undecodable body",
+                    Error::Status { .. } => "refused",
+                };
+                if let Ok(mut errors) = self.tally.errors.lock() {
+                    *errors
+                        .entry(format!("{}: {kind}", error.operation()))
+                        .or_default() += 1;
+                }
             }
         }
     }
 
-    async fn journey(&self, n: u32) -> Result<Journey, Error> {
+    async fn journey(&self, n: u32, step: &mut SeatStep) -> Result<Journey, Error> {
         let Some(identity) = self.identities.get(n as usize) else {
             return Ok(Journey::Stopped);
         };
         let fan = self.client.as_fan(identity).forwarded_for(fan_address(n));
         let event = self.performance.get();
-        let (abandons, lets_expire, quantity, claims) = {
+        let (abandons, lets_expire, quantity, claims, picks) = {
             let mut rng = rand::rng();
             (
                 rng.random_bool(self.args.abandon),
                 rng.random_bool(self.args.let_expire),
-                rng.random_range(1..=4usize),
+                rng.random_range(1..=4u32),
                 rng.random_bool(self.args.coupon_claimers),
+                rng.random_bool(self.args.pick_own_seats),
             )
         };
         let entered_at = Instant::now();
@@ -168,51 +186,18 @@ impl Sim {
         self.tally.admitted.fetch_add(1, Ordering::Relaxed);
         let access = ticket.access_token.unwrap_or_default();
 
-        // Keep trying while seats may come back (lapsed holds), until the
-        // sale is sold out or patience runs out.
-        let patience = Instant::now() + Duration::from_secs(self.args.hold_ttl * 2 + 10);
-        let reservation = loop {
-            if self.sold_out.load(Ordering::Relaxed) || Instant::now() > patience.min(self.deadline)
-            {
-                let _ = fan.leave(event, &queue_token).await;
-                return Ok(Journey::NoSeat);
-            }
-            let Some(map) = answer(patiently(|| fan.seat_map(event)).await)? else {
-                return Ok(Journey::Stopped);
-            };
-            let mut free: Vec<SeatId> = map
-                .seats
-                .iter()
-                .filter(|s| s.available)
-                .filter_map(|s| SeatId::new(s.id).ok())
-                .collect();
-            if free.is_empty() {
-                tokio::time::sleep(Duration::from_millis(1_000)).await;
-                continue;
-            }
-            free.shuffle(&mut rand::rng());
-            free.truncate(quantity);
-            let hold = CreateReservation {
-                performance_id: self.performance,
-                seat_ids: free,
-            };
-            match patiently(|| fan.hold(&access, &hold)).await {
-                Ok(reservation) => break reservation,
-                Err(Error::Status {
-                    status: StatusCode::CONFLICT,
-                    ..
-                }) => {
-                    self.tally.conflicts.fetch_add(1, Ordering::Relaxed);
-                    let pause = rand::rng().random_range(50..250);
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-                Err(Error::Status { .. }) => return Ok(Journey::Stopped),
-                Err(error) => return Err(error),
-            }
+        let reservation = match self
+            .hold_seats(&fan, &access, &queue_token, quantity, picks, step)
+            .await?
+        {
+            Held::Seats(reservation) => reservation,
+            Held::NoSeat => return Ok(Journey::NoSeat),
+            Held::Stopped => return Ok(Journey::Stopped),
         };
         self.tally.holds.fetch_add(1, Ordering::Relaxed);
         if lets_expire {
             self.tally.let_expire.fetch_add(1, Ordering::Relaxed);
+            step.booked = true;
             return Ok(Journey::Done);
         }
         let key = uuid::Uuid::new_v4().to_string();
@@ -222,7 +207,10 @@ impl Sim {
             coupon_code: coupon.as_deref().and_then(|c| CouponCode::parse(c).ok()),
         };
         match patiently(|| fan.pay(&access, &key, &payment)).await {
-            Ok(paid) => self.paid(&reservation, &paid),
+            Ok(paid) => {
+                step.booked = true;
+                self.paid(&reservation, &paid);
+            }
             Err(error) if payment.coupon_code.is_some() && is_coupon_refusal(&error) => {
                 // Counted (the run fails on it), then paid without the
                 // coupon, as a fan would, so the seats still sell.
@@ -236,6 +224,7 @@ impl Sim {
                     ..payment
                 };
                 if let Some(paid) = answer(patiently(|| fan.pay(&access, &key, &payment)).await)? {
+                    step.booked = true;
                     self.paid(&reservation, &paid);
                 }
             }

@@ -13,9 +13,11 @@
 //!    waiting room.
 //! 3. **Simulate**: fans arrive at `--arrival-rate` per second. Each, with
 //!    `Authorization: Bearer <identity>` on every call, enters
-//!    the queue, polls as `poll_after_ms` says, views the seats once active,
-//!    holds 1–4 seats (picking again after a 409), pays with an
-//!    Idempotency-Key and finishes. `--coupon-claimers` of them claim a
+//!    the queue, polls as `poll_after_ms` says, and once active holds 1–4
+//!    seats: most ask for the best available seats (the server picks an
+//!    adjacent block), `--pick-own-seats` of them view the seat map and pick
+//!    (again after a 409); then it pays with an Idempotency-Key and
+//!    finishes. `--coupon-claimers` of them claim a
 //!    coupon right after entering, while they wait, and pay with it if they
 //!    got one. `--abandon` of them stop polling while waiting;
 //!    `--let-expire` of them let their hold lapse instead of paying.
@@ -24,8 +26,13 @@
 //!    equal to supply when demand exceeds it, no seat sold twice (checked in
 //!    Postgres), no 5xx, and of the coupons: issued ≤ quantity, issued =
 //!    coupons in Postgres, none used twice, used = payments with a coupon,
-//!    each discount the campaign's. Then the concert ranking (reported, not
-//!    a check). Printed and written as JSON.
+//!    each discount the campaign's; and the service levels (`checks`): seat
+//!    map p95 < 500 ms, hold p95 < 1 s, payment p95 < 2 s, over 80 % of the
+//!    fans who reached the seat step while seats remained booked, under 5 %
+//!    of the holds refused 409 while seats remained. Then the stricter
+//!    targets on this box, the CPU of the generator, the machine and the
+//!    stack per sold ticket (`cpu`), and the concert ranking (reported, not
+//!    checks). Printed and written as JSON.
 //!
 //! # Layout
 //! - [`OnsaleArgs`], [`run`]: options, start, seed, arrivals, progress.
@@ -34,16 +41,25 @@
 //!   token in `Onsale-Access-Token`, and an address of its own in
 //!   `X-Forwarded-For` (the services' rate limits key on the verified fan,
 //!   and on that address for the anonymous seat map).
+//! - `seats`: the seat step (best available or picked), and what each fan
+//!   met there for the booking success rate.
 //! - `tally`: counters and per-step latencies, fed by the client's
 //!   observer with every response.
 //! - `report`: figures and checks, printed and written as JSON.
+//! - `checks`: the latency, booking-success and 409 checks, and the
+//!   targets on this box.
+//! - `cpu`: CPU of the generator, the machine and each stack process over
+//!   the arrivals.
 //! - `coupons`: the campaign (created, then checked against Postgres).
 //! - `ranking`: the 1-hour concert ranking after the sale.
 
+mod checks;
 mod coupons;
+mod cpu;
 mod journey;
 mod ranking;
 mod report;
+mod seats;
 mod tally;
 
 use std::{
@@ -100,6 +116,10 @@ pub struct OnsaleArgs {
     /// turns the campaign off; at least one coupon otherwise).
     #[arg(long, default_value_t = 0.2, value_parser = share)]
     pub coupons: f64,
+    /// Share of fans who pick their own seats from the seat map (0–1); the
+    /// rest ask for the best available seats, and the server picks.
+    #[arg(long, default_value_t = 0.1, value_parser = share)]
+    pub pick_own_seats: f64,
     /// Share of fans who claim a coupon while they wait (0–1).
     #[arg(long, default_value_t = 0.3, value_parser = share)]
     pub coupon_claimers: f64,
@@ -247,6 +267,8 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         })
     };
 
+    let stack = cpu::Stack::find(config);
+    let cpu_before = stack.sample();
     let simulation = Instant::now();
     let mut fans = tokio::task::JoinSet::new();
     for fan in 0..args.fans {
@@ -264,6 +286,7 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         () = async { while fans.join_next().await.is_some() {} } => false,
         _ = tokio::signal::ctrl_c() => true,
     };
+    let cpu_after = stack.sample();
     ticker.abort();
     progress.finish_and_clear();
     if interrupted {
@@ -273,7 +296,13 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         );
     }
 
-    let report = report::report(&sim, endpoints, started.elapsed()).await?;
+    let report = report::report(
+        &sim,
+        endpoints,
+        started.elapsed(),
+        (&cpu_before, &cpu_after),
+    )
+    .await?;
     report::print_report(&report);
     std::fs::write(&args.report, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", args.report.display()))?;

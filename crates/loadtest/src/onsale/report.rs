@@ -11,7 +11,9 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
 use super::{
+    checks::{self, Check, SeatStepReport},
     coupons::{self, CouponReport},
+    cpu::{self, CpuReport, Sample},
     journey::Sim,
     ranking::{self, RankingReport},
     tally::Step,
@@ -21,10 +23,10 @@ use crate::stats::nearest_rank;
 /// Percentiles of one step.
 #[derive(Debug, Serialize)]
 pub(super) struct Percentiles {
-    count: usize,
-    p50_ms: f64,
-    p95_ms: f64,
-    p99_ms: f64,
+    pub(super) count: usize,
+    pub(super) p50_ms: f64,
+    pub(super) p95_ms: f64,
+    pub(super) p99_ms: f64,
 }
 
 /// Nearest-rank percentiles of `samples` (sorted here), in ms to 0.01.
@@ -59,7 +61,11 @@ pub(super) struct Report {
     demand_exceeded_supply: bool,
     double_sold_seats: i64,
     responses_5xx: u64,
+    /// Journeys ended by an error without an answer (named so for
+    /// continuity: undecodable bodies count too, see `errors`).
     transport_errors: u64,
+    /// Those by call and kind.
+    errors: BTreeMap<String, u64>,
     fans_who_found_no_seat: u64,
     unfinished_fans: u64,
     status_counts: BTreeMap<u16, u64>,
@@ -80,16 +86,32 @@ pub(super) struct Report {
     ranking: RankingReport,
     /// The concert the ranking was searched for.
     concert_id: i64,
+    /// The seat step: best-available and picking fans, 409s, the fans who
+    /// booked.
+    seat_step: SeatStepReport,
+    /// CPU of the machine, the generator and the stack from the first
+    /// arrival until the last fan was done.
+    cpu: CpuReport,
+    /// Every pass/fail check; `ok` is whether all passed.
+    checks: Vec<Check>,
+    /// Stricter targets on this box, reported and never failing.
+    targets_on_this_box: Vec<Check>,
     elapsed_seconds: f64,
     /// Every check passed.
     pub(super) ok: bool,
 }
 
-/// Builds the report of `sim`, `elapsed` after the start of the run.
+/// Builds the report of `sim`, `elapsed` after the start of the run, with
+/// the CPU between the samples `cpu` (first arrival, last fan done).
 ///
 /// # Errors
 /// Postgres or queue-service unreachable.
-pub(super) async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) -> Result<Report> {
+pub(super) async fn report(
+    sim: &Sim,
+    endpoints: &Endpoints,
+    elapsed: Duration,
+    cpu: (&Sample, &Sample),
+) -> Result<Report> {
     let mut db = PgConnection::connect(&endpoints.database_url)
         .await
         .context("connecting to the core database")?;
@@ -155,6 +177,53 @@ pub(super) async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) 
     let exits = room.as_ref().map_or(0, |r| {
         r.exited.left + r.exited.expired + r.exited.completed + r.exited.revoked
     });
+    let seat_step = SeatStepReport::of(&t.seat_step);
+    let correct = |name: &str, target: String, measured: i64, ok: bool| Check {
+        name: name.to_owned(),
+        target,
+        measured: Some(measured as f64),
+        unit: "count",
+        ok,
+        source: "correctness",
+    };
+    let mut all_checks = vec![
+        correct(
+            "seats sold",
+            if demand_exceeded {
+                format!("= {} (supply)", sim.seat_total)
+            } else {
+                "demand below supply".to_owned()
+            },
+            seats_sold,
+            !demand_exceeded || seats_sold_equals_supply,
+        ),
+        correct(
+            "seats sold twice",
+            "= 0".to_owned(),
+            double_sold,
+            double_sold == 0,
+        ),
+        correct(
+            "responses 5xx",
+            "= 0".to_owned(),
+            i64::try_from(responses_5xx).unwrap_or(i64::MAX),
+            responses_5xx == 0,
+        ),
+    ];
+    if let Some(c) = &coupons {
+        all_checks.push(Check {
+            name: "coupon checks".to_owned(),
+            target: "all pass".to_owned(),
+            measured: None,
+            unit: "",
+            ok: c.ok(),
+            source: "correctness",
+        });
+    }
+    all_checks.extend(checks::latency(&latency));
+    all_checks.extend(seat_step.checks());
+    let targets_on_this_box = checks::box_targets(&latency);
+    let cpu = cpu::report(cpu.0, cpu.1, u64::try_from(seats_sold).unwrap_or(0));
     Ok(Report {
         seats: sim.seat_total,
         fans: sim.args.fans,
@@ -172,6 +241,7 @@ pub(super) async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) 
         double_sold_seats: double_sold,
         responses_5xx,
         transport_errors: t.transport_errors.load(Ordering::Relaxed),
+        errors: t.errors.lock().map(|e| e.clone()).unwrap_or_default(),
         fans_who_found_no_seat: t.gave_up.load(Ordering::Relaxed),
         unfinished_fans: u64::from(sim.args.fans).saturating_sub(finished),
         status_counts: t
@@ -196,10 +266,11 @@ pub(super) async fn report(sim: &Sim, endpoints: &Endpoints, elapsed: Duration) 
         events_published: published,
         events_pending: pending,
         slots_released_by_event: released_by_event,
-        ok: double_sold == 0
-            && responses_5xx == 0
-            && (!demand_exceeded || seats_sold_equals_supply)
-            && coupons.as_ref().is_none_or(CouponReport::ok),
+        ok: all_checks.iter().all(|c| c.ok),
+        checks: all_checks,
+        targets_on_this_box,
+        seat_step,
+        cpu,
         coupons,
         ranking,
         concert_id: sim.concert,
@@ -262,6 +333,9 @@ pub(super) fn print_report(r: &Report) {
             p.p99_ms
         );
     }
+    checks::print_seat_step(&r.seat_step);
+    checks::print(&r.checks, &r.targets_on_this_box);
+    cpu::print(&r.cpu);
     println!(
         "activation wait: p50 {:.0} ms, p95 {:.0} ms ({} fans)",
         r.activation_wait.p50_ms, r.activation_wait.p95_ms, r.activation_wait.count
@@ -283,9 +357,13 @@ pub(super) fn print_report(r: &Report) {
         r.concert_id,
         u64::try_from(r.seats_sold).unwrap_or(0),
     );
+    let errors: Vec<String> = r.errors.iter().map(|(e, n)| format!("{e} {n}")).collect();
     println!(
-        "elapsed {:.1} s  transport errors {}  unfinished fans {}",
-        r.elapsed_seconds, r.transport_errors, r.unfinished_fans
+        "elapsed {:.1} s  transport errors {} [{}]  unfinished fans {}",
+        r.elapsed_seconds,
+        r.transport_errors,
+        errors.join(", "),
+        r.unfinished_fans
     );
     println!("result: {}", if r.ok { "PASS" } else { "FAIL" });
 }

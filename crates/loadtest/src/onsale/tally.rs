@@ -2,7 +2,10 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Mutex, atomic::AtomicU64},
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -57,7 +60,79 @@ pub(super) struct Tally {
     pub(super) gave_up: AtomicU64,
     pub(super) transport_errors: AtomicU64,
     pub(super) finished: AtomicU64,
+    /// Journeys ended by an error without an answer (no response, or a
+    /// body that did not decode), by call and kind.
+    pub(super) errors: Mutex<BTreeMap<String, u64>>,
     pub(super) coupons: CouponTally,
+    pub(super) seat_step: SeatStepTally,
+}
+
+/// What the fans met at the seat step (holding seats).
+#[derive(Default)]
+pub(super) struct SeatStepTally {
+    /// Fans who asked for the best available seats.
+    pub(super) best_available_fans: AtomicU64,
+    /// Fans who picked their own seats from the seat map.
+    pub(super) picking_fans: AtomicU64,
+    /// Hold requests answered (a hold, a 409 or another refusal; 429 and
+    /// 503 answers retried after `Retry-After` are not counted apart).
+    pub(super) hold_attempts: AtomicU64,
+    /// 409s to a hold whose `seats_available` was at least the seats asked
+    /// for: enough seats remained, the hold still failed.
+    pub(super) conflicts_with_seats_left: AtomicU64,
+    /// 409s to a hold by problem `code`.
+    pub(super) conflict_codes: Mutex<BTreeMap<String, u64>>,
+    /// Of `hold_attempts`, those of picking fans.
+    pub(super) picking_hold_attempts: AtomicU64,
+    /// Of `conflicts_with_seats_left`, those of picking fans.
+    pub(super) picking_conflicts_with_seats_left: AtomicU64,
+    /// Fans who reached the seat step (were admitted and asked for seats).
+    pub(super) reached: AtomicU64,
+    /// Of those, fans who booked: held seats and paid, or held and let the
+    /// hold lapse by choice.
+    pub(super) booked: AtomicU64,
+    /// Fans who left the seat step without a booking while seats remained
+    /// (the last answer they saw showed seats free, or their hold or
+    /// payment failed).
+    pub(super) failed_with_seats_left: AtomicU64,
+    /// Fans who left the seat step without a booking because none remained
+    /// (sold out, or every seat held or sold in the last answer they saw).
+    pub(super) ended_without_seats: AtomicU64,
+}
+
+impl SeatStepTally {
+    /// Counts one answered hold, of a picking fan when `picks`.
+    pub(super) fn attempt(&self, picks: bool) {
+        self.hold_attempts.fetch_add(1, Ordering::Relaxed);
+        if picks {
+            self.picking_hold_attempts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one 409 to a hold of `asked` seats (by a picking fan when
+    /// `picks`) with `code` and the problem's `seats_available` (absent:
+    /// unknown, not counted as seats left).
+    pub(super) fn conflict(
+        &self,
+        picks: bool,
+        code: Option<&str>,
+        seats_available: Option<u64>,
+        asked: u64,
+    ) {
+        if seats_available.is_some_and(|free| free >= asked) {
+            self.conflicts_with_seats_left
+                .fetch_add(1, Ordering::Relaxed);
+            if picks {
+                self.picking_conflicts_with_seats_left
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Ok(mut codes) = self.conflict_codes.lock() {
+            *codes
+                .entry(code.unwrap_or("(none)").to_owned())
+                .or_default() += 1;
+        }
+    }
 }
 
 /// What the fans saw of the coupon campaign.
