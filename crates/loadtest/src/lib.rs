@@ -31,6 +31,10 @@
 //!   stack's OIDC issuer) started with the tool's settings, the admin keys,
 //!   fans signed in through the issuer's `POST /token`, seeding (concerts,
 //!   balances, rooms, admitted fans).
+//! - [`procfs`]: CPU time read from Linux's `/proc` (the machine's busy
+//!   time, a process's own and reaped children's time, a process's
+//!   children, the stack's PIDs through devstack) and `getrusage`, for
+//!   `bench` and `onsale` alike.
 //! - [`stats`]: nearest-rank percentiles.
 //!
 //! Also here: `k6/` (k6 scripts against running services) and
@@ -39,6 +43,7 @@
 pub mod bench;
 pub mod events;
 pub mod onsale;
+pub mod procfs;
 pub mod release;
 pub mod setup;
 pub mod stats;

@@ -1,10 +1,13 @@
 //! CPU accounting of a phase (`/proc` for the machine and the services,
-//! rusage for the load generator) and settling the machine between phases.
+//! rusage for the load generator, all read through [`crate::procfs`]) and
+//! settling the machine between phases.
 
 use std::{collections::HashMap, time::Duration};
 
 use anyhow::{Context, Result};
 use sqlx::PgConnection;
+
+use crate::procfs::{self, children_cpu, machine_busy};
 
 /// CPU spent during one phase.
 pub(super) struct Cpu {
@@ -37,17 +40,7 @@ impl Cpu {
 /// no checkpoint starts within a 10 s phase.
 pub(super) async fn settle(db: Option<&mut PgConnection>) {
     if let Some(db) = db {
-        for _ in 0..300 {
-            let pending: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                    .fetch_one(&mut *db)
-                    .await
-                    .unwrap_or(0);
-            if pending == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_outbox(db, Duration::from_secs(30), Duration::from_millis(100)).await;
         if let Err(error) = sqlx::query("CHECKPOINT").execute(&mut *db).await {
             eprintln!("bench: CHECKPOINT failed ({error}); the phase may share one");
         }
@@ -62,58 +55,27 @@ pub(super) async fn settle(db: Option<&mut PgConnection>) {
     }
 }
 
-/// Linux's USER_HZ: `/proc` reports CPU time in 1/100 s.
-const USER_HZ: f64 = 100.0;
-
-fn machine_busy() -> Duration {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal …: busy is all but idle
-    // and iowait; guest time is already inside user.
-    let busy: u64 = ticks
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, v)| v)
-        .sum();
-    Duration::from_secs_f64(busy as f64 / USER_HZ)
+/// Waits until the outbox relay has published every row (no `outbox` row
+/// with `published_at` NULL): counts them every `poll`, at most `timeout /
+/// poll` times (so a little over `timeout` in all, with the queries). A
+/// count that fails counts as none pending.
+pub(super) async fn wait_for_outbox(db: &mut PgConnection, timeout: Duration, poll: Duration) {
+    for _ in 0..timeout.as_millis() / poll.as_millis().max(1) {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&mut *db)
+                .await
+                .unwrap_or(0);
+        if pending == 0 {
+            return;
+        }
+        tokio::time::sleep(poll).await;
+    }
 }
 
+/// utime + stime of `pid` so far; zero when it is not running.
 fn process_cpu(pid: i32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) in parentheses:
-    // state is field 3, utime 14 and stime 15.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    Duration::from_secs_f64(fields.iter().sum::<u64>() as f64 / USER_HZ)
-}
-
-fn children_cpu() -> Duration {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).map_or(
-        Duration::ZERO,
-        |usage| {
-            let tv = |t: nix::sys::time::TimeVal| {
-                Duration::new(
-                    u64::try_from(t.tv_sec()).unwrap_or(0),
-                    u32::try_from(t.tv_usec()).unwrap_or(0) * 1_000,
-                )
-            };
-            tv(usage.user_time()) + tv(usage.system_time())
-        },
-    )
+    procfs::process_cpu(pid).map_or(Duration::ZERO, |cpu| cpu.own())
 }
 
 /// Runs `command` to completion and accounts the CPU of the machine, of
@@ -166,26 +128,14 @@ pub(super) struct Component {
 /// Redis nodes, Postgres (the postmaster, whose backends are its children)
 /// and the broker. The issuer is left out: fans sign in before a phase.
 pub(super) fn stack_components(config: &devstack::StackConfig) -> Vec<Component> {
-    let services = devstack::services::pids(config);
-    let service = |name: &'static str| Component {
-        name,
-        roots: services.get(name).copied().into_iter().collect(),
-    };
+    let pids = procfs::StackPids::find(config);
+    let component = |name: &'static str, roots: Vec<i32>| Component { name, roots };
     vec![
-        service("core-service"),
-        service("queue-service"),
-        Component {
-            name: "postgres",
-            roots: devstack::postgres::pid(config).into_iter().collect(),
-        },
-        Component {
-            name: "redis (6 nodes)",
-            roots: devstack::redis::pids(config),
-        },
-        Component {
-            name: "broker",
-            roots: devstack::kafka::pid(config).into_iter().collect(),
-        },
+        component("core-service", pids.core_service.into_iter().collect()),
+        component("queue-service", pids.queue_service.into_iter().collect()),
+        component("postgres", pids.postgres.into_iter().collect()),
+        component("redis (6 nodes)", pids.redis),
+        component("broker", pids.broker.into_iter().collect()),
     ]
 }
 
@@ -197,30 +147,10 @@ pub(super) fn stack_components(config: &devstack::StackConfig) -> Vec<Component>
 /// parent's, and one born in between starts from nothing.
 pub(super) fn stack_cpu(components: &[Component]) -> Vec<Duration> {
     // pid → (parent, own CPU + reaped children's CPU, in ticks).
-    let mut table: HashMap<i32, (i32, u64)> = HashMap::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            // After the name: state (3), ppid (4), … utime (14), stime (15),
-            // cutime (16), cstime (17).
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let number = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-            let (Some(parent), Some(u), Some(s), Some(cu), Some(cs)) = (
-                fields.get(1).and_then(|v| v.parse::<i32>().ok()),
-                number(11),
-                number(12),
-                number(13),
-                number(14),
-            ) else {
-                continue;
-            };
-            table.insert(pid, (parent, u + s + cu + cs));
-        }
-    }
+    let table: HashMap<i32, (i32, u64)> = procfs::processes()
+        .into_iter()
+        .map(|(pid, cpu)| (pid, (cpu.parent, cpu.own_ticks + cpu.reaped_ticks)))
+        .collect();
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for (pid, (parent, _)) in &table {
         children.entry(*parent).or_default().push(*pid);
@@ -234,7 +164,7 @@ pub(super) fn stack_cpu(components: &[Component]) -> Vec<Duration> {
                 ticks += table.get(&pid).map_or(0, |(_, t)| *t);
                 stack.extend(children.get(&pid).into_iter().flatten());
             }
-            Duration::from_secs_f64(ticks as f64 / USER_HZ)
+            procfs::ticks(ticks)
         })
         .collect()
 }

@@ -46,7 +46,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::{
     Run,
-    cpu::{settle, stack_components, stack_cpu},
+    cpu::{settle, stack_components, stack_cpu, wait_for_outbox},
     room,
 };
 use crate::setup;
@@ -233,7 +233,7 @@ async fn sell(run: &Run<'_>, mode: Mode) -> Result<Sale> {
         .collect()
         .await;
     results.into_iter().collect::<Result<()>>()?;
-    drain_outbox(&mut db).await;
+    wait_for_outbox(&mut db, Duration::from_secs(30), Duration::from_millis(50)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seconds = started.elapsed().as_secs_f64();
     let used = sum_since(&before, &stack_cpu(&components));
@@ -279,21 +279,6 @@ fn sum_since(before: &[Duration], after: &[Duration]) -> Vec<Duration> {
         .zip(after)
         .map(|(b, a)| a.saturating_sub(*b))
         .collect()
-}
-
-/// Waits (at most 30 s) until the outbox relay has published every row.
-async fn drain_outbox(db: &mut PgConnection) {
-    for _ in 0..600 {
-        let pending: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&mut *db)
-                .await
-                .unwrap_or(0);
-        if pending == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// One buyer: hold one seat (retrying after a 409 while seats remain),

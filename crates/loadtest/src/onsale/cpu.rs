@@ -15,14 +15,16 @@
 //!   waiting-room entries and polls, seat-map reads, refused holds,
 //!   coupon claims, the outbox relay and consumers; the bench's figure is
 //!   one hold and one payment only, so the two do not compare.
+//!
+//! The reading itself (`/proc`, `getrusage`, devstack's PIDs) is
+//! [`crate::procfs`].
 
 use std::{collections::BTreeMap, time::Duration, time::Instant};
 
 use devstack::StackConfig;
 use serde::Serialize;
 
-/// Linux's `USER_HZ`: `/proc` gives CPU time in 1/100 s.
-const USER_HZ: f64 = 100.0;
+use crate::procfs::{StackPids, children_of, machine_busy, own_cpu, process_cpu};
 
 /// One component of the stack whose CPU is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -61,56 +63,48 @@ impl Component {
 
 /// The stack's processes, found through devstack's PID files.
 pub(super) struct Stack {
-    /// Plain processes (services, Redis nodes, the broker).
-    pids: Vec<(Component, i32)>,
-    /// The postmaster, whose children are counted too.
-    postmaster: Option<i32>,
+    /// Plain processes (services, Redis nodes, the broker), and the
+    /// postmaster, whose children are counted too.
+    pids: StackPids,
 }
 
 impl Stack {
     /// The running processes of `config`'s stack.
     pub(super) fn find(config: &StackConfig) -> Self {
-        let services = devstack::services::pids(config);
-        let mut pids = Vec::new();
-        for (component, name) in [
-            (Component::CoreService, "core-service"),
-            (Component::QueueService, "queue-service"),
-        ] {
-            if let Some(pid) = services.get(name) {
-                pids.push((component, *pid));
-            }
-        }
-        pids.extend(
-            devstack::redis::pids(config)
-                .into_iter()
-                .map(|p| (Component::Redis, p)),
-        );
-        if let Some(pid) = devstack::kafka::pid(config) {
-            pids.push((Component::Broker, pid));
-        }
         Self {
-            pids,
-            postmaster: devstack::postgres::pid(config),
+            pids: StackPids::find(config),
         }
     }
 
     /// CPU so far of the machine, this process and each component.
     pub(super) fn sample(&self) -> Sample {
+        let p = &self.pids;
+        let plain = p
+            .core_service
+            .iter()
+            .map(|pid| (Component::CoreService, pid))
+            .chain(
+                p.queue_service
+                    .iter()
+                    .map(|pid| (Component::QueueService, pid)),
+            )
+            .chain(p.redis.iter().map(|pid| (Component::Redis, pid)))
+            .chain(p.broker.iter().map(|pid| (Component::Broker, pid)));
         let mut components: BTreeMap<Component, Duration> = BTreeMap::new();
-        for (component, pid) in &self.pids {
+        for (component, pid) in plain {
             if let Some(cpu) = process_cpu(*pid) {
-                *components.entry(*component).or_default() += cpu.own + cpu.reaped;
+                *components.entry(component).or_default() += cpu.own() + cpu.reaped();
             }
         }
-        if let Some(postmaster) = self.postmaster
+        if let Some(postmaster) = p.postgres
             && let Some(cpu) = process_cpu(postmaster)
         {
             let children: Duration = children_of(postmaster)
                 .into_iter()
                 .filter_map(process_cpu)
-                .map(|c| c.own + c.reaped)
+                .map(|c| c.own() + c.reaped())
                 .sum();
-            components.insert(Component::Postgres, cpu.own + cpu.reaped + children);
+            components.insert(Component::Postgres, cpu.own() + cpu.reaped() + children);
         }
         Sample {
             at: Instant::now(),
@@ -266,96 +260,9 @@ fn round3(value: f64) -> f64 {
     (value * 1_000.0).round() / 1_000.0
 }
 
-/// Busy CPU of the machine: every field of `/proc/stat`'s `cpu` line but
-/// idle and iowait (guest time is inside user already).
-fn machine_busy() -> Duration {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let busy: u64 = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .filter_map(|(_, v)| v.parse::<u64>().ok())
-        .sum();
-    ticks(busy)
-}
-
-fn ticks(n: u64) -> Duration {
-    Duration::from_secs_f64(n as f64 / USER_HZ)
-}
-
-/// User + system CPU of this process, every thread.
-fn own_cpu() -> Duration {
-    use nix::sys::{
-        resource::{UsageWho, getrusage},
-        time::TimeVal,
-    };
-    let tv = |t: TimeVal| {
-        Duration::new(
-            u64::try_from(t.tv_sec()).unwrap_or(0),
-            u32::try_from(t.tv_usec()).unwrap_or(0) * 1_000,
-        )
-    };
-    getrusage(UsageWho::RUSAGE_SELF)
-        .map_or(Duration::ZERO, |u| tv(u.user_time()) + tv(u.system_time()))
-}
-
-/// CPU of one process from `/proc/<pid>/stat`.
-struct ProcessCpu {
-    /// utime + stime, all threads.
-    own: Duration,
-    /// cutime + cstime: children it has reaped.
-    reaped: Duration,
-    parent: i32,
-}
-
-/// The fields after the command name (which may hold spaces and
-/// parentheses): state is field 3, ppid 4, utime 14, stime 15, cutime 16,
-/// cstime 17.
-fn parse_stat(stat: &str) -> Option<ProcessCpu> {
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3)?.parse::<i64>().ok();
-    let positive = |n: usize| Some(u64::try_from(field(n)?).unwrap_or(0));
-    Some(ProcessCpu {
-        own: ticks(positive(14)? + positive(15)?),
-        reaped: ticks(positive(16)? + positive(17)?),
-        parent: i32::try_from(field(4)?).ok()?,
-    })
-}
-
-fn process_cpu(pid: i32) -> Option<ProcessCpu> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// Live processes whose parent is `parent`.
-fn children_of(parent: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| process_cpu(*pid).is_some_and(|c| c.parent == parent))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_stat_line_with_spaces_in_the_name_parses() {
-        let line = "4242 (postgres: onsale (x) idle) S 17 4242 4242 0 -1 4194560 \
-                    100 0 0 0 250 50 30 20 20 0 1 0 12345 1000 200";
-        let cpu = parse_stat(line).unwrap();
-        assert_eq!(cpu.parent, 17);
-        assert_eq!(cpu.own, Duration::from_secs(3));
-        assert_eq!(cpu.reaped, Duration::from_millis(500));
-    }
 
     #[test]
     fn server_cpu_is_split_per_component_and_per_ticket() {
@@ -379,12 +286,5 @@ mod tests {
         assert_eq!(cpu.missing, ["postgres", "broker", "queue-service"]);
         let json = serde_json::to_value(&cpu).unwrap();
         assert_eq!(json["server_cpu_seconds"]["core-service"], 4.0);
-    }
-
-    #[test]
-    fn this_process_is_found_as_a_child_of_its_parent() {
-        let me = i32::try_from(std::process::id()).unwrap();
-        let parent = process_cpu(me).unwrap().parent;
-        assert!(children_of(parent).contains(&me));
     }
 }
