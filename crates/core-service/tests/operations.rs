@@ -211,15 +211,7 @@ async fn ops_endpoints_serve_health_openapi_and_metrics() {
     let second = app.access_token(show.performance_id, "second").await;
     app.hold(&token, show.performance_id, &show.seat_ids).await;
     app.hold(&second, show.performance_id, &show.seat_ids).await;
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("reservations_total{result=\"held\"}"),
         "{metrics}"
@@ -230,15 +222,7 @@ async fn ops_endpoints_serve_health_openapi_and_metrics() {
     // Sampled gauges: the pool and the outbox backlog (one expiration row).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = app
-            .http
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics_text().await;
         if [
             "db_pool_connections_in_use",
             "db_pool_connections_idle",

@@ -13,16 +13,9 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 
 async fn rebuilds(app: &TestApp) -> f64 {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
+    app.metrics_text()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|line| line.strip_prefix("seat_map_rebuilds_total "))
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }

@@ -38,7 +38,8 @@ pub enum HoldOutcome {
     /// Every seat is now held by the new reservation.
     Held(Reservation),
     /// At least one seat is held, sold or being claimed right now; nothing
-    /// was held. The caller reports it with [`available_seats`].
+    /// was held. The caller reports it with the availability snapshot's
+    /// count ([`crate::seatmap::Snapshot::seats_available`]).
     Taken,
     /// The seats would take the session or the fan past a purchase limit;
     /// nothing was held.
@@ -66,22 +67,6 @@ pub struct HoldRequest<'a> {
     pub access_expires_at: DateTime<Utc>,
     /// The performance's purchase limits.
     pub limits: Limits,
-}
-
-/// Seats of `performance` that can be held now (free, or held with a lapsed
-/// hold).
-///
-/// # Errors
-/// Database errors.
-pub async fn available_seats(db: &Db, performance: PerformanceId) -> Result<i64, StoreError> {
-    let mut conn = db.acquire().await?;
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM seats WHERE performance_id = $1 \
-         AND (status = 'free' OR (status = 'held' AND held_until < now()))",
-    )
-    .bind(performance.get())
-    .fetch_one(&mut *conn)
-    .await?)
 }
 
 /// Holds the request's seats for its fan, all or nothing, until `ttl` from

@@ -521,6 +521,18 @@ impl TestApp {
             .balance
     }
 
+    /// The service's `/metrics` text (Prometheus exposition).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("a /metrics response")
+            .text()
+            .await
+            .expect("the /metrics body")
+    }
+
     pub async fn scalar(&self, sql: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_one(&self.db)
