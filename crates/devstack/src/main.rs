@@ -186,10 +186,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 "devstack: stack healthy; running cargo test {}",
                 scope.join(" ")
             );
+            // One failing test binary must not hide the others' results.
+            let fail_fast: &[&str] = if args.iter().any(|a| a == "--no-fail-fast") {
+                &[]
+            } else {
+                &["--no-fail-fast"]
+            };
             let status = Command::new("cargo")
                 .current_dir(devstack::workspace_root())
                 .arg("test")
                 .args(scope)
+                .args(fail_fast)
                 .args(&args)
                 .envs(endpoints.env_vars())
                 .status()
