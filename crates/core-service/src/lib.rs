@@ -47,8 +47,9 @@
 //!   `payment.completed` consumer into Redis sorted sets per time bucket,
 //!   Postgres snapshots, and the stale fallback while Redis is down.
 //! - [`queue`]: the waiting room's gRPC client (token verification, with
-//!   concurrent checks coalesced into `VerifyAccessBatch` calls), failing
-//!   with [`queue::QueueError`].
+//!   concurrent checks coalesced into `VerifyAccessBatch` calls, and the
+//!   release of a paid session right after its payment), failing with
+//!   [`queue::QueueError`].
 //! - [`settings`]: typed configuration (`[database]`, `[kafka]`,
 //!   `[identity]`, `[telemetry]`, `[core]`) from embedded TOML and
 //!   `ONSALE__…` variables; `[redis]`, `[coupons]` and `[ranking]` for

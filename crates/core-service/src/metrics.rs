@@ -16,6 +16,11 @@
 //! - `verify_access_batch_checks`: token checks carried by each
 //!   `VerifyAccessBatch` call to queue-service (the coalescing in
 //!   [`crate::queue`]);
+//! - `queue_releases_total{result}`: paid sessions released in
+//!   queue-service right after the payment (`released`; `none` when the
+//!   event or the session's expiry got there first; `failed` after the
+//!   retries, or `dropped` when the release queue was full: both left to
+//!   the `payment.completed` event);
 //! - `coupon_claims_total{result}`: claims by outcome (`claimed`,
 //!   `already_claimed`, `sold_out`, `closed`, `not_started`, `error`) and
 //!   `coupon_claim_path_total{path}` (`redis`, or `postgres` while Redis is
@@ -59,6 +64,12 @@ use crate::db::Db;
 /// The histogram of checkouts of a pooled Redis connection (seconds),
 /// recorded by [`platform::redis_pool::RedisPool`].
 pub const REDIS_CHECKOUT_SECONDS: &str = "core_redis_checkout_duration_seconds";
+
+/// Counts one background release of a paid session (`released`, `none`,
+/// `failed`, `dropped`).
+pub fn queue_release(result: &'static str) {
+    metrics::counter!("queue_releases_total", "result" => result).increment(1);
+}
 
 /// Counts one availability read answered from a snapshot (`fresh`,
 /// `stale`).

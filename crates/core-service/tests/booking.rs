@@ -338,7 +338,10 @@ async fn the_same_idempotency_key_sent_twenty_times_at_once_debits_once_and_answ
     let replay = app.pay(&token, "pay-once-7f3a", &reservation).await;
     assert_eq!(replay.body, first.body);
     assert_eq!(replay.headers["idempotent-replayed"], "true");
-    // The key cannot be reused for another reservation.
+    // The paid session's slot is released, so the fan comes back through
+    // the waiting room for a new one; the key, scoped to the fan, still
+    // cannot be reused for another reservation.
+    let token = app.access_token(show.performance_id, "payer").await;
     let other = app
         .hold(&token, show.performance_id, &show.seat_ids[5..6])
         .await;

@@ -1,6 +1,7 @@
 //! The event flows of core-service and queue-service against real Kafka:
-//! payments survive a broker outage and their events arrive afterwards with
-//! one effect each; holds expire at their due time even when the expiry
+//! payments survive a broker outage, their sessions' slots are freed
+//! without the broker, and their events arrive afterwards with no second
+//! effect; holds expire at their due time even when the expiry
 //! consumer dies mid-batch.
 
 mod common;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use common::{Pass, Reply, Show, TestApp, spawn_app_on};
 use devstack::testing::PrivateBroker;
 use futures::future::join_all;
+use onsale_client::{RoomState, queue_api::RoomRequest};
 use reqwest::StatusCode;
 
 fn topics(suffix: &str) -> Vec<String> {
@@ -68,7 +70,8 @@ async fn eventually(what: &str, seconds: u64, mut check: impl AsyncFnMut() -> bo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_once_it_returns() {
+async fn while_the_broker_is_frozen_paid_sessions_free_their_slots_so_admission_keeps_flowing_and_each_is_released_once()
+ {
     let suffix = format!(".{}", devstack::testing::unique_suffix());
     let names = topics(&suffix);
     let broker =
@@ -79,76 +82,94 @@ async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_on
         &[("ONSALE__CORE__OUTBOX_DELIVERY_TIMEOUT_MS", "1000")],
     )
     .await;
-    let show = app.create_show(10, 50, 10_000, 4).await;
-    let users: Vec<String> = (0..500).map(|i| format!("payer-{i}")).collect();
+    let show = app.create_show(4, 50, 10_000, 4).await;
+    // A room of 50 for 200 buyers: the last 150 get in only as paid
+    // sessions free their slots.
+    app.client
+        .configure_room(
+            show.performance_id,
+            &RoomRequest {
+                capacity: Some(50),
+                admit_per_second: Some(1_000.0),
+                access_ttl_seconds: Some(600),
+                abandon_after_seconds: Some(300),
+                claim_within_seconds: None,
+                state: RoomState::Open,
+            },
+        )
+        .await
+        .unwrap();
+    let users: Vec<String> = (0..200).map(|i| format!("payer-{i}")).collect();
     join_all(users.iter().map(|u| app.charge(u, 10_000))).await;
-    let (tokens, holds) = hold_one_seat_each(&app, &show, &users).await;
-    assert!(
-        holds.iter().all(|h| h.status == StatusCode::CREATED),
-        "every fan holds one seat"
-    );
 
     broker.pause();
-    let payments: Vec<Reply> = join_all(tokens.iter().zip(&holds).enumerate().map(
-        |(i, (token, hold))| {
+    let bought: Vec<(Pass, Reply, Reply)> = join_all(users.iter().enumerate().map(|(i, user)| {
+        let app = &app;
+        let seat = show.seat_ids[i];
+        async move {
+            let pass = app.access_token(show.performance_id, user).await;
+            let hold = app.hold(&pass, show.performance_id, &[seat]).await;
+            assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
             let reservation = hold.body["reservation_id"].as_str().unwrap().to_owned();
-            let app = &app;
-            async move { app.pay(token, &format!("key-{i}"), &reservation).await }
-        },
-    ))
+            let paid = app.pay(&pass, &format!("key-{i}"), &reservation).await;
+            (pass, hold, paid)
+        }
+    }))
     .await;
     assert!(
-        payments.iter().all(|p| p.status == StatusCode::CREATED),
-        "all 500 payments succeed while Kafka is frozen: {:?}",
-        payments.iter().map(|p| p.status).collect::<Vec<_>>()
+        bought
+            .iter()
+            .all(|(_, _, paid)| paid.status == StatusCode::CREATED),
+        "all 200 buyers got in and paid while Kafka is frozen: {:?}",
+        bought.iter().map(|(_, _, p)| p.status).collect::<Vec<_>>()
     );
     let pending = app.scalar("SELECT count(*) FROM outbox WHERE topic = 'payment.completed' AND published_at IS NULL").await;
     assert_eq!(
-        pending, 500,
-        "each committed payment has its event waiting in the outbox"
+        pending, 200,
+        "each committed payment has its event waiting in the outbox, so the slots were freed without it"
     );
-    assert_eq!(
-        room_stats(&app, show.performance_id).await["exited"]["completed"],
-        0
-    );
+    let stats = eventually_stats(&app, show.performance_id, |s| {
+        s["exited"]["completed"] == 200
+    })
+    .await;
+    assert_eq!(stats["admitted_total"], 200);
+    assert_eq!(stats["active"], 0);
 
     broker.resume();
     eventually("every payment.completed published", 120, async || {
         app.scalar("SELECT count(*) FROM outbox WHERE topic = 'payment.completed' AND published_at IS NULL").await == 0
     })
     .await;
-    eventually("every buyer's slot released", 120, async || {
-        room_stats(&app, show.performance_id).await["exited"]["completed"] == 500
-    })
-    .await;
 
     // A client retrying after its slot was released still gets the original
     // answer; a new key or a new hold from the completed session does not.
-    let reservation = holds[0].body["reservation_id"].as_str().unwrap();
-    let retry = app.pay(&tokens[0], "key-0", reservation).await;
+    let (pass, hold, paid) = &bought[0];
+    let reservation = hold.body["reservation_id"].as_str().unwrap();
+    let retry = app.pay(pass, "key-0", reservation).await;
     assert_eq!(
         (retry.status, &retry.body),
-        (StatusCode::CREATED, &payments[0].body)
+        (StatusCode::CREATED, &paid.body)
     );
     assert_eq!(retry.headers["idempotent-replayed"], "true");
-    let fresh = app.pay(&tokens[0], "key-new", reservation).await;
+    let fresh = app.pay(pass, "key-new", reservation).await;
     assert_eq!(
         (fresh.status, fresh.body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("access_completed"))
     );
-    let hold = app
-        .hold(&tokens[0], show.performance_id, &show.seat_ids[..1])
+    let again = app
+        .hold(pass, show.performance_id, &show.seat_ids[199..])
         .await;
     assert_eq!(
-        (hold.status, hold.body["code"].as_str()),
+        (again.status, again.body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("access_denied"))
     );
 
-    // Redeliver every event: the releases already happened, nothing changes.
+    // Deliver every event once more: the releases already happened, so
+    // neither the first delivery nor this one changes anything.
     let requeued = app
         .scalar("WITH u AS (UPDATE outbox SET published_at = NULL WHERE topic = 'payment.completed' RETURNING 1) SELECT count(*) FROM u")
         .await;
-    assert_eq!(requeued, 500);
+    assert_eq!(requeued, 200);
     eventually("the replayed events published", 120, async || {
         app.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             .await
@@ -158,17 +179,40 @@ async fn payments_succeed_while_the_broker_is_frozen_and_each_release_happens_on
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stats = room_stats(&app, show.performance_id).await;
     assert_eq!(
-        stats["exited"]["completed"], 500,
-        "a replayed event releases nobody a second time"
+        stats["exited"]["completed"], 200,
+        "neither an event nor its replay releases anybody a second time"
     );
     assert_eq!(stats["active"], 0);
-    assert_eq!(app.scalar("SELECT count(*) FROM payments").await, 500);
+    assert_eq!(app.scalar("SELECT count(*) FROM payments").await, 200);
     assert_eq!(
         app.scalar("SELECT count(*) FROM ledger_entries WHERE kind = 'spend'")
             .await,
-        500,
+        200,
         "the replay and the refused new key charged nothing"
     );
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains("queue_releases_total{result=\"released\"} 200"),
+        "each paid session was released right after its payment: {}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("queue_releases_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// The room's stats once `done` holds of them, within 30 s.
+async fn eventually_stats(
+    app: &TestApp,
+    performance: i64,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    devstack::testing::eventually(Duration::from_secs(30), || async {
+        let stats = room_stats(app, performance).await;
+        done(&stats).then_some(stats)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

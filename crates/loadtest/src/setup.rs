@@ -225,6 +225,7 @@ pub fn open_room(
         admit_per_second: Some(admit_per_second),
         access_ttl_seconds: Some(access_ttl_seconds),
         abandon_after_seconds: Some(abandon_after_seconds),
+        claim_within_seconds: None,
         state: RoomState::Open,
     }
 }

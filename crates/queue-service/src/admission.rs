@@ -97,6 +97,7 @@ async fn tick_room(store: &Store, event: &EventId) -> bool {
         };
         metrics::admitted(id, report.admitted);
         metrics::exited(id, "expired", report.expired);
+        metrics::exited(id, "no_show", report.no_shows);
         metrics::exited(id, "abandoned", report.abandoned);
         metrics::sizes(id, report.waiting, report.active);
         if report.state.is_none() || report.state == Some(RoomState::Closed) {

@@ -40,6 +40,12 @@ pub struct RoomRequest {
     /// [`MAX_SECONDS`](crate::domain::MAX_SECONDS).
     #[schema(minimum = 1, maximum = 86_400)]
     pub abandon_after_seconds: Option<u64>,
+    /// Seconds an admitted fan has to claim the admission (see
+    /// [`RoomConfig::claim_within_seconds`](crate::domain::RoomConfig)), at
+    /// least 1; a value above `access_ttl_seconds` is cut to it.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86_400)]
+    pub claim_within_seconds: Option<u64>,
     /// `open`, `paused` or `closed`.
     pub state: RoomState,
 }
@@ -84,6 +90,8 @@ pub struct ExitCounts {
     pub completed: u64,
     /// Revoked by an operator or service.
     pub revoked: u64,
+    /// Admitted, but never claimed within `claim_within_seconds`.
+    pub no_show: u64,
 }
 
 impl RoomStats {
@@ -102,6 +110,7 @@ impl RoomStats {
                 expired: s.exited_expired,
                 completed: s.exited_completed,
                 revoked: s.exited_revoked,
+                no_show: s.exited_no_show,
             },
             abandoned_total: s.abandoned,
             entry_rate_per_second: s.entry_rate,

@@ -114,6 +114,11 @@ pub struct RoomConfig {
     pub access_ttl_seconds: u64,
     /// A waiting fan silent for this many seconds loses the place.
     pub abandon_after_seconds: u64,
+    /// An admitted fan must claim the admission within this many seconds
+    /// (by seeing it in a poll, or by a first use of the access token), or
+    /// the slot is reclaimed as a no-show; 1 to `access_ttl_seconds`.
+    /// Waiting fans are told to poll at least every two thirds of it.
+    pub claim_within_seconds: u64,
     /// Open, paused or closed.
     pub state: RoomState,
 }
@@ -151,6 +156,9 @@ impl RoomConfig {
             return Err(format!(
                 "abandon_after_seconds must be between 1 and {MAX_SECONDS}"
             ));
+        }
+        if self.claim_within_seconds == 0 || self.claim_within_seconds > self.access_ttl_seconds {
+            return Err("claim_within_seconds must be between 1 and access_ttl_seconds".to_owned());
         }
         Ok(())
     }
@@ -201,9 +209,10 @@ pub struct Estimate {
 /// `measured_rate` is the admission (exit) rate measured over the recent
 /// window, in fans per second; when nothing was admitted in the window (a
 /// room that just opened) the configured `configured_rate` is the best
-/// available estimate. `abandon_after_seconds` caps the polling interval at
-/// a third of the abandonment window, so an obedient client is never
-/// considered gone.
+/// available estimate. `silence_window_seconds` (the abandonment window, or
+/// twice the claim window when that is shorter) caps the polling interval
+/// at a third of it, so an obedient client is never considered gone and
+/// sees its admission well before the claim deadline.
 ///
 /// The poll interval is a quarter of the ETA, clamped to
 /// [`MIN_POLL_MS`]..=[`MAX_POLL_MS`]: fans near the front poll every second,
@@ -212,7 +221,7 @@ pub fn estimate(
     ahead: u64,
     measured_rate: f64,
     configured_rate: f64,
-    abandon_after_seconds: u64,
+    silence_window_seconds: u64,
 ) -> Estimate {
     let rate = if measured_rate.is_finite() && measured_rate > 0.0 {
         measured_rate
@@ -230,7 +239,7 @@ pub fn estimate(
     } else {
         eta as u64
     };
-    let ceiling = (abandon_after_seconds.saturating_mul(1000) / 3).clamp(MIN_POLL_MS, MAX_POLL_MS);
+    let ceiling = (silence_window_seconds.saturating_mul(1000) / 3).clamp(MIN_POLL_MS, MAX_POLL_MS);
     let poll_after_ms = (eta_seconds.saturating_mul(1000) / 4).clamp(MIN_POLL_MS, ceiling);
     Estimate {
         position: ahead.saturating_add(1),
@@ -301,9 +310,17 @@ mod tests {
             admit_per_second: 5.0,
             access_ttl_seconds: 60,
             abandon_after_seconds: 300,
+            claim_within_seconds: 30,
             state: RoomState::Open,
         };
         assert!(ok.validate().is_ok());
+        for claim in [0, 61] {
+            let config = RoomConfig {
+                claim_within_seconds: claim,
+                ..ok
+            };
+            assert!(config.validate().is_err(), "claim {claim}");
+        }
         assert!(RoomConfig { capacity: 0, ..ok }.validate().is_err());
         assert!(
             RoomConfig {

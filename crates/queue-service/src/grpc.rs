@@ -162,6 +162,7 @@ impl WaitingRoomApi for GrpcApi {
             exited_expired_total: s.exited_expired,
             exited_completed_total: s.exited_completed,
             exited_revoked_total: s.exited_revoked,
+            exited_no_show_total: s.exited_no_show,
             left_waiting_total: s.left_waiting,
             abandoned_total: s.abandoned,
             entry_rate_per_second: s.entry_rate,

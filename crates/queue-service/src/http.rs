@@ -27,7 +27,7 @@ use self::openapi::EventPath;
 pub use self::openapi::openapi;
 use crate::{
     api::{EnterRequest, Readiness, RoomRequest, RoomStats},
-    domain::{EventId, RoomConfig},
+    domain::{EventId, MAX_SECONDS, RoomConfig},
     error::ApiError,
     service::{Ticket, WaitingRoom},
 };
@@ -275,15 +275,29 @@ async fn put_room(
 ) -> Result<(StatusCode, ApiJson<RoomConfig>), ApiError> {
     let event = event_id(&raw_event)?;
     let defaults = state.room.settings.default_room(body.state);
+    if let Some(claim) = body.claim_within_seconds
+        && !(1..=MAX_SECONDS).contains(&claim)
+    {
+        return Err(ApiError::InvalidRoom(format!(
+            "claim_within_seconds must be between 1 and {MAX_SECONDS}"
+        )));
+    }
+    let access_ttl_seconds = body
+        .access_ttl_seconds
+        .unwrap_or(defaults.access_ttl_seconds);
     let config = RoomConfig {
         capacity: body.capacity.unwrap_or(defaults.capacity),
         admit_per_second: body.admit_per_second.unwrap_or(defaults.admit_per_second),
-        access_ttl_seconds: body
-            .access_ttl_seconds
-            .unwrap_or(defaults.access_ttl_seconds),
+        access_ttl_seconds,
         abandon_after_seconds: body
             .abandon_after_seconds
             .unwrap_or(defaults.abandon_after_seconds),
+        // A claim window past the admission's end means "until it lapses":
+        // it is cut to the access TTL, given or default.
+        claim_within_seconds: body
+            .claim_within_seconds
+            .unwrap_or(defaults.claim_within_seconds)
+            .min(access_ttl_seconds),
         state: body.state,
     };
     let created = state.room.configure(&event, &config).await?;

@@ -77,6 +77,15 @@
 //!   and a late poll finds its place already lost. A change of a room's
 //!   abandonment window that changes the window width suspends abandonment
 //!   for one abandonment window.
+//! - **No-shows.** An admission must be claimed within the room's
+//!   `claim_within_seconds`: by a poll or entry answered `active` (which
+//!   hands over the access token) or a first `VerifyAccess`. Admission
+//!   records each new admission's deadline in the `unclaimed` sorted set;
+//!   every tick reclaims the due, still-active ones (a bounded batch) and
+//!   counts them as `no_show`, so a fan who went away just before their turn
+//!   idles a slot for seconds instead of the access TTL. Waiting fans are
+//!   told to poll at least every two thirds of the claim window, so a
+//!   present fan always sees the admission in time.
 //! - **ETA.** Admissions are counted per second in a ring buffer; the rate
 //!   over the last 30 s divides the fans ahead (until a first admission is
 //!   measured, the configured rate stands in). `poll_after_ms` grows from

@@ -6,7 +6,7 @@
 //! - `queue_entered_total{event}`: new entries made by this instance;
 //! - `queue_admitted_total{event}`: admissions made by this instance's ticks;
 //! - `queue_exited_total{event,reason}`: `left`, `expired`, `completed`,
-//!   `revoked`, `abandoned`;
+//!   `revoked`, `no_show` (admitted, never claimed), `abandoned`;
 //! - `queue_redis_script_duration_seconds{script}` (histogram): one script
 //!   round trip, as the client sees it;
 //! - `queue_redis_checkout_duration_seconds` (histogram): getting a pooled

@@ -144,9 +144,10 @@ impl WaitingRoom {
                 ahead,
                 exit_rate,
                 admit_per_second,
-                abandon_after_seconds,
+                silence_window_seconds,
             } => {
-                let e = domain::estimate(ahead, exit_rate, admit_per_second, abandon_after_seconds);
+                let e =
+                    domain::estimate(ahead, exit_rate, admit_per_second, silence_window_seconds);
                 let queue_token = match queue_token {
                     Some(token) => token,
                     None => self.queue_token(event, user, &seq.to_string())?,

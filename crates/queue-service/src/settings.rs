@@ -120,6 +120,8 @@ pub struct RoomDefaults {
     pub access_ttl_seconds: u64,
     /// Silence after which a waiting fan loses the place, seconds.
     pub abandon_after_seconds: u64,
+    /// Time an admitted fan has to claim the admission, seconds.
+    pub claim_within_seconds: u64,
 }
 
 impl Settings {
@@ -221,6 +223,7 @@ impl Settings {
             admit_per_second: d.admit_per_second,
             access_ttl_seconds: d.access_ttl_seconds,
             abandon_after_seconds: d.abandon_after_seconds,
+            claim_within_seconds: d.claim_within_seconds,
             state,
         }
     }

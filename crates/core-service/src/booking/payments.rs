@@ -14,8 +14,9 @@ use crate::{
 impl Booking {
     /// Pays reservation `reservation_id` from `fan`'s balance, admitted by
     /// `access_token`, idempotently under `key` (scoped to the fan). The
-    /// `payment.completed` event names the token's admission session, so
-    /// that exactly this session is released.
+    /// token's admission session is released right after the commit (in
+    /// the background), and the `payment.completed` event names it too, so
+    /// that exactly this session is released, once, with Kafka up or down.
     ///
     /// A session whose purchase already completed (its slot was released
     /// by `payment.completed`) gets the stored response of a key it already
@@ -59,6 +60,10 @@ impl Booking {
                 .ok_or(BookingError::AccessCompleted);
         }
         // A paid seat was held before, so availability does not change.
-        Ok(payments::pay(&self.db, request).await?)
+        let outcome = payments::pay(&self.db, request).await?;
+        if matches!(outcome, PaymentOutcome::Completed(_)) {
+            self.queue.release_completed(header.performance_id, &access);
+        }
+        Ok(outcome)
     }
 }

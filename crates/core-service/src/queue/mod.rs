@@ -7,10 +7,12 @@
 //! `grpc.tls.cert_file`/`key_file` are presented as a client certificate
 //! when set.
 //!
-//! core-service does not call `ReleaseAccess` after a payment: the
-//! `payment.completed` event releases the slot, so a payment never waits
-//! on (or fails with) the waiting room after it committed. Once it has, a
-//! retry of the same `Idempotency-Key` still verifies through
+//! After a payment commits, [`QueueClient::release_completed`] frees the
+//! session's slot through `ReleaseAccess` in the background (`release.rs`),
+//! so a payment never waits on (or fails with) the waiting room, and the
+//! slot is free again within a round trip even while Kafka is down; the
+//! `payment.completed` event releases it too, as the guaranteed path. Once
+//! released, a retry of the same `Idempotency-Key` still verifies through
 //! [`QueueClient::verify_for_replay`], which accepts a completed session
 //! and tells the payment path to replay and never to charge again.
 //!
@@ -26,6 +28,12 @@
 //! Fail closed: when queue-service cannot answer within the deadline, the
 //! check fails with [`QueueError::Unavailable`] (503 over HTTP), never
 //! lets the request through.
+//!
+//! # Layout
+//! - `mod.rs`: [`QueueClient`], the coalesced access checks;
+//! - `release.rs`: the background releases of paid sessions.
+
+mod release;
 
 use std::time::Duration;
 
@@ -33,8 +41,9 @@ use chrono::{DateTime, Utc};
 use onsale_proto::{
     MAX_VERIFY_BATCH as MAX_BATCH,
     queue::v1::{
-        VerifyAccessBatchRequest, VerifyAccessRequest, VerifyAccessResponse,
-        verify_access_result::Outcome, waiting_room_client::WaitingRoomClient,
+        ReleaseAccessRequest, ReleaseReason, VerifyAccessBatchRequest, VerifyAccessRequest,
+        VerifyAccessResponse, verify_access_result::Outcome,
+        waiting_room_client::WaitingRoomClient,
     },
 };
 use platform::{
@@ -118,6 +127,8 @@ impl Access {
 #[derive(Debug, Clone)]
 pub struct QueueClient {
     checks: mpsc::Sender<Check>,
+    /// Paid sessions to release, for the release task.
+    releases: mpsc::Sender<ReleaseAccessRequest>,
     /// A check waits at most this long in all: the call in flight, then
     /// its own.
     deadline: Duration,
@@ -198,10 +209,13 @@ impl QueueClient {
             .http2_keep_alive_interval(Duration::from_secs(20))
             .connect_lazy();
         let (checks, queue) = mpsc::channel(QUEUE_DEPTH);
+        let (releases, released) = mpsc::channel(release::QUEUE_DEPTH);
         let client = WaitingRoomClient::with_interceptor(channel, present(service_key));
+        tokio::spawn(release::run(client.clone(), released, timeout));
         tokio::spawn(coalesce(client, queue, timeout));
         Ok(Self {
             checks,
+            releases,
             deadline: timeout * 2,
         })
     }
@@ -234,6 +248,23 @@ impl QueueClient {
         access_token: &str,
     ) -> Result<Access, QueueError> {
         self.call(performance, access_token, true).await
+    }
+
+    /// Frees `access`'s slot in `performance`'s waiting room because its
+    /// purchase completed (`ReleaseAccess`, reason `COMPLETED`, that session
+    /// only), in the background: returns at once, and never fails. A
+    /// release that cannot be queued or sent is left to the
+    /// `payment.completed` event (counted in `queue_releases_total`).
+    pub fn release_completed(&self, performance: PerformanceId, access: &Access) {
+        let request = ReleaseAccessRequest {
+            event_id: performance.to_string(),
+            user_id: access.user.as_str().to_owned(),
+            reason: ReleaseReason::Completed.into(),
+            session_id: access.session_id.clone(),
+        };
+        if self.releases.try_send(request).is_err() {
+            metrics::queue_release("dropped");
+        }
     }
 
     async fn call(

@@ -451,6 +451,7 @@ impl TestApp {
             admit_per_second: Some(100_000.0),
             access_ttl_seconds: Some(600),
             abandon_after_seconds: Some(300),
+            claim_within_seconds: None,
             state: RoomState::Open,
         };
         self.client

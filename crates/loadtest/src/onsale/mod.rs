@@ -126,6 +126,10 @@ pub struct OnsaleArgs {
     /// Abandonment window of the waiting room in seconds.
     #[arg(long, default_value_t = 20)]
     pub abandon_after: u64,
+    /// Seconds an admitted fan has to claim the admission before the slot
+    /// is reclaimed as a no-show (queue-service's default).
+    #[arg(long, default_value_t = 30)]
+    pub claim_within: u64,
     /// Stop the run after this many seconds, finished or not.
     #[arg(long, default_value_t = 600)]
     pub duration: u64,
@@ -212,17 +216,14 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         signing_in,
         setup::charge_all(&client, fans.iter().cloned(), 1_000_000)
     )?;
-    client
-        .configure_room(
-            performance,
-            &setup::open_room(
-                u64::from(args.capacity),
-                f64::from(args.admit_per_second),
-                600,
-                args.abandon_after,
-            ),
-        )
-        .await?;
+    let mut room = setup::open_room(
+        u64::from(args.capacity),
+        f64::from(args.admit_per_second),
+        600,
+        args.abandon_after,
+    );
+    room.claim_within_seconds = Some(args.claim_within);
+    client.configure_room(performance, &room).await?;
 
     let sim = Arc::new(Sim {
         client,

@@ -73,10 +73,19 @@ pub(super) struct Report {
     activation_wait: Percentiles,
     /// queue-service's room stats at the end; `null` when it refused them.
     waiting_room: Option<RoomStats>,
+    /// Admissions reclaimed because their fan had stopped polling and never
+    /// claimed them (`waiting_room.exited.no_show`).
+    no_shows: Option<u64>,
+    /// Slot-seconds absent fans held before their slots were reclaimed: each
+    /// no-show held its slot for `claim_within` seconds (and up to one
+    /// admission tick more).
+    slot_seconds_lost_to_no_shows: Option<u64>,
     mean_entry_rate_per_second: f64,
     mean_exit_rate_per_second: f64,
     events_published: i64,
     events_pending: i64,
+    /// Slots freed by the `payment.completed` consumer: only those
+    /// core-service's release right after the payment did not free first.
     slots_released_by_event: Option<f64>,
     /// The coupon campaign, as the fans saw it and Postgres records it;
     /// `null` with `--coupons 0`. Its checks count towards `ok`.
@@ -175,8 +184,9 @@ pub(super) async fn report(
     let seats_sold_equals_supply = seats_sold as u64 == sim.seat_total;
     let finished = t.finished.load(Ordering::Relaxed);
     let exits = room.as_ref().map_or(0, |r| {
-        r.exited.left + r.exited.expired + r.exited.completed + r.exited.revoked
+        r.exited.left + r.exited.expired + r.exited.completed + r.exited.revoked + r.exited.no_show
     });
+    let no_shows = room.as_ref().map(|r| r.exited.no_show);
     let seat_step = SeatStepReport::of(&t.seat_step);
     let correct = |name: &str, target: String, measured: i64, ok: bool| Check {
         name: name.to_owned(),
@@ -263,6 +273,8 @@ pub(super) async fn report(
             exits as f64 / sim.simulation_started.elapsed().as_secs_f64(),
         ),
         waiting_room: room,
+        no_shows,
+        slot_seconds_lost_to_no_shows: no_shows.map(|n| n * sim.args.claim_within),
         events_published: published,
         events_pending: pending,
         slots_released_by_event: released_by_event,
@@ -305,6 +317,9 @@ pub(super) fn print_report(r: &Report) {
         "holds {}  409s {}  left to expire {}  payments {}",
         r.holds, r.conflicts_409, r.holds_left_to_expire, r.payments
     );
+    if let (Some(no_shows), Some(lost)) = (r.no_shows, r.slot_seconds_lost_to_no_shows) {
+        println!("no-shows {no_shows} (admitted, never claimed; {lost} slot-seconds lost)");
+    }
     println!(
         "seats sold {}/{} [{}]   double-sold seats {} [{}]   5xx {} [{}]",
         r.seats_sold,
@@ -345,9 +360,12 @@ pub(super) fn print_report(r: &Report) {
         r.mean_entry_rate_per_second, r.mean_exit_rate_per_second
     );
     println!(
-        "events published {} (pending {}), slots released by payment.completed {}",
+        "events published {} (pending {}), slots released after payment {} (of which by payment.completed {})",
         r.events_published,
         r.events_pending,
+        r.waiting_room
+            .as_ref()
+            .map_or_else(|| "n/a".to_owned(), |w| w.exited.completed.to_string()),
         r.slots_released_by_event
             .map_or_else(|| "n/a".to_owned(), |v| v.to_string())
     );

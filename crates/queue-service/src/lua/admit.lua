@@ -7,7 +7,7 @@
 -- ARGV[1] = tick ms, ARGV[2] = budget (fans per call), ARGV[3] = minimum
 -- sweep slice.
 -- Replies: {'no_room'} or {state, admitted, expired, abandoned, waiting,
---   active, exit_rate, more}
+--   active, exit_rate, more, no_shows}
 local tick_ms, budget, min_sweep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local more = '0'
 local cfg = load_cfg()
@@ -25,7 +25,35 @@ end
 if #lapsed > 0 then
   bulk('ZREM', K_ACTIVE, lapsed, 1)
   bulk('HDEL', K_SESSIONS, lapsed, 1)
+  bulk('ZREM', K_UNCLAIMED, lapsed, 1)
   redis.call('HINCRBY', K_STATS, 'exited_expired', #lapsed)
+end
+
+-- 1b. Admissions nobody claimed by their deadline are reclaimed: the fan
+-- stopped polling before being admitted (but within the abandonment
+-- window), so the slot would otherwise sit idle for the whole access TTL.
+-- An entry whose fan is no longer active (left, released, lapsed) is only
+-- forgotten.
+local claim_batch = math.max(1, math.floor(budget / 4))
+local unclaimed = redis.call('ZRANGEBYSCORE', K_UNCLAIMED, '-inf', int(now), 'LIMIT', 0, claim_batch)
+local no_shows = 0
+if #unclaimed == claim_batch then
+  more = '1'
+end
+if #unclaimed > 0 then
+  local absent = {}
+  for i = 1, #unclaimed do
+    if redis.call('ZSCORE', K_ACTIVE, unclaimed[i]) then
+      absent[#absent + 1] = unclaimed[i]
+    end
+  end
+  bulk('ZREM', K_UNCLAIMED, unclaimed, 1)
+  if #absent > 0 then
+    bulk('ZREM', K_ACTIVE, absent, 1)
+    bulk('HDEL', K_SESSIONS, absent, 1)
+    no_shows = #absent
+    redis.call('HINCRBY', K_STATS, 'exited_no_show', no_shows)
+  end
 end
 
 local admitted, abandoned = 0, 0
@@ -42,11 +70,12 @@ if cfg.state == 'open' then
   local free = cfg.capacity - redis.call('ZCARD', K_ACTIVE)
   local want = math.min(math.floor(tokens), free)
   local expiry = int(now + cfg.ttl * 1000)
+  local claim_by = cfg.claim and int(now + cfg.claim * 1000)
 
   -- 3. Admit from the head in FIFO order. Absent fans popped on the way are
   -- dropped, so no slot goes to someone who left without saying so; if many
   -- were absent, the next round pops further, within the budget.
-  local max_scan = budget - #lapsed
+  local max_scan = budget - #lapsed - #unclaimed
   local scanned = 0
   while admitted < want and scanned < max_scan do
     local head = redis.call('ZPOPMIN', K_WAITING, math.min(want - admitted, max_scan - scanned))
@@ -60,11 +89,15 @@ if cfg.state == 'open' then
     end
     scanned = scanned + #users
     local present = presence(cfg, seqs, now)
-    local zadd, hset = {}, {}
+    local zadd, hset, claims = {}, {}, {}
     for i = 1, #users do
       if present[i] then
         zadd[#zadd + 1] = expiry
         zadd[#zadd + 1] = users[i]
+        if claim_by then
+          claims[#claims + 1] = claim_by
+          claims[#claims + 1] = users[i]
+        end
         -- The arrival number doubles as session id: unique per admission
         -- of this event, and a re-entry gets a new one.
         hset[#hset + 1] = users[i]
@@ -78,6 +111,9 @@ if cfg.state == 'open' then
       bulk('ZADD', K_ACTIVE, zadd, 2)
       bulk('HSET', K_SESSIONS, hset, 2)
     end
+    if #claims > 0 then
+      bulk('ZADD', K_UNCLAIMED, claims, 2)
+    end
   end
   redis.call('HSET', K_CFG, 'tokens', tostring(tokens - admitted), 'tokens_at', int(now))
   if admitted < want and scanned >= max_scan then
@@ -87,7 +123,7 @@ if cfg.state == 'open' then
   -- 4. Sweep a bounded slice of the line for abandoned fans, resuming where
   -- the previous tick stopped, so positions stay exact without ever scanning
   -- the whole line in one call.
-  local sweep_batch = math.max(min_sweep, budget - #lapsed - scanned)
+  local sweep_batch = math.max(min_sweep, budget - #lapsed - #unclaimed - scanned)
   local cursor = redis.call('HGET', K_CFG, 'sweep') or '0'
   local slice = redis.call('ZRANGEBYSCORE', K_WAITING, '(' .. cursor, '+inf', 'WITHSCORES', 'LIMIT', 0, sweep_batch)
   local users, seqs = {}, {}
@@ -124,4 +160,5 @@ end
 local exit_rate = tostring(read_rate('out', now))
 redis.call('HSET', K_STATS, 'exit_rate', exit_rate)
 return {cfg.state, int(admitted), int(#lapsed), int(abandoned),
-  int(redis.call('ZCARD', K_WAITING)), int(redis.call('ZCARD', K_ACTIVE)), exit_rate, more}
+  int(redis.call('ZCARD', K_WAITING)), int(redis.call('ZCARD', K_ACTIVE)), exit_rate, more,
+  int(no_shows)}

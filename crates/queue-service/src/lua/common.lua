@@ -14,13 +14,18 @@
 --   9 done     ZSET  session id -> access expiry (ms) of sessions whose
 --                    purchase completed; lets core-service replay a payment
 --                    under its Idempotency-Key until the token expires
+--  10 unclaimed ZSET user -> claim deadline (ms) of admissions nobody has
+--                    claimed yet: a fan claims by seeing the admission (a
+--                    poll or entry answered 'active') or by a first use of
+--                    the access token; an admission still unclaimed at its
+--                    deadline is reclaimed by the next tick (a no-show)
 --
 -- Time always comes from the Redis server (TIME), never from the caller:
 -- all instances then agree on one clock per event, because an event lives on
 -- one shard. Every reply is an array of strings, so Rust parses one shape.
 local K_CFG, K_WAITING, K_ACTIVE, K_SESSIONS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_STATS, K_SEQ, K_SEEN, K_RATES = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_DONE = KEYS[9]
+local K_DONE, K_UNCLAIMED = KEYS[9], KEYS[10]
 
 -- Width of the entry/exit rate window, in seconds.
 local RATE_WINDOW = 30
@@ -36,7 +41,7 @@ local function int(n)
 end
 
 local function load_cfg()
-  local v = redis.call('HMGET', K_CFG, 'state', 'capacity', 'rate', 'ttl', 'abandon', 'grain', 'grace_until')
+  local v = redis.call('HMGET', K_CFG, 'state', 'capacity', 'rate', 'ttl', 'abandon', 'grain', 'grace_until', 'claim')
   if not v[1] then
     return nil
   end
@@ -48,6 +53,10 @@ local function load_cfg()
     abandon = tonumber(v[5]),
     grain = tonumber(v[6]),
     grace_until = tonumber(v[7]) or 0,
+    -- Seconds an admitted fan has to claim the admission; a room written
+    -- before claims existed has none, and keeps every admission until it
+    -- lapses.
+    claim = tonumber(v[8]),
   }
 end
 
@@ -194,11 +203,32 @@ end
 local function expire_active(user)
   redis.call('ZREM', K_ACTIVE, user)
   redis.call('HDEL', K_SESSIONS, user)
+  redis.call('ZREM', K_UNCLAIMED, user)
   redis.call('HINCRBY', K_STATS, 'exited_expired', 1)
 end
 
--- Reply for an active fan: {'active', created, session id, expiry ms}.
+-- The longest a waiting fan may stay silent, in seconds: within the
+-- abandonment window (or the fan is dropped), and within twice the claim
+-- window, so that a fan polling at a third of it sees an admission well
+-- before the claim deadline. Sent with every waiting reply; the service
+-- caps the poll interval at a third of it.
+local function silence_window(cfg)
+  if cfg.claim then
+    return math.min(cfg.abandon, 2 * cfg.claim)
+  end
+  return cfg.abandon
+end
+
+-- The fan has seen (or used) the admission: it is no longer a no-show
+-- candidate.
+local function claim(user)
+  redis.call('ZREM', K_UNCLAIMED, user)
+end
+
+-- Reply for an active fan: {'active', created, session id, expiry ms}. The
+-- fan receives the access token with it, so this claims the admission.
 local function active_reply(user, expiry, created)
+  claim(user)
   local sid = redis.call('HGET', K_SESSIONS, user) or ''
   return {'active', created, sid, expiry}
 end

@@ -3,7 +3,7 @@
 --   {'no_room'} | {'closed'} | {'paused'}
 --   {'active', created, sid, expiry_ms}            already admitted
 --   {'waiting', created, seq, ahead, exit_rate, admit_per_second,
---    abandon_after_seconds}    created is '1' for a new place
+--    silence_window_seconds}    created is '1' for a new place
 local user = ARGV[1]
 local cfg = load_cfg()
 if not cfg then
@@ -50,4 +50,4 @@ mark_seen(cfg, seq, now)
 -- smaller score: O(log n), exact.
 local ahead = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(seq))
 local rate = redis.call('HGET', K_STATS, 'exit_rate') or '0'
-return {'waiting', created, int(seq), int(ahead), rate, tostring(cfg.rate), int(cfg.abandon)}
+return {'waiting', created, int(seq), int(ahead), rate, tostring(cfg.rate), int(silence_window(cfg))}

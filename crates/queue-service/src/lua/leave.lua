@@ -7,6 +7,7 @@ if redis.call('ZREM', K_WAITING, user) == 1 then
 end
 if redis.call('ZREM', K_ACTIVE, user) == 1 then
   redis.call('HDEL', K_SESSIONS, user)
+  redis.call('ZREM', K_UNCLAIMED, user)
   redis.call('HINCRBY', K_STATS, 'exited_left', 1)
   return {'active'}
 end

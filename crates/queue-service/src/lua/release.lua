@@ -32,5 +32,6 @@ if reason == 'completed' then
 end
 redis.call('ZREM', K_ACTIVE, user)
 redis.call('HDEL', K_SESSIONS, user)
+redis.call('ZREM', K_UNCLAIMED, user)
 redis.call('HINCRBY', K_STATS, 'exited_' .. reason, 1)
 return {'released'}

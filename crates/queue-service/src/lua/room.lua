@@ -1,17 +1,18 @@
 -- Room settings and live numbers (admin GET, stats, GetStats). No ARGV.
 -- Replies: {'no_room'} or {'room', state, capacity, rate, ttl, abandon,
---   waiting, active, entered, admitted, left_waiting, exited_left,
---   exited_expired, exited_completed, exited_revoked, abandoned,
---   entry_rate, exit_rate}
+--   claim, waiting, active, entered, admitted, left_waiting, exited_left,
+--   exited_expired, exited_completed, exited_revoked, exited_no_show,
+--   abandoned, entry_rate, exit_rate}; claim is '0' for a room without
+--   claim deadlines.
 local cfg = load_cfg()
 if not cfg then
   return {'no_room'}
 end
 local now = now_ms()
 local s = redis.call('HMGET', K_STATS, 'entered', 'admitted', 'left_waiting', 'exited_left',
-  'exited_expired', 'exited_completed', 'exited_revoked', 'abandoned')
+  'exited_expired', 'exited_completed', 'exited_revoked', 'exited_no_show', 'abandoned')
 local reply = {'room', cfg.state, int(cfg.capacity), tostring(cfg.rate), int(cfg.ttl), int(cfg.abandon),
-  int(redis.call('ZCARD', K_WAITING)), int(redis.call('ZCARD', K_ACTIVE))}
+  int(cfg.claim or 0), int(redis.call('ZCARD', K_WAITING)), int(redis.call('ZCARD', K_ACTIVE))}
 for i = 1, #s do
   reply[#reply + 1] = s[i] or '0'
 end

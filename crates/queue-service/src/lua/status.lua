@@ -1,7 +1,7 @@
 -- Status poll; also proves the fan is still there. ARGV[1] = user id.
 -- Replies: {'no_room'} | {'closed'} | {'paused'} | {'gone'}
 --   {'active', '0', sid, expiry_ms} | {'waiting', '0', seq, ahead, exit_rate, admit_per_second,
---   abandon_after_seconds}
+--   silence_window_seconds}
 local user = ARGV[1]
 local cfg = load_cfg()
 if not cfg then
@@ -40,4 +40,4 @@ if cfg.state == 'paused' then
 end
 local ahead = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(seq))
 local rate = redis.call('HGET', K_STATS, 'exit_rate') or '0'
-return {'waiting', '0', int(seq), int(ahead), rate, tostring(cfg.rate), int(cfg.abandon)}
+return {'waiting', '0', int(seq), int(ahead), rate, tostring(cfg.rate), int(silence_window(cfg))}

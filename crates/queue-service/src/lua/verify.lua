@@ -13,6 +13,8 @@ local function check(user, sid, accept_completed)
     if tonumber(expiry) <= now then
       return 'expired'
     end
+    -- A first use of the access token claims the admission.
+    redis.call('ZREM', K_UNCLAIMED, user)
     return 'ok'
   end
   if accept_completed then

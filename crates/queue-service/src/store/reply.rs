@@ -18,8 +18,9 @@ pub(crate) enum Place {
         exit_rate: f64,
         /// The room's configured admission rate, fans per second.
         admit_per_second: f64,
-        /// The room's abandonment window, seconds.
-        abandon_after_seconds: u64,
+        /// The longest the fan may stay silent, seconds (the abandonment
+        /// window, or twice the claim window when shorter).
+        silence_window_seconds: u64,
     },
     /// Admitted.
     Active {
@@ -87,6 +88,8 @@ pub struct RoomSnapshot {
     pub exited_completed: u64,
     /// Admissions revoked by an operator or service.
     pub exited_revoked: u64,
+    /// Admissions reclaimed because nobody claimed them in time.
+    pub exited_no_show: u64,
     /// Waiting fans dropped for silence.
     pub abandoned: u64,
     /// Entries per second over the last 30 s.
@@ -104,6 +107,8 @@ pub(crate) struct TickReport {
     pub admitted: u64,
     /// Admissions expired.
     pub expired: u64,
+    /// Unclaimed admissions reclaimed.
+    pub no_shows: u64,
     /// Waiting fans dropped as abandoned.
     pub abandoned: u64,
     /// Fans in line after the tick.
@@ -134,7 +139,7 @@ fn float(raw: &str) -> Result<f64, StoreError> {
 
 /// An entry or status reply: an outcome, or `active, created, sid,
 /// expires_at_ms` or `waiting, created, seq, ahead, exit_rate,
-/// admit_per_second, abandon_after_seconds`.
+/// admit_per_second, silence_window_seconds`.
 pub(super) fn lookup(reply: &[String]) -> Result<Lookup, StoreError> {
     let bad = || StoreError::Reply(reply.join(","));
     match first(reply)? {
@@ -156,7 +161,7 @@ pub(super) fn lookup(reply: &[String]) -> Result<Lookup, StoreError> {
                 ahead: num(&reply[3])?,
                 exit_rate: float(&reply[4])?,
                 admit_per_second: float(&reply[5])?,
-                abandon_after_seconds: num(&reply[6])?,
+                silence_window_seconds: num(&reply[6])?,
             },
         }),
         _ => Err(bad()),
@@ -212,7 +217,7 @@ pub(super) fn room(reply: &[String]) -> Result<Option<RoomSnapshot>, StoreError>
     if first(reply)? == "no_room" {
         return Ok(None);
     }
-    if reply.len() != 18 {
+    if reply.len() != 20 {
         return Err(StoreError::Reply(format!(
             "room reply has {} fields",
             reply.len()
@@ -227,38 +232,42 @@ pub(super) fn room(reply: &[String]) -> Result<Option<RoomSnapshot>, StoreError>
             admit_per_second: float(&reply[3])?,
             access_ttl_seconds: n(4)?,
             abandon_after_seconds: n(5)?,
+            claim_within_seconds: n(6)?,
             state,
         },
-        waiting: n(6)?,
-        active: n(7)?,
-        entered: n(8)?,
-        admitted: n(9)?,
-        left_waiting: n(10)?,
-        exited_left: n(11)?,
-        exited_expired: n(12)?,
-        exited_completed: n(13)?,
-        exited_revoked: n(14)?,
-        abandoned: n(15)?,
-        entry_rate: float(&reply[16])?,
-        exit_rate: float(&reply[17])?,
+        waiting: n(7)?,
+        active: n(8)?,
+        entered: n(9)?,
+        admitted: n(10)?,
+        left_waiting: n(11)?,
+        exited_left: n(12)?,
+        exited_expired: n(13)?,
+        exited_completed: n(14)?,
+        exited_revoked: n(15)?,
+        exited_no_show: n(16)?,
+        abandoned: n(17)?,
+        entry_rate: float(&reply[18])?,
+        exit_rate: float(&reply[19])?,
     }))
 }
 
-/// An admission reply: `no_room`, or 8 fields (state, admitted, expired,
-/// abandoned, waiting, active, exit rate (not needed here), more).
+/// An admission reply: `no_room`, or 9 fields (state, admitted, expired,
+/// abandoned, waiting, active, exit rate (not needed here), more,
+/// no-shows).
 pub(super) fn tick(reply: &[String]) -> Result<TickReport, StoreError> {
     if first(reply)? == "no_room" {
         return Ok(TickReport {
             state: None,
             admitted: 0,
             expired: 0,
+            no_shows: 0,
             abandoned: 0,
             waiting: 0,
             active: 0,
             more: false,
         });
     }
-    if reply.len() != 8 {
+    if reply.len() != 9 {
         return Err(StoreError::Reply(format!(
             "admit reply has {} fields",
             reply.len()
@@ -268,6 +277,7 @@ pub(super) fn tick(reply: &[String]) -> Result<TickReport, StoreError> {
         state: RoomState::from_stored(&reply[0]),
         admitted: num(&reply[1])?,
         expired: num(&reply[2])?,
+        no_shows: num(&reply[8])?,
         abandoned: num(&reply[3])?,
         waiting: num(&reply[4])?,
         active: num(&reply[5])?,
@@ -294,7 +304,7 @@ mod tests {
                     ahead: 6,
                     exit_rate: 2.5,
                     admit_per_second: 50.0,
-                    abandon_after_seconds: 300
+                    silence_window_seconds: 300
                 }
             }
         );

@@ -36,6 +36,7 @@ impl Store {
             config.access_ttl_seconds.to_string(),
             config.abandon_after_seconds.to_string(),
             presence_grain(self.inner.grain, config.abandon_after_seconds).to_string(),
+            config.claim_within_seconds.to_string(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let reply = self
