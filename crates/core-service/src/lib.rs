@@ -58,7 +58,8 @@
 //! - [`migration`]: the schema (sea-orm-migration) and its invariants.
 //! - [`entities`]: sea-orm entities for the catalog and balances.
 //! - [`outbox`]: event envelopes written with the business change.
-//! - [`workers`]: outbox relay, expiry consumer, hold sweeper.
+//! - [`workers`]: outbox relay, expiry consumer, hold sweeper, inventory
+//!   reporter.
 //! - [`metrics`]: business, outbox and pool metrics.
 //! - [`seed`]: dev-only demo data.
 
@@ -245,7 +246,8 @@ where
 }
 
 /// Starts the event workers that the `[core]` settings enable: outbox
-/// relay, expiry consumer and hold sweeper (see [`workers`]).
+/// relay, expiry consumer, hold sweeper and inventory reporter (see
+/// [`workers`]).
 fn spawn_workers(
     state: &http::AppState,
     kafka: &platform::settings::KafkaSettings,
@@ -285,6 +287,13 @@ fn spawn_workers(
                 tracing::error!(error = %platform::problem::ErrorChain(&error), "expiry consumer stopped");
             }
         }));
+    }
+    if core.inventory_report_ms > 0 {
+        tasks.push(tokio::spawn(workers::run_inventory_reporter(
+            state.booking.clone(),
+            Duration::from_millis(core.inventory_report_ms),
+            shutdown.clone(),
+        )));
     }
     if core.sweeper {
         tasks.push(tokio::spawn(workers::run_sweeper(

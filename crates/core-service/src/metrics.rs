@@ -21,6 +21,9 @@
 //!   event or the session's expiry got there first; `failed` after the
 //!   retries, or `dropped` when the release queue was full: both left to
 //!   the `payment.completed` event);
+//! - `inventory_reports_total{result}`: seat counts sent to queue-service
+//!   (`recorded`, `no_room` for a performance without a waiting room,
+//!   `failed`, `dropped`), about once a second per performance being sold;
 //! - `coupon_claims_total{result}`: claims by outcome (`claimed`,
 //!   `already_claimed`, `sold_out`, `closed`, `not_started`, `error`) and
 //!   `coupon_claim_path_total{path}` (`redis`, or `postgres` while Redis is
@@ -69,6 +72,12 @@ pub const REDIS_CHECKOUT_SECONDS: &str = "core_redis_checkout_duration_seconds";
 /// `failed`, `dropped`).
 pub fn queue_release(result: &'static str) {
     metrics::counter!("queue_releases_total", "result" => result).increment(1);
+}
+
+/// Counts one inventory report (`recorded`, `no_room`, `failed`,
+/// `dropped`).
+pub fn inventory_report(result: &'static str) {
+    metrics::counter!("inventory_reports_total", "result" => result).increment(1);
 }
 
 /// Counts one availability read answered from a snapshot (`fresh`,

@@ -149,6 +149,11 @@ pub struct CoreSettings {
     /// Sweeper period in ms.
     #[serde(default = "default_sweep_interval_ms")]
     pub sweep_interval_ms: u64,
+    /// Period of the inventory reports to the waiting room, in ms (0: off;
+    /// at most 5000, well inside the 10 s after which queue-service
+    /// ignores a report).
+    #[serde(default = "default_inventory_report_ms")]
+    pub inventory_report_ms: u64,
 }
 
 fn enabled() -> bool {
@@ -165,6 +170,10 @@ fn default_outbox_delivery_timeout_ms() -> u64 {
 
 fn default_sweep_interval_ms() -> u64 {
     5_000
+}
+
+fn default_inventory_report_ms() -> u64 {
+    1_000
 }
 
 impl Settings {
@@ -219,6 +228,9 @@ impl Settings {
         }
         if core.hold_ttl_seconds == 0 || core.hold_ttl_seconds > 3_600 {
             return invalid("core.hold_ttl_seconds must be between 1 and 3600");
+        }
+        if core.inventory_report_ms > 5_000 {
+            return invalid("core.inventory_report_ms must be at most 5000 (0: off)");
         }
         if core.seat_cache_ms > 1_000 {
             return invalid(

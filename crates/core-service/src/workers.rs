@@ -8,7 +8,10 @@
 //!   consumer never sleeps per message (failure B-2 of the seed incident
 //!   manual);
 //! - the **sweeper** expires overdue holds from the database every few
-//!   seconds, in bounded batches, whatever Kafka is doing.
+//!   seconds, in bounded batches, whatever Kafka is doing;
+//! - the **inventory reporter** sends the seat counts of the performances
+//!   being sold to their waiting rooms about once a second
+//!   ([`crate::booking::Booking::report_inventory`]).
 //!
 //! Correctness never depends on these: a hold past `held_until` already
 //! counts as free for availability and for new holds (lazy expiry). The
@@ -121,4 +124,24 @@ pub async fn run_sweeper(db: Db, interval: Duration, batch: i64, shutdown: Cance
         }
     }
     tracing::info!("hold sweeper stopped");
+}
+
+/// Reports inventory every `interval` until `shutdown`.
+pub async fn run_inventory_reporter(
+    booking: crate::booking::Booking,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        if let Err(error) = booking.report_inventory().await {
+            tracing::warn!(error = %platform::problem::ErrorChain(&error), "reading the inventory failed");
+        }
+    }
+    tracing::info!("inventory reporter stopped");
 }

@@ -77,6 +77,10 @@ pub struct RoomStats {
     pub entry_rate_per_second: f64,
     /// Admissions (exits from the line) per second over the last 30 s.
     pub exit_rate_per_second: f64,
+    /// The booking core last reported no seat left and no live hold:
+    /// admission has stopped and waiting fans are told `sold_out`.
+    #[serde(default)]
+    pub sold_out: bool,
 }
 
 /// Exits from the active set.
@@ -115,6 +119,7 @@ impl RoomStats {
             abandoned_total: s.abandoned,
             entry_rate_per_second: s.entry_rate,
             exit_rate_per_second: s.exit_rate,
+            sold_out: s.sold_out,
         }
     }
 }

@@ -53,6 +53,9 @@ pub enum ApiError {
     /// The room is paused.
     #[error("the waiting room is paused")]
     Paused,
+    /// No seat is left and no hold is live.
+    #[error("the event is sold out")]
+    SoldOut,
     /// Redis failed.
     #[error("waiting room storage is unavailable")]
     Store(#[from] StoreError),
@@ -139,6 +142,8 @@ impl IntoResponse for ApiError {
                 "Waiting room paused",
             )
             .retry_after(PAUSED_RETRY_AFTER_SECONDS),
+            Self::SoldOut => Problem::new(StatusCode::GONE, "sold_out", "Sold out")
+                .detail("every seat is sold and no hold is left that could return one"),
             Self::Store(cause) => Problem::unavailable("redis", cause),
             Self::Signing(cause) => {
                 tracing::error!(error = %ErrorChain(cause), "signing a token failed");
@@ -169,7 +174,7 @@ impl From<ApiError> for tonic::Status {
                 Status::unauthenticated(error.to_string())
             }
             ApiError::NoRoom | ApiError::NotInLine => Status::not_found(error.to_string()),
-            ApiError::Closed => Status::failed_precondition(error.to_string()),
+            ApiError::Closed | ApiError::SoldOut => Status::failed_precondition(error.to_string()),
             ApiError::Paused => Status::unavailable(error.to_string()),
             ApiError::Store(cause) => {
                 // The first check of a shared call carries and logs the cause.

@@ -6,9 +6,10 @@ use onsale_proto::{
     MAX_VERIFY_BATCH,
     queue::v1::{
         GetStatsRequest, ReleaseAccessRequest, ReleaseAccessResponse, ReleaseReason,
-        VerifyAccessBatchRequest, VerifyAccessBatchResponse, VerifyAccessError,
-        VerifyAccessRequest, VerifyAccessResponse, VerifyAccessResult, WaitingRoomStats,
-        verify_access_result::Outcome, waiting_room_server::WaitingRoom as WaitingRoomApi,
+        ReportInventoryRequest, ReportInventoryResponse, VerifyAccessBatchRequest,
+        VerifyAccessBatchResponse, VerifyAccessError, VerifyAccessRequest, VerifyAccessResponse,
+        VerifyAccessResult, WaitingRoomStats, verify_access_result::Outcome,
+        waiting_room_server::WaitingRoom as WaitingRoomApi,
     },
 };
 use tonic::{Request, Response, Status};
@@ -145,6 +146,25 @@ impl WaitingRoomApi for GrpcApi {
     }
 
     #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    async fn report_inventory(
+        &self,
+        request: Request<ReportInventoryRequest>,
+    ) -> Result<Response<ReportInventoryResponse>, Status> {
+        let request = request.into_inner();
+        let event = event_id(&request.event_id)?;
+        let recorded = self
+            .room
+            .report_inventory(
+                &event,
+                request.seats_available,
+                request.seats_held,
+                request.fans_holding,
+            )
+            .await?;
+        Ok(Response::new(ReportInventoryResponse { recorded }))
+    }
+
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
     async fn get_stats(
         &self,
         request: Request<GetStatsRequest>,
@@ -163,6 +183,7 @@ impl WaitingRoomApi for GrpcApi {
             exited_completed_total: s.exited_completed,
             exited_revoked_total: s.exited_revoked,
             exited_no_show_total: s.exited_no_show,
+            sold_out: s.sold_out,
             left_waiting_total: s.left_waiting,
             abandoned_total: s.abandoned,
             entry_rate_per_second: s.entry_rate,

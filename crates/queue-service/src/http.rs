@@ -171,6 +171,7 @@ impl<S: Send + Sync> FromRequest<S> for EnterBody {
             (`missing_identity_token`, `invalid_identity_token`)"),
         (status = 403, description = "`waiting_room_closed`"),
         (status = 404, description = "`waiting_room_not_found`: no room for this event"),
+        (status = 410, description = "`sold_out`: no seat left and no live hold; no place is made"),
         (status = 413, description = "`malformed_body`: a body over axum's 2 MB limit"),
         (status = 429, description = "`rate_limited` (Retry-After, RateLimit-Policy, RateLimit)"),
         (status = 503, description = "`waiting_room_paused`, storage (`unavailable`) or identity \
@@ -206,7 +207,8 @@ async fn enter(
         (status = 403, description = "`waiting_room_closed`, or the queue token is another \
             fan's (`token_subject_mismatch`)"),
         (status = 404, description = "`waiting_room_not_found`: the room was removed"),
-        (status = 410, description = "`not_in_line`: left, abandoned or expired"),
+        (status = 410, description = "`not_in_line`: left, abandoned or expired; `sold_out`: \
+            no seat left and no live hold (the place is kept while seats may return)"),
         (status = 429, description = "`rate_limited` (Retry-After, RateLimit-Policy, RateLimit)"),
         (status = 503, description = "`waiting_room_paused`, storage (`unavailable`) or identity \
             provider (`identity_unavailable`) unavailable (Retry-After)"),

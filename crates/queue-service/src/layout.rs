@@ -58,6 +58,8 @@ pub mod lua {
     pub const ROOM: &str = include_str!("lua/room.lua");
     /// One admission tick: expire, admit, drop, sweep.
     pub const ADMIT: &str = include_str!("lua/admit.lua");
+    /// Record the booking core's inventory report.
+    pub const INVENTORY: &str = include_str!("lua/inventory.lua");
 }
 
 /// The full text of a script as the service runs it: the prelude, a

@@ -388,6 +388,24 @@ impl WaitingRoom {
         Ok(created)
     }
 
+    /// Records the booking core's inventory of `event` (see
+    /// `ReportInventory`); false when the event has no room.
+    ///
+    /// # Errors
+    /// `Store`.
+    pub async fn report_inventory(
+        &self,
+        event: &EventId,
+        available: u64,
+        held: u64,
+        holders: u64,
+    ) -> Result<bool, ApiError> {
+        Ok(self
+            .store
+            .report_inventory(event, available, held, holders)
+            .await?)
+    }
+
     /// Settings and numbers of a room.
     ///
     /// # Errors
@@ -402,6 +420,7 @@ fn refusal(lookup: Lookup) -> ApiError {
         Lookup::NoRoom => ApiError::NoRoom,
         Lookup::Closed => ApiError::Closed,
         Lookup::Paused => ApiError::Paused,
+        Lookup::SoldOut => ApiError::SoldOut,
         Lookup::Gone | Lookup::Found { .. } => ApiError::NotInLine,
     }
 }

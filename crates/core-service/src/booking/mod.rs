@@ -45,6 +45,11 @@ use crate::{
     },
 };
 
+/// How long after its last hold, payment or seat-map read a performance is
+/// still reported to its waiting room: longer than a hold lives, so the
+/// report that says "sold out" keeps coming after the last payment.
+pub const INVENTORY_WINDOW: Duration = Duration::from_secs(3_600);
+
 /// The booking core's operations. Cheap to clone: every clone shares the
 /// pool, the waiting-room client and the caches.
 #[derive(Debug, Clone)]
@@ -72,6 +77,27 @@ impl Booking {
             maps,
             rules: Arc::new(RulesCache::default()),
         }
+    }
+
+    /// Reports the seat counts of every performance this instance served in
+    /// the last [`INVENTORY_WINDOW`] to its waiting room
+    /// ([`QueueClient::report_inventory`]), so that the waiting room admits
+    /// no more fans than there are seats and tells the line when the
+    /// performance is sold out. Returns the number of performances
+    /// reported.
+    ///
+    /// # Errors
+    /// Store errors (nothing is reported then).
+    pub async fn report_inventory(&self) -> Result<usize, BookingError> {
+        let ids = self.maps.recently_used(INVENTORY_WINDOW);
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let counts = catalog::inventory(&self.db, &ids).await?;
+        for count in &counts {
+            self.queue.report_inventory(count);
+        }
+        Ok(counts.len())
     }
 
     /// The seat maps (layouts and availability snapshots).

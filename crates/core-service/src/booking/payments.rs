@@ -63,6 +63,9 @@ impl Booking {
         let outcome = payments::pay(&self.db, request).await?;
         if matches!(outcome, PaymentOutcome::Completed(_)) {
             self.queue.release_completed(header.performance_id, &access);
+            // Keeps the performance's inventory reported (a sold-out
+            // performance is told so after its last payment).
+            let _ = self.maps.map(header.performance_id).await;
         }
         Ok(outcome)
     }

@@ -31,7 +31,8 @@
 //!
 //! # Layout
 //! - `mod.rs`: [`QueueClient`], the coalesced access checks;
-//! - `release.rs`: the background releases of paid sessions.
+//! - `release.rs`: the background calls: releases of paid sessions and
+//!   inventory reports.
 
 mod release;
 
@@ -41,8 +42,8 @@ use chrono::{DateTime, Utc};
 use onsale_proto::{
     MAX_VERIFY_BATCH as MAX_BATCH,
     queue::v1::{
-        ReleaseAccessRequest, ReleaseReason, VerifyAccessBatchRequest, VerifyAccessRequest,
-        VerifyAccessResponse, verify_access_result::Outcome,
+        ReleaseAccessRequest, ReleaseReason, ReportInventoryRequest, VerifyAccessBatchRequest,
+        VerifyAccessRequest, VerifyAccessResponse, verify_access_result::Outcome,
         waiting_room_client::WaitingRoomClient,
     },
 };
@@ -60,6 +61,7 @@ use tonic::{
 use crate::{
     domain::{PerformanceId, UserId},
     metrics,
+    store::catalog::Inventory,
 };
 
 /// Checks waiting for the coalescing task before callers wait to enqueue:
@@ -127,8 +129,9 @@ impl Access {
 #[derive(Debug, Clone)]
 pub struct QueueClient {
     checks: mpsc::Sender<Check>,
-    /// Paid sessions to release, for the release task.
-    releases: mpsc::Sender<ReleaseAccessRequest>,
+    /// Releases of paid sessions and inventory reports, for the task that
+    /// sends them off the request path.
+    calls: mpsc::Sender<release::Call>,
     /// A check waits at most this long in all: the call in flight, then
     /// its own.
     deadline: Duration,
@@ -209,13 +212,13 @@ impl QueueClient {
             .http2_keep_alive_interval(Duration::from_secs(20))
             .connect_lazy();
         let (checks, queue) = mpsc::channel(QUEUE_DEPTH);
-        let (releases, released) = mpsc::channel(release::QUEUE_DEPTH);
+        let (calls, queued_calls) = mpsc::channel(release::QUEUE_DEPTH);
         let client = WaitingRoomClient::with_interceptor(channel, present(service_key));
-        tokio::spawn(release::run(client.clone(), released, timeout));
+        tokio::spawn(release::run(client.clone(), queued_calls, timeout));
         tokio::spawn(coalesce(client, queue, timeout));
         Ok(Self {
             checks,
-            releases,
+            calls,
             deadline: timeout * 2,
         })
     }
@@ -262,8 +265,31 @@ impl QueueClient {
             reason: ReleaseReason::Completed.into(),
             session_id: access.session_id.clone(),
         };
-        if self.releases.try_send(request).is_err() {
+        if self
+            .calls
+            .try_send(release::Call::Release(request))
+            .is_err()
+        {
             metrics::queue_release("dropped");
+        }
+    }
+
+    /// Reports a performance's seat counts to its waiting room
+    /// (`ReportInventory`). In the background, once: returns at once and
+    /// never fails (the next report follows).
+    pub fn report_inventory(&self, inventory: &Inventory) {
+        let request = ReportInventoryRequest {
+            event_id: inventory.performance.to_string(),
+            seats_available: inventory.available,
+            seats_held: inventory.held,
+            fans_holding: inventory.holders,
+        };
+        if self
+            .calls
+            .try_send(release::Call::Inventory(request))
+            .is_err()
+        {
+            metrics::inventory_report("dropped");
         }
     }
 

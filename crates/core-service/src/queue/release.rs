@@ -15,11 +15,16 @@
 //! waits for (or fails with) its release. A release that is dropped (full
 //! queue, shutdown) or still fails after its retries is left to the event,
 //! and counted in `queue_releases_total{result}`.
+//!
+//! The same task sends the inventory reports (`ReportInventory`), once and
+//! without retries: the next report follows within a second.
 
 use std::{sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
-use onsale_proto::queue::v1::{ReleaseAccessRequest, waiting_room_client::WaitingRoomClient};
+use onsale_proto::queue::v1::{
+    ReleaseAccessRequest, ReportInventoryRequest, waiting_room_client::WaitingRoomClient,
+};
 use tokio::sync::{Semaphore, mpsc};
 use tonic::{
     Code, Status,
@@ -29,10 +34,19 @@ use tonic::{
 
 use crate::metrics;
 
-/// Releases waiting to be sent: a few seconds of a big sale's payments.
+/// Calls waiting to be sent: a few seconds of a big sale's payments.
 pub(super) const QUEUE_DEPTH: usize = 4_096;
 
-/// Releases in flight at once.
+/// A call to queue-service made off the request path.
+#[derive(Debug)]
+pub(super) enum Call {
+    /// Free a paid session's slot.
+    Release(ReleaseAccessRequest),
+    /// Report a performance's inventory.
+    Inventory(ReportInventoryRequest),
+}
+
+/// Calls in flight at once.
 const IN_FLIGHT: usize = 64;
 
 /// Whether a failed `ReleaseAccess` may succeed when sent again: transport
@@ -48,26 +62,49 @@ fn retryable(code: Code) -> bool {
     )
 }
 
-/// Sends every queued release until every sender is gone. Each call is
-/// bounded by `timeout`; a retryable failure is sent again after 50, 100,
-/// 200 and 400 ms (with jitter), then left to the event.
+/// Sends every queued call until every sender is gone. Each call is
+/// bounded by `timeout`; a release that fails retryably is sent again after
+/// 50, 100, 200 and 400 ms (with jitter), then left to the event.
 pub(super) async fn run<F>(
     client: WaitingRoomClient<InterceptedService<Channel, F>>,
-    mut queue: mpsc::Receiver<ReleaseAccessRequest>,
+    mut queue: mpsc::Receiver<Call>,
     timeout: Duration,
 ) where
     F: Interceptor + Clone + Send + Sync + 'static,
 {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(request) = queue.recv().await {
+    while let Some(call) = queue.recv().await {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
         let client = client.clone();
         tokio::spawn(async move {
-            release(client, request, timeout).await;
+            match call {
+                Call::Release(request) => release(client, request, timeout).await,
+                Call::Inventory(request) => report(client, request, timeout).await,
+            }
             drop(slot);
         });
+    }
+}
+
+async fn report<F>(
+    mut client: WaitingRoomClient<InterceptedService<Channel, F>>,
+    request: ReportInventoryRequest,
+    timeout: Duration,
+) where
+    F: Interceptor + Clone + Send + Sync + 'static,
+{
+    let event = request.event_id.clone();
+    match tokio::time::timeout(timeout, client.report_inventory(request)).await {
+        Ok(Ok(reply)) if reply.get_ref().recorded => metrics::inventory_report("recorded"),
+        // The performance is sold without a waiting room.
+        Ok(Ok(_)) => metrics::inventory_report("no_room"),
+        Ok(Err(status)) => {
+            metrics::inventory_report("failed");
+            tracing::debug!(event_id = %event, code = ?status.code(), "an inventory report failed");
+        }
+        Err(_) => metrics::inventory_report("failed"),
     }
 }
 

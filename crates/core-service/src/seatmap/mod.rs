@@ -252,6 +252,24 @@ impl SeatMaps {
         }
     }
 
+    /// Performances whose map was used (read, or touched by a hold or a
+    /// payment) within `within`, in no particular order.
+    pub fn recently_used(&self, within: Duration) -> Vec<PerformanceId> {
+        let now = self.now_ms();
+        let within = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+        self.maps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, slot)| {
+                slot.get().is_some_and(|m| {
+                    now.saturating_sub(m.last_used_ms.load(Ordering::Relaxed)) <= within
+                })
+            })
+            .filter_map(|(id, _)| PerformanceId::new(*id).ok())
+            .collect()
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }

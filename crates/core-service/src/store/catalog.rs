@@ -194,3 +194,53 @@ pub async fn available_seat_ids(db: &Db, id: PerformanceId) -> Result<Vec<i64>, 
     .fetch_one(&mut *conn)
     .await?)
 }
+
+/// One performance's seat counts for the waiting room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inventory {
+    /// The performance.
+    pub performance: PerformanceId,
+    /// Seats that can be held now: free, or held with a lapsed hold.
+    pub available: u64,
+    /// Seats in live holds.
+    pub held: u64,
+    /// Fans with a live hold.
+    pub holders: u64,
+}
+
+/// The seat counts of each of `ids` (one query; unknown ids are left out).
+///
+/// # Errors
+/// Database errors.
+pub async fn inventory(db: &Db, ids: &[PerformanceId]) -> Result<Vec<Inventory>, StoreError> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.get()).collect();
+    let mut conn = db.acquire().await?;
+    // Live holds are read through the partial index of held reservations.
+    let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+        "WITH counts AS ( \
+           SELECT performance_id, \
+             count(*) FILTER (WHERE status = 'free' OR (status = 'held' AND held_until < now())) AS available, \
+             count(*) FILTER (WHERE status = 'held' AND held_until >= now()) AS held \
+           FROM seats WHERE performance_id = ANY($1) GROUP BY performance_id), \
+         holders AS ( \
+           SELECT performance_id, count(DISTINCT user_id) AS holders FROM reservations \
+           WHERE status = 'held' AND held_until >= now() AND performance_id = ANY($1) \
+           GROUP BY performance_id) \
+         SELECT c.performance_id, c.available, c.held, coalesce(h.holders, 0) \
+         FROM counts c LEFT JOIN holders h USING (performance_id)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, available, held, holders)| {
+            Some(Inventory {
+                performance: PerformanceId::new(id).ok()?,
+                available: u64::try_from(available).ok()?,
+                held: u64::try_from(held).ok()?,
+                holders: u64::try_from(holders).ok()?,
+            })
+        })
+        .collect())
+}

@@ -55,6 +55,8 @@ enum Journey {
     Done,
     Abandoned,
     NoSeat,
+    /// The waiting room said the show is sold out (410 `sold_out`).
+    ToldSoldOut,
     Stopped,
 }
 
@@ -90,6 +92,12 @@ where
     }
 }
 
+/// Whether the waiting room answered 410 `sold_out`: no seat left and no
+/// live hold.
+fn told_sold_out<T>(result: &Result<T, Error>) -> bool {
+    matches!(result, Err(error) if error.code() == Some("sold_out"))
+}
+
 /// The answer, `None` for a refusal (any status that is not 2xx, which ends
 /// the journey), or the failure to get an answer.
 pub(super) fn answer<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
@@ -112,6 +120,9 @@ impl Sim {
             }
             Ok(Journey::NoSeat) => {
                 self.tally.gave_up.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Journey::ToldSoldOut) => {
+                self.tally.told_sold_out.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Journey::Done | Journey::Stopped) => {}
             Err(error) => {
@@ -147,7 +158,11 @@ impl Sim {
             )
         };
         let entered_at = Instant::now();
-        let Some(mut ticket) = answer(patiently(|| fan.enter(event)).await)? else {
+        let entered = patiently(|| fan.enter(event)).await;
+        if told_sold_out(&entered) {
+            return Ok(Journey::ToldSoldOut);
+        }
+        let Some(mut ticket) = answer(entered)? else {
             return Ok(Journey::Stopped);
         };
         self.tally.entered.fetch_add(1, Ordering::Relaxed);
@@ -175,10 +190,22 @@ impl Sim {
             }
             let wait = ticket.poll_after_ms.clamp(100, 30_000);
             tokio::time::sleep(Duration::from_millis(wait)).await;
-            let Some(next) = answer(patiently(|| fan.poll(event, &queue_token)).await)? else {
+            let polled = patiently(|| fan.poll(event, &queue_token)).await;
+            if told_sold_out(&polled) {
+                if let Ok(mut waits) = self.tally.sold_out_wait_ms.lock() {
+                    waits.push(entered_at.elapsed().as_secs_f64() * 1_000.0);
+                }
+                return Ok(Journey::ToldSoldOut);
+            }
+            let Some(next) = answer(polled)? else {
                 return Ok(Journey::Stopped);
             };
             ticket = next;
+        }
+        if self.sold_out.load(Ordering::Relaxed) {
+            self.tally
+                .admitted_after_sold_out
+                .fetch_add(1, Ordering::Relaxed);
         }
         if let Ok(mut waits) = self.tally.activation_wait_ms.lock() {
             waits.push(entered_at.elapsed().as_secs_f64() * 1_000.0);

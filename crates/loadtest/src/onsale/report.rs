@@ -67,6 +67,12 @@ pub(super) struct Report {
     /// Those by call and kind.
     errors: BTreeMap<String, u64>,
     fans_who_found_no_seat: u64,
+    /// Fans the waiting room told `sold_out`, at entry or while waiting,
+    /// and how long those waiting had waited.
+    fans_told_sold_out: u64,
+    sold_out_wait: Percentiles,
+    /// Fans admitted after every seat was sold (each a wasted admission).
+    admitted_after_sold_out: u64,
     unfinished_fans: u64,
     status_counts: BTreeMap<u16, u64>,
     latency: BTreeMap<Step, Percentiles>,
@@ -178,8 +184,10 @@ pub(super) async fn report(
             .unwrap_or_default(),
     );
     let admitted = t.admitted.load(Ordering::Relaxed);
-    let demand_exceeded = t.holds.load(Ordering::Relaxed) + t.gave_up.load(Ordering::Relaxed) > 0
-        && (admitted as f64) * 2.5 > sim.seat_total as f64;
+    // Fans told `sold_out` were turned away because demand exceeded supply.
+    let demand_exceeded = t.told_sold_out.load(Ordering::Relaxed) > 0
+        || (t.holds.load(Ordering::Relaxed) + t.gave_up.load(Ordering::Relaxed) > 0
+            && (admitted as f64) * 2.5 > sim.seat_total as f64);
     let responses_5xx = t.count_5xx();
     let seats_sold_equals_supply = seats_sold as u64 == sim.seat_total;
     let finished = t.finished.load(Ordering::Relaxed);
@@ -253,6 +261,15 @@ pub(super) async fn report(
         transport_errors: t.transport_errors.load(Ordering::Relaxed),
         errors: t.errors.lock().map(|e| e.clone()).unwrap_or_default(),
         fans_who_found_no_seat: t.gave_up.load(Ordering::Relaxed),
+        fans_told_sold_out: t.told_sold_out.load(Ordering::Relaxed),
+        sold_out_wait: percentiles(
+            &mut t
+                .sold_out_wait_ms
+                .lock()
+                .map(|w| w.clone())
+                .unwrap_or_default(),
+        ),
+        admitted_after_sold_out: t.admitted_after_sold_out.load(Ordering::Relaxed),
         unfinished_fans: u64::from(sim.args.fans).saturating_sub(finished),
         status_counts: t
             .status_counts
@@ -316,6 +333,13 @@ pub(super) fn print_report(r: &Report) {
     println!(
         "holds {}  409s {}  left to expire {}  payments {}",
         r.holds, r.conflicts_409, r.holds_left_to_expire, r.payments
+    );
+    println!(
+        "told sold out {} (waiting ones after p50 {:.0} ms, p95 {:.0} ms)  admitted after the last seat sold {}",
+        r.fans_told_sold_out,
+        r.sold_out_wait.p50_ms,
+        r.sold_out_wait.p95_ms,
+        r.admitted_after_sold_out
     );
     if let (Some(no_shows), Some(lost)) = (r.no_shows, r.slot_seconds_lost_to_no_shows) {
         println!("no-shows {no_shows} (admitted, never claimed; {lost} slot-seconds lost)");

@@ -58,6 +58,12 @@ pub(super) struct Tally {
     pub(super) payments: AtomicU64,
     pub(super) seats_paid: AtomicU64,
     pub(super) gave_up: AtomicU64,
+    /// Fans the waiting room told `sold_out` (at entry or while waiting).
+    pub(super) told_sold_out: AtomicU64,
+    /// How long fans told `sold_out` while waiting had waited, in ms.
+    pub(super) sold_out_wait_ms: Mutex<Vec<f64>>,
+    /// Fans admitted after every seat was sold.
+    pub(super) admitted_after_sold_out: AtomicU64,
     pub(super) transport_errors: AtomicU64,
     pub(super) finished: AtomicU64,
     /// Journeys ended by an error without an answer (no response, or a

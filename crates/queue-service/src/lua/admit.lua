@@ -67,8 +67,19 @@ if cfg.state == 'open' then
   if now > at then
     tokens = math.min(burst, tokens + cfg.rate * (now - at) / 1000)
   end
-  local free = cfg.capacity - redis.call('ZCARD', K_ACTIVE)
+  local active = redis.call('ZCARD', K_ACTIVE)
+  local free = cfg.capacity - active
   local want = math.min(math.floor(tokens), free)
+  -- No more fans than there are seats for: the seats the booking core can
+  -- still sell, less one for each fan admitted in the last RATE_WINDOW
+  -- seconds who holds nothing yet (still on the way to a seat). Fans
+  -- admitted earlier who hold nothing (their hold lapsed, they browse) do
+  -- not block the line for the rest of their admission.
+  local inv = inventory(now)
+  if inv then
+    local unseated = math.max(0, math.min(active - inv.holders, window_total('out', now)))
+    want = math.max(0, math.min(want, inv.available - unseated))
+  end
   local expiry = int(now + cfg.ttl * 1000)
   local claim_by = cfg.claim and int(now + cfg.claim * 1000)
 

@@ -171,6 +171,25 @@ local function bump_rate(dir, now, n)
   end
 end
 
+-- Events counted over the last RATE_WINDOW seconds.
+local function window_total(dir, now)
+  local sec = math.floor(now / 1000)
+  local fields = {}
+  for i = 0, RATE_WINDOW - 1 do
+    fields[#fields + 1] = dir .. i
+    fields[#fields + 1] = dir .. i .. 't'
+  end
+  local v = redis.call('HMGET', K_RATES, unpack(fields))
+  local total = 0
+  for i = 0, RATE_WINDOW - 1 do
+    local t = tonumber(v[2 * i + 2])
+    if t and t > sec - RATE_WINDOW and t <= sec then
+      total = total + tonumber(v[2 * i + 1])
+    end
+  end
+  return total
+end
+
 -- Events per second over the window, divided by the span actually observed
 -- (from the oldest counted second to now) so that a room opened three
 -- seconds ago is not diluted over thirty.
@@ -205,6 +224,26 @@ local function expire_active(user)
   redis.call('HDEL', K_SESSIONS, user)
   redis.call('ZREM', K_UNCLAIMED, user)
   redis.call('HINCRBY', K_STATS, 'exited_expired', 1)
+end
+
+-- The booking core's last inventory report, while it is fresh (see
+-- inventory.lua): {available, held, holders}, or nil when there is none or
+-- it is older than INVENTORY_FRESH_MS, so that a silent booking core
+-- never stops admission.
+local INVENTORY_FRESH_MS = 10000
+local function inventory(now)
+  local v = redis.call('HMGET', K_CFG, 'inv_available', 'inv_held', 'inv_holders', 'inv_at')
+  local at = tonumber(v[4])
+  if not at or now - at > INVENTORY_FRESH_MS then
+    return nil
+  end
+  return {available = tonumber(v[1]), held = tonumber(v[2]), holders = tonumber(v[3])}
+end
+
+-- No seat can be held and no live hold may bring one back.
+local function sold_out(now)
+  local inv = inventory(now)
+  return inv ~= nil and inv.available == 0 and inv.held == 0
 end
 
 -- The longest a waiting fan may stay silent, in seconds: within the

@@ -1,6 +1,7 @@
 -- Enter the line (idempotent). ARGV[1] = user id.
 -- Replies:
---   {'no_room'} | {'closed'} | {'paused'}
+--   {'no_room'} | {'closed'} | {'paused'} | {'sold_out'} (no seat left and
+--   no live hold: no place is made)
 --   {'active', created, sid, expiry_ms}            already admitted
 --   {'waiting', created, seq, ahead, exit_rate, admit_per_second,
 --    silence_window_seconds}    created is '1' for a new place
@@ -25,6 +26,9 @@ if expiry then
   -- The admission lapsed but housekeeping has not reached it yet; the fan
   -- starts over at the back like anyone else.
   expire_active(user)
+end
+if sold_out(now) then
+  return {'sold_out'}
 end
 
 local created = '0'

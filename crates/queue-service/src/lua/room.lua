@@ -2,8 +2,8 @@
 -- Replies: {'no_room'} or {'room', state, capacity, rate, ttl, abandon,
 --   claim, waiting, active, entered, admitted, left_waiting, exited_left,
 --   exited_expired, exited_completed, exited_revoked, exited_no_show,
---   abandoned, entry_rate, exit_rate}; claim is '0' for a room without
---   claim deadlines.
+--   abandoned, entry_rate, exit_rate, sold_out}; claim is '0' for a room
+--   without claim deadlines; sold_out is '1' or '0'.
 local cfg = load_cfg()
 if not cfg then
   return {'no_room'}
@@ -18,4 +18,5 @@ for i = 1, #s do
 end
 reply[#reply + 1] = tostring(read_rate('in', now))
 reply[#reply + 1] = tostring(read_rate('out', now))
+reply[#reply + 1] = sold_out(now) and '1' or '0'
 return reply

@@ -1,5 +1,6 @@
 -- Status poll; also proves the fan is still there. ARGV[1] = user id.
--- Replies: {'no_room'} | {'closed'} | {'paused'} | {'gone'}
+-- Replies: {'no_room'} | {'closed'} | {'paused'} | {'gone'} | {'sold_out'}
+--   (a waiting fan of an event with no seat left and no live hold)
 --   {'active', '0', sid, expiry_ms} | {'waiting', '0', seq, ahead, exit_rate, admit_per_second,
 --   silence_window_seconds}
 local user = ARGV[1]
@@ -37,6 +38,9 @@ end
 mark_seen(cfg, seq, now)
 if cfg.state == 'paused' then
   return {'paused'}
+end
+if sold_out(now) then
+  return {'sold_out'}
 end
 local ahead = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(seq))
 local rate = redis.call('HGET', K_STATS, 'exit_rate') or '0'

@@ -56,6 +56,7 @@ struct Scripts {
     configure: Script,
     room: Script,
     admit: Script,
+    inventory: Script,
 }
 
 impl Scripts {
@@ -70,6 +71,7 @@ impl Scripts {
             configure: script(layout::lua::CONFIGURE),
             room: script(layout::lua::ROOM),
             admit: script(layout::lua::ADMIT),
+            inventory: script(layout::lua::INVENTORY),
         }
     }
 }

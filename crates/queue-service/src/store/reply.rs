@@ -42,6 +42,9 @@ pub(crate) enum Lookup {
     Paused,
     /// The fan is not in line nor active (left, abandoned, expired).
     Gone,
+    /// No seat is left and no hold is live: a waiting fan, or one entering,
+    /// is told so (and no place is made).
+    SoldOut,
     /// The fan's place; `created` is true for a new entry.
     Found {
         /// Where the fan is.
@@ -96,6 +99,8 @@ pub struct RoomSnapshot {
     pub entry_rate: f64,
     /// Admissions per second over the last 30 s.
     pub exit_rate: f64,
+    /// The booking core's latest report: no seat left, no live hold.
+    pub sold_out: bool,
 }
 
 /// Result of one admission tick.
@@ -147,6 +152,7 @@ pub(super) fn lookup(reply: &[String]) -> Result<Lookup, StoreError> {
         "closed" => Ok(Lookup::Closed),
         "paused" => Ok(Lookup::Paused),
         "gone" => Ok(Lookup::Gone),
+        "sold_out" => Ok(Lookup::SoldOut),
         "active" if reply.len() == 4 => Ok(Lookup::Found {
             created: reply[1] == "1",
             place: Place::Active {
@@ -217,7 +223,7 @@ pub(super) fn room(reply: &[String]) -> Result<Option<RoomSnapshot>, StoreError>
     if first(reply)? == "no_room" {
         return Ok(None);
     }
-    if reply.len() != 20 {
+    if reply.len() != 21 {
         return Err(StoreError::Reply(format!(
             "room reply has {} fields",
             reply.len()
@@ -248,6 +254,7 @@ pub(super) fn room(reply: &[String]) -> Result<Option<RoomSnapshot>, StoreError>
         abandoned: n(17)?,
         entry_rate: float(&reply[18])?,
         exit_rate: float(&reply[19])?,
+        sold_out: reply[20] == "1",
     }))
 }
 

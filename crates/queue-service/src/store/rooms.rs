@@ -96,6 +96,32 @@ impl Store {
         Ok(())
     }
 
+    /// Records the booking core's inventory of `event`: `available` seats
+    /// that can be held, `held` in live holds, `holders` fans with a live
+    /// hold. Returns false when the event has no room.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis fails.
+    pub(crate) async fn report_inventory(
+        &self,
+        event: &EventId,
+        available: u64,
+        held: u64,
+        holders: u64,
+    ) -> Result<bool, StoreError> {
+        let (available, held, holders) =
+            (available.to_string(), held.to_string(), holders.to_string());
+        let reply = self
+            .run(
+                "inventory",
+                &self.scripts().inventory,
+                event,
+                &[&available, &held, &holders],
+            )
+            .await?;
+        Ok(reply::first(&reply)? == "recorded")
+    }
+
     /// Runs one bounded admission call for `event`; see
     /// [`TickReport::more`].
     ///
