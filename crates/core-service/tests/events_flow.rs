@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::{Pass, Reply, Show, TestApp, spawn_app_on};
 use devstack::testing::PrivateBroker;
 use futures::future::join_all;
-use onsale_client::{RoomState, queue_api::RoomRequest};
 use reqwest::StatusCode;
 
 fn topics(suffix: &str) -> Vec<String> {
@@ -19,21 +18,6 @@ fn topics(suffix: &str) -> Vec<String> {
         .iter()
         .flat_map(|t| [format!("{t}{suffix}"), format!("{t}{suffix}.dlq")])
         .collect()
-}
-
-async fn room_stats(app: &TestApp, performance: i64) -> serde_json::Value {
-    app.http
-        .get(format!(
-            "{}/admin/v1/events/{performance}/waiting-room/stats",
-            app.queue_base
-        ))
-        .header("X-Admin-Key", common::QUEUE_ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Admits every user and has each hold one seat (user i gets seat i), all at
@@ -85,20 +69,7 @@ async fn while_the_broker_is_frozen_paid_sessions_free_their_slots_so_admission_
     let show = app.create_show(4, 50, 10_000, 4).await;
     // A room of 50 for 200 buyers: the last 150 get in only as paid
     // sessions free their slots.
-    app.client
-        .configure_room(
-            show.performance_id,
-            &RoomRequest {
-                capacity: Some(50),
-                admit_per_second: Some(1_000.0),
-                access_ttl_seconds: Some(600),
-                abandon_after_seconds: Some(300),
-                claim_within_seconds: None,
-                state: RoomState::Open,
-            },
-        )
-        .await
-        .unwrap();
+    app.open_room_of(show.performance_id, 50).await;
     let users: Vec<String> = (0..200).map(|i| format!("payer-{i}")).collect();
     join_all(users.iter().map(|u| app.charge(u, 10_000))).await;
 
@@ -177,7 +148,7 @@ async fn while_the_broker_is_frozen_paid_sessions_free_their_slots_so_admission_
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let stats = room_stats(&app, show.performance_id).await;
+    let stats = app.room_stats(show.performance_id).await;
     assert_eq!(
         stats["exited"]["completed"], 200,
         "neither an event nor its replay releases anybody a second time"
@@ -209,7 +180,7 @@ async fn eventually_stats(
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     devstack::testing::eventually(Duration::from_secs(30), || async {
-        let stats = room_stats(app, performance).await;
+        let stats = app.room_stats(performance).await;
         done(&stats).then_some(stats)
     })
     .await

@@ -10,31 +10,11 @@ use std::time::Duration;
 
 use common::{TestApp, spawn_app_with};
 use devstack::testing::eventually;
-use onsale_client::{
-    RoomState,
-    queue_api::{FanStatus, RoomRequest, Ticket},
-};
+use onsale_client::queue_api::{FanStatus, Ticket};
 use reqwest::StatusCode;
 
 /// Reports five times a second, so a test sees them quickly.
 const FAST_REPORTS: (&str, &str) = ("ONSALE__CORE__INVENTORY_REPORT_MS", "200");
-
-async fn room(app: &TestApp, performance: i64, capacity: u64) {
-    app.client
-        .configure_room(
-            performance,
-            &RoomRequest {
-                capacity: Some(capacity),
-                admit_per_second: Some(1_000.0),
-                access_ttl_seconds: Some(600),
-                abandon_after_seconds: Some(300),
-                claim_within_seconds: None,
-                state: RoomState::Open,
-            },
-        )
-        .await
-        .unwrap();
-}
 
 /// `user` enters the line; their ticket.
 async fn enter(app: &TestApp, performance: i64, user: &str) -> Ticket {
@@ -59,26 +39,11 @@ async fn poll(
         .map_err(|error| error.code().unwrap_or("no code").to_owned())
 }
 
-async fn stats(app: &TestApp, performance: i64) -> serde_json::Value {
-    app.http
-        .get(format!(
-            "{}/admin/v1/events/{performance}/waiting-room/stats",
-            app.queue_base
-        ))
-        .header("X-Admin-Key", common::QUEUE_ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_every_seat_is_sold_the_line_is_told_sold_out_and_nobody_else_is_admitted() {
     let app = spawn_app_with(&[FAST_REPORTS]).await;
     let show = app.create_show(1, 2, 10_000, 2).await;
-    room(&app, show.performance_id, 1).await;
+    app.open_room_of(show.performance_id, 1).await;
     app.charge("buyer", 100_000).await;
     let buyer = app.access_token(show.performance_id, "buyer").await;
     // The buyer holds the only slot: these fans wait.
@@ -128,7 +93,7 @@ async fn once_every_seat_is_sold_the_line_is_told_sold_out_and_nobody_else_is_ad
         .unwrap_err();
     assert_eq!(late.status(), Some(StatusCode::GONE));
     assert_eq!(late.code(), Some("sold_out"));
-    let stats = stats(&app, show.performance_id).await;
+    let stats = app.room_stats(show.performance_id).await;
     assert_eq!(stats["sold_out"], true);
     assert_eq!(
         stats["admitted_total"], 1,
@@ -144,7 +109,7 @@ async fn once_every_seat_is_sold_the_line_is_told_sold_out_and_nobody_else_is_ad
 async fn seats_returned_by_lapsed_holds_admit_as_many_fans_as_there_are_seats() {
     let app = spawn_app_with(&[FAST_REPORTS, ("ONSALE__CORE__HOLD_TTL_SECONDS", "4")]).await;
     let show = app.create_show(1, 2, 10_000, 2).await;
-    room(&app, show.performance_id, 10).await;
+    app.open_room_of(show.performance_id, 10).await;
     let holder = app.access_token(show.performance_id, "holder").await;
     let held = app.hold(&holder, show.performance_id, &show.seat_ids).await;
     assert_eq!(held.status, StatusCode::CREATED, "{}", held.body);
@@ -177,7 +142,7 @@ async fn seats_returned_by_lapsed_holds_admit_as_many_fans_as_there_are_seats() 
         .await
         .unwrap();
     eventually(Duration::from_secs(15), || async {
-        (stats(&app, show.performance_id).await["active"] == 2).then_some(())
+        (app.room_stats(show.performance_id).await["active"] == 2).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -189,7 +154,7 @@ async fn seats_returned_by_lapsed_holds_admit_as_many_fans_as_there_are_seats() 
         }
     }
     assert_eq!(admitted, 2, "one admission per returned seat");
-    let stats = stats(&app, show.performance_id).await;
+    let stats = app.room_stats(show.performance_id).await;
     assert_eq!(stats["active"], 2);
     assert_eq!(stats["waiting"], 1);
     assert_eq!(stats["sold_out"], false, "seats are on sale");

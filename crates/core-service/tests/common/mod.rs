@@ -460,6 +460,42 @@ impl TestApp {
             .unwrap_or_else(|error| panic!("opening the room failed: {error}"));
     }
 
+    /// Opens the waiting room of `performance` with `capacity` slots,
+    /// admitting up to 1,000 fans a second.
+    #[allow(dead_code)] // used by some test binaries only
+    pub async fn open_room_of(&self, performance: i64, capacity: u64) {
+        let room = RoomRequest {
+            capacity: Some(capacity),
+            admit_per_second: Some(1_000.0),
+            access_ttl_seconds: Some(600),
+            abandon_after_seconds: Some(300),
+            claim_within_seconds: None,
+            state: RoomState::Open,
+        };
+        self.client
+            .configure_room(performance, &room)
+            .await
+            .unwrap_or_else(|error| panic!("opening the room failed: {error}"));
+    }
+
+    /// The waiting room's stats of `performance` (the admin endpoint's
+    /// JSON).
+    #[allow(dead_code)] // used by some test binaries only
+    pub async fn room_stats(&self, performance: i64) -> serde_json::Value {
+        self.http
+            .get(format!(
+                "{}/admin/v1/events/{performance}/waiting-room/stats",
+                self.queue_base
+            ))
+            .header("X-Admin-Key", QUEUE_ADMIN_KEY)
+            .send()
+            .await
+            .expect("the room stats answer")
+            .json()
+            .await
+            .expect("the room stats are JSON")
+    }
+
     /// Creates a coupon campaign open from a minute ago for an hour:
     /// `quantity` coupons of `discount` KRW off any show, valid for an
     /// hour; returns its id.

@@ -171,8 +171,9 @@ local function bump_rate(dir, now, n)
   end
 end
 
--- Events counted over the last RATE_WINDOW seconds.
-local function window_total(dir, now)
+-- The ring's live slots of one direction: {count, second} pairs of the
+-- last RATE_WINDOW seconds (stale slots are left out).
+local function rate_slots(dir, now)
   local sec = math.floor(now / 1000)
   local fields = {}
   for i = 0, RATE_WINDOW - 1 do
@@ -180,12 +181,21 @@ local function window_total(dir, now)
     fields[#fields + 1] = dir .. i .. 't'
   end
   local v = redis.call('HMGET', K_RATES, unpack(fields))
-  local total = 0
+  local slots = {}
   for i = 0, RATE_WINDOW - 1 do
     local t = tonumber(v[2 * i + 2])
     if t and t > sec - RATE_WINDOW and t <= sec then
-      total = total + tonumber(v[2 * i + 1])
+      slots[#slots + 1] = {tonumber(v[2 * i + 1]), t}
     end
+  end
+  return slots
+end
+
+-- Events counted over the last RATE_WINDOW seconds.
+local function window_total(dir, now)
+  local total = 0
+  for _, slot in ipairs(rate_slots(dir, now)) do
+    total = total + slot[1]
   end
   return total
 end
@@ -194,21 +204,11 @@ end
 -- (from the oldest counted second to now) so that a room opened three
 -- seconds ago is not diluted over thirty.
 local function read_rate(dir, now)
-  local sec = math.floor(now / 1000)
-  local fields = {}
-  for i = 0, RATE_WINDOW - 1 do
-    fields[#fields + 1] = dir .. i
-    fields[#fields + 1] = dir .. i .. 't'
-  end
-  local v = redis.call('HMGET', K_RATES, unpack(fields))
   local total, oldest = 0, nil
-  for i = 0, RATE_WINDOW - 1 do
-    local t = tonumber(v[2 * i + 2])
-    if t and t > sec - RATE_WINDOW and t <= sec then
-      total = total + tonumber(v[2 * i + 1])
-      if not oldest or t < oldest then
-        oldest = t
-      end
+  for _, slot in ipairs(rate_slots(dir, now)) do
+    total = total + slot[1]
+    if not oldest or slot[2] < oldest then
+      oldest = slot[2]
     end
   end
   if total == 0 then
