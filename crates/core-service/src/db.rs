@@ -139,6 +139,15 @@ impl Db {
         (in_use, idle, self.waiting.load(Ordering::Relaxed).max(0))
     }
 
+    /// Requests are waiting for a connection because every connection the
+    /// pool may open is in use (a wait while a connection is being opened,
+    /// with room for more, is not saturation).
+    pub fn saturated(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+            && self.pool.num_idle() == 0
+            && self.pool.size() >= self.pool.options().get_max_connections()
+    }
+
     /// `SELECT 1` within `timeout`: is the database reachable?
     pub async fn ping(&self, timeout: Duration) -> bool {
         let check = async {

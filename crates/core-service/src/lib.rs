@@ -55,6 +55,8 @@
 //!   `ONSALE__…` variables; `[redis]`, `[coupons]` and `[ranking]` for
 //!   the coupons and the ranking.
 //! - [`db`]: the explicitly sized pool with per-session timeouts.
+//! - [`health`]: hold and payment p95 and pool saturation per report
+//!   period, which the waiting room's admission rate follows.
 //! - [`migration`]: the schema (sea-orm-migration) and its invariants.
 //! - [`entities`]: sea-orm entities for the catalog and balances.
 //! - [`outbox`]: event envelopes written with the business change.
@@ -70,6 +72,7 @@ pub mod db;
 pub mod domain;
 pub mod entities;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod migration;

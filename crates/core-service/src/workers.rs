@@ -126,19 +126,32 @@ pub async fn run_sweeper(db: Db, interval: Duration, batch: i64, shutdown: Cance
     tracing::info!("hold sweeper stopped");
 }
 
-/// Reports inventory every `interval` until `shutdown`.
+/// Pool samples per inventory report.
+const POOL_SAMPLES_PER_REPORT: u32 = 10;
+
+/// Reports inventory, with this instance's health, every `interval` until
+/// `shutdown`.
 pub async fn run_inventory_reporter(
     booking: crate::booking::Booking,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(interval);
+    // The pool is sampled ten times per report period, for the health the
+    // reports carry.
+    let mut ticks = tokio::time::interval(interval / POOL_SAMPLES_PER_REPORT);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sample = 0;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = ticks.tick() => {}
         }
+        booking.sample_pool();
+        sample += 1;
+        if sample < POOL_SAMPLES_PER_REPORT {
+            continue;
+        }
+        sample = 0;
         if let Err(error) = booking.report_inventory().await {
             tracing::warn!(error = %platform::problem::ErrorChain(&error), "reading the inventory failed");
         }

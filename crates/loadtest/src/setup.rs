@@ -226,6 +226,8 @@ pub fn open_room(
         access_ttl_seconds: Some(access_ttl_seconds),
         abandon_after_seconds: Some(abandon_after_seconds),
         claim_within_seconds: None,
+        latency_target_ms: None,
+        opens_at: None,
         state: RoomState::Open,
     }
 }

@@ -3,10 +3,14 @@
 //! ([`FanStatus`], [`Ticket`]), re-exported here so that clients find every
 //! body in one module.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use crate::service::{FanStatus, Ticket};
+pub use crate::{
+    domain::CoreHealth,
+    service::{FanStatus, Ticket},
+};
 use crate::{
     domain::{EventId, RoomState},
     store::RoomSnapshot,
@@ -46,6 +50,23 @@ pub struct RoomRequest {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86_400)]
     pub claim_within_seconds: Option<u64>,
+    /// The booking core's hold and payment p95 above which admission slows
+    /// down, ms (see
+    /// [`RoomConfig::latency_target_ms`](crate::domain::RoomConfig)), 1 to
+    /// [`MAX_LATENCY_TARGET_MS`](crate::domain::MAX_LATENCY_TARGET_MS).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 60_000)]
+    pub latency_target_ms: Option<u64>,
+    /// A scheduled sale (RFC 3339, at most
+    /// [`MAX_OPENS_IN_DAYS`](crate::domain::MAX_OPENS_IN_DAYS) days ahead):
+    /// fans who enter before it wait in the pre-queue and are placed in a
+    /// seeded random order at this instant; later fans queue behind them in
+    /// arrival order. It can be set, moved or dropped only until the first
+    /// fan is placed in the line (409 `room_already_open`); dropping it
+    /// with fans in the pre-queue opens the room now. A past instant opens
+    /// at once.
+    #[serde(default)]
+    pub opens_at: Option<DateTime<Utc>>,
     /// `open`, `paused` or `closed`.
     pub state: RoomState,
 }
@@ -81,6 +102,35 @@ pub struct RoomStats {
     /// admission has stopped and waiting fans are told `sold_out`.
     #[serde(default)]
     pub sold_out: bool,
+    /// Fans in the pre-queue: entered before `opens_at`, not yet placed in
+    /// the line.
+    #[serde(default)]
+    pub pre_queue: u64,
+    /// The scheduled opening, when the room has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<DateTime<Utc>>,
+    /// The pre-queue's shuffle seed (32 hex digits), published once the
+    /// pre-queue has opened: with the list of pre-queued fans it
+    /// reproduces their order ([`crate::pre_queue::pre_queue_order`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle_seed: Option<String>,
+    /// Departures from the active set (purchases, leaving, lapsed and
+    /// reclaimed admissions) per second over the last 30 s: the pace the
+    /// line moves at once the active set is full, and the ETA's base.
+    #[serde(default)]
+    pub departure_rate_per_second: f64,
+    /// The admission rate now, fans per second: `admit_per_second`, or less
+    /// while the booking core's health has it cut.
+    #[serde(default)]
+    pub admission_rate_per_second: f64,
+    /// Why the admission rate last changed: `ceiling` (no fresh health
+    /// report, or back at `admit_per_second`), `healthy` (rising),
+    /// `hold_p95`, `payment_p95` or `pool_saturated` (cut by half).
+    #[serde(default)]
+    pub admission_rate_reason: String,
+    /// The booking core's last health report, while fresh (10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_health: Option<CoreHealth>,
 }
 
 /// Exits from the active set.
@@ -120,6 +170,13 @@ impl RoomStats {
             entry_rate_per_second: s.entry_rate,
             exit_rate_per_second: s.exit_rate,
             sold_out: s.sold_out,
+            pre_queue: s.pre_queue,
+            opens_at: s.config.opens_at,
+            shuffle_seed: s.shuffle_seed.clone(),
+            departure_rate_per_second: s.departure_rate,
+            admission_rate_per_second: s.admission_rate,
+            admission_rate_reason: s.admission_rate_reason.clone(),
+            core_health: s.core_health,
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Domain types, parsed once at the boundary, and the position/ETA
-//! arithmetic.
+//! Domain types, parsed once at the boundary: ids, room settings, exit
+//! reasons.
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use platform::id::UserIdError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -119,6 +120,19 @@ pub struct RoomConfig {
     /// the slot is reclaimed as a no-show; 1 to `access_ttl_seconds`.
     /// Waiting fans are told to poll at least every two thirds of it.
     pub claim_within_seconds: u64,
+    /// Within `admit_per_second`, the admission rate follows the booking
+    /// core's health: it halves when core-service reports a hold or
+    /// payment p95 above this many ms, or a saturated pool, and climbs
+    /// back while it is healthy (AIMD); 1 to [`MAX_LATENCY_TARGET_MS`].
+    #[serde(default = "default_latency_target_ms")]
+    pub latency_target_ms: u64,
+    /// A scheduled sale (RFC 3339): fans who enter before it wait in the
+    /// pre-queue, drawn into a seeded random order at this instant (see
+    /// [`crate::pre_queue`]); fans who come later queue behind them in
+    /// arrival order. `None`: the line is first come, first served from
+    /// the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<DateTime<Utc>>,
     /// Open, paused or closed.
     pub state: RoomState,
 }
@@ -129,6 +143,16 @@ pub const MAX_CAPACITY: u64 = 100_000_000;
 pub const MAX_ADMIT_PER_SECOND: f64 = 1_000_000.0;
 /// Largest accepted `access_ttl_seconds` and `abandon_after_seconds` (a day).
 pub const MAX_SECONDS: u64 = 86_400;
+/// Largest accepted `latency_target_ms` (a minute).
+pub const MAX_LATENCY_TARGET_MS: u64 = 60_000;
+
+/// The latency target of a room stored before targets existed, ms.
+const fn default_latency_target_ms() -> u64 {
+    200
+}
+
+/// Furthest ahead a sale may be scheduled (`opens_at`), in days.
+pub const MAX_OPENS_IN_DAYS: i64 = 366;
 
 impl RoomConfig {
     /// Checks the bounds.
@@ -160,8 +184,25 @@ impl RoomConfig {
         if self.claim_within_seconds == 0 || self.claim_within_seconds > self.access_ttl_seconds {
             return Err("claim_within_seconds must be between 1 and access_ttl_seconds".to_owned());
         }
+        if self.latency_target_ms == 0 || self.latency_target_ms > MAX_LATENCY_TARGET_MS {
+            return Err(format!(
+                "latency_target_ms must be between 1 and {MAX_LATENCY_TARGET_MS}"
+            ));
+        }
         Ok(())
     }
+}
+
+/// One core-service instance's health over its last report period, as
+/// the waiting room received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CoreHealth {
+    /// p95 of hold requests, ms (0: none).
+    pub hold_p95_ms: u64,
+    /// p95 of payment requests, ms (0: none).
+    pub payment_p95_ms: u64,
+    /// Requests waited for a database connection for most of the period.
+    pub pool_saturated: bool,
 }
 
 /// Why a fan's active slot is given back.
@@ -183,69 +224,6 @@ impl ExitReason {
             Self::Left => "left",
             Self::Revoked => "revoked",
         }
-    }
-}
-
-/// Polling interval near the front of the line, in ms.
-pub const MIN_POLL_MS: u64 = 1_000;
-/// Polling interval far back in the line, in ms.
-pub const MAX_POLL_MS: u64 = 30_000;
-
-/// A waiting fan's place and the derived estimates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Estimate {
-    /// 1-based place in line.
-    pub position: u64,
-    /// Fans ahead (`position - 1`).
-    pub ahead: u64,
-    /// Expected wait in seconds, rounded up.
-    pub eta_seconds: u64,
-    /// When the client should poll next, in ms.
-    pub poll_after_ms: u64,
-}
-
-/// Computes the estimate for a fan with `ahead` fans in front.
-///
-/// `measured_rate` is the admission (exit) rate measured over the recent
-/// window, in fans per second; when nothing was admitted in the window (a
-/// room that just opened) the configured `configured_rate` is the best
-/// available estimate. `silence_window_seconds` (the abandonment window, or
-/// twice the claim window when that is shorter) caps the polling interval
-/// at a third of it, so an obedient client is never considered gone and
-/// sees its admission well before the claim deadline.
-///
-/// The poll interval is a quarter of the ETA, clamped to
-/// [`MIN_POLL_MS`]..=[`MAX_POLL_MS`]: fans near the front poll every second,
-/// the back of a 300,000-fan line every 30 s.
-pub fn estimate(
-    ahead: u64,
-    measured_rate: f64,
-    configured_rate: f64,
-    silence_window_seconds: u64,
-) -> Estimate {
-    let rate = if measured_rate.is_finite() && measured_rate > 0.0 {
-        measured_rate
-    } else if configured_rate.is_finite() && configured_rate > 0.0 {
-        configured_rate
-    } else {
-        // Both unknown: assume one fan per second rather than divide by zero.
-        1.0
-    };
-    // Precision loss is irrelevant here: `ahead` is below 2^53 in practice
-    // and the result is rounded up to whole seconds anyway.
-    let eta = (ahead as f64 / rate).ceil();
-    let eta_seconds = if eta >= u64::MAX as f64 {
-        u64::MAX
-    } else {
-        eta as u64
-    };
-    let ceiling = (silence_window_seconds.saturating_mul(1000) / 3).clamp(MIN_POLL_MS, MAX_POLL_MS);
-    let poll_after_ms = (eta_seconds.saturating_mul(1000) / 4).clamp(MIN_POLL_MS, ceiling);
-    Estimate {
-        position: ahead.saturating_add(1),
-        ahead,
-        eta_seconds,
-        poll_after_ms,
     }
 }
 
@@ -274,36 +252,6 @@ mod tests {
     }
 
     #[test]
-    fn a_fan_at_the_front_polls_every_second_and_waits_nothing() {
-        let e = estimate(0, 10.0, 50.0, 300);
-        assert_eq!(
-            e,
-            Estimate {
-                position: 1,
-                ahead: 0,
-                eta_seconds: 0,
-                poll_after_ms: MIN_POLL_MS
-            }
-        );
-    }
-
-    #[test]
-    fn the_measured_rate_wins_over_the_configured_one() {
-        assert_eq!(estimate(100, 10.0, 50.0, 300).eta_seconds, 10);
-        assert_eq!(estimate(100, 0.0, 50.0, 300).eta_seconds, 2);
-    }
-
-    #[test]
-    fn far_back_fans_poll_every_thirty_seconds() {
-        assert_eq!(
-            estimate(300_000, 50.0, 50.0, 300).poll_after_ms,
-            MAX_POLL_MS
-        );
-        // A short abandonment window pulls the ceiling down.
-        assert_eq!(estimate(300_000, 50.0, 50.0, 30).poll_after_ms, 10_000);
-    }
-
-    #[test]
     fn room_config_bounds() {
         let ok = RoomConfig {
             capacity: 10,
@@ -311,6 +259,8 @@ mod tests {
             access_ttl_seconds: 60,
             abandon_after_seconds: 300,
             claim_within_seconds: 30,
+            latency_target_ms: 200,
+            opens_at: None,
             state: RoomState::Open,
         };
         assert!(ok.validate().is_ok());
@@ -375,41 +325,6 @@ mod tests {
             if let Ok(id) = parsed {
                 prop_assert_eq!(id.as_str(), raw.as_str());
             }
-        }
-
-        #[test]
-        fn position_is_one_based_and_eta_covers_the_fans_ahead(
-            ahead in 0u64..10_000_000,
-            measured in 0.0f64..5_000.0,
-            configured in 0.01f64..5_000.0,
-            abandon in 1u64..86_400,
-        ) {
-            let e = estimate(ahead, measured, configured, abandon);
-            prop_assert_eq!(e.position, ahead + 1);
-            prop_assert_eq!(e.ahead, ahead);
-            let rate = if measured > 0.0 { measured } else { configured };
-            // Within the ETA, the rate admits everyone ahead, and one second
-            // less would not.
-            prop_assert!(e.eta_seconds as f64 * rate >= ahead as f64 - 1e-6);
-            if e.eta_seconds > 0 {
-                prop_assert!((e.eta_seconds - 1) as f64 * rate < ahead as f64 + 1e-6);
-            }
-            prop_assert!(e.poll_after_ms >= MIN_POLL_MS);
-            prop_assert!(e.poll_after_ms <= MAX_POLL_MS);
-            prop_assert!(e.poll_after_ms <= (abandon * 1000 / 3).max(MIN_POLL_MS));
-        }
-
-        #[test]
-        fn fans_further_back_never_poll_more_often_or_wait_less(
-            ahead in 0u64..1_000_000,
-            extra in 0u64..1_000_000,
-            rate in 0.01f64..5_000.0,
-            abandon in 1u64..86_400,
-        ) {
-            let front = estimate(ahead, rate, rate, abandon);
-            let back = estimate(ahead + extra, rate, rate, abandon);
-            prop_assert!(back.eta_seconds >= front.eta_seconds);
-            prop_assert!(back.poll_after_ms >= front.poll_after_ms);
         }
     }
 }

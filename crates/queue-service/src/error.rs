@@ -56,6 +56,10 @@ pub enum ApiError {
     /// No seat is left and no hold is live.
     #[error("the event is sold out")]
     SoldOut,
+    /// A new `opens_at` for a room whose line already has fans: the
+    /// pre-queue's order and the opening time told to fans are final.
+    #[error("the waiting room has already opened; opens_at can no longer change")]
+    RoomAlreadyOpen,
     /// Redis failed.
     #[error("waiting room storage is unavailable")]
     Store(#[from] StoreError),
@@ -144,6 +148,12 @@ impl IntoResponse for ApiError {
             .retry_after(PAUSED_RETRY_AFTER_SECONDS),
             Self::SoldOut => Problem::new(StatusCode::GONE, "sold_out", "Sold out")
                 .detail("every seat is sold and no hold is left that could return one"),
+            Self::RoomAlreadyOpen => Problem::new(
+                StatusCode::CONFLICT,
+                "room_already_open",
+                "Waiting room already open",
+            )
+            .detail(self.to_string()),
             Self::Store(cause) => Problem::unavailable("redis", cause),
             Self::Signing(cause) => {
                 tracing::error!(error = %ErrorChain(cause), "signing a token failed");
@@ -174,7 +184,9 @@ impl From<ApiError> for tonic::Status {
                 Status::unauthenticated(error.to_string())
             }
             ApiError::NoRoom | ApiError::NotInLine => Status::not_found(error.to_string()),
-            ApiError::Closed | ApiError::SoldOut => Status::failed_precondition(error.to_string()),
+            ApiError::Closed | ApiError::SoldOut | ApiError::RoomAlreadyOpen => {
+                Status::failed_precondition(error.to_string())
+            }
             ApiError::Paused => Status::unavailable(error.to_string()),
             ApiError::Store(cause) => {
                 // The first check of a shared call carries and logs the cause.

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use crate::{
-    domain::{EventId, ExitReason, UserId},
+    domain::{CoreHealth, EventId, ExitReason, UserId},
     error::ApiError,
     service::{Access, AccessCheck, WaitingRoom, no_answer},
 };
@@ -152,6 +152,11 @@ impl WaitingRoomApi for GrpcApi {
     ) -> Result<Response<ReportInventoryResponse>, Status> {
         let request = request.into_inner();
         let event = event_id(&request.event_id)?;
+        let health = request.health.map(|h| CoreHealth {
+            hold_p95_ms: u64::from(h.hold_p95_ms),
+            payment_p95_ms: u64::from(h.payment_p95_ms),
+            pool_saturated: h.pool_saturated,
+        });
         let recorded = self
             .room
             .report_inventory(
@@ -159,6 +164,7 @@ impl WaitingRoomApi for GrpcApi {
                 request.seats_available,
                 request.seats_held,
                 request.fans_holding,
+                health.as_ref(),
             )
             .await?;
         Ok(Response::new(ReportInventoryResponse { recorded }))
@@ -184,6 +190,8 @@ impl WaitingRoomApi for GrpcApi {
             exited_revoked_total: s.exited_revoked,
             exited_no_show_total: s.exited_no_show,
             sold_out: s.sold_out,
+            admission_rate_per_second: s.admission_rate,
+            admission_rate_reason: s.admission_rate_reason,
             left_waiting_total: s.left_waiting,
             abandoned_total: s.abandoned,
             entry_rate_per_second: s.entry_rate,

@@ -27,7 +27,7 @@ use self::openapi::EventPath;
 pub use self::openapi::openapi;
 use crate::{
     api::{EnterRequest, Readiness, RoomRequest, RoomStats},
-    domain::{EventId, MAX_SECONDS, RoomConfig},
+    domain::{EventId, MAX_OPENS_IN_DAYS, MAX_SECONDS, RoomConfig},
     error::ApiError,
     service::{Ticket, WaitingRoom},
 };
@@ -267,6 +267,8 @@ async fn leave(
             range; a body that is not such JSON (`malformed_json`, `invalid_body`, \
             `unsupported_content_type`)"),
         (status = 401, description = "`invalid_admin_key`: missing or wrong X-Admin-Key"),
+        (status = 409, description = "`room_already_open`: a new `opens_at` after fans were \
+            placed in the line"),
         (status = 503, description = "Storage unavailable (`unavailable`, Retry-After)"),
     ))]
 #[instrument(skip_all, fields(event_id = %raw_event))]
@@ -300,8 +302,17 @@ async fn put_room(
             .claim_within_seconds
             .unwrap_or(defaults.claim_within_seconds)
             .min(access_ttl_seconds),
+        latency_target_ms: body.latency_target_ms.unwrap_or(defaults.latency_target_ms),
+        opens_at: body.opens_at,
         state: body.state,
     };
+    if let Some(opens_at) = body.opens_at
+        && opens_at > chrono::Utc::now() + chrono::Duration::days(MAX_OPENS_IN_DAYS)
+    {
+        return Err(ApiError::InvalidRoom(format!(
+            "opens_at must be at most {MAX_OPENS_IN_DAYS} days ahead"
+        )));
+    }
     let created = state.room.configure(&event, &config).await?;
     let code = if created {
         StatusCode::CREATED

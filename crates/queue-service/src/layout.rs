@@ -9,8 +9,8 @@
 use crate::domain::EventId;
 
 /// Names of an event's keys, in the order every script expects them as
-/// `KEYS[1..=10]` (see `lua/common.lua`).
-pub const EVENT_KEY_NAMES: [&str; 10] = [
+/// `KEYS[1..=11]` (see `lua/common.lua`).
+pub const EVENT_KEY_NAMES: [&str; 11] = [
     "cfg",
     "waiting",
     "active",
@@ -21,12 +21,13 @@ pub const EVENT_KEY_NAMES: [&str; 10] = [
     "rates",
     "done",
     "unclaimed",
+    "pre",
 ];
 
 /// The keys of one event, in [`EVENT_KEY_NAMES`] order, e.g.
 /// `{t1:evt:perf-9}:waiting` for prefix `t1:` and event `perf-9`.
 #[must_use]
-pub fn event_keys(prefix: &str, event: &EventId) -> [String; 10] {
+pub fn event_keys(prefix: &str, event: &EventId) -> [String; 11] {
     let tag = format!("{{{prefix}evt:{}}}", event.as_str());
     EVENT_KEY_NAMES.map(|name| format!("{tag}:{name}"))
 }

@@ -21,8 +21,10 @@
 //! # Layout
 //! - [`settings`]: `[queue]` settings and validation.
 //! - [`api`]: request and response bodies of the HTTP API.
-//! - [`domain`]: [`domain::EventId`], [`domain::UserId`], room settings and
-//!   the position/ETA arithmetic ([`domain::estimate`]).
+//! - [`domain`]: [`domain::EventId`], [`domain::UserId`], room settings.
+//! - [`eta`]: the position, ETA range and polling arithmetic
+//!   ([`eta::estimate`]).
+//! - [`pre_queue`]: the pre-queue's seeded order, for audits.
 //! - [`layout`]: the Redis key layout and the Lua sources in `src/lua/`.
 //! - `store` (private): Redis access through
 //!   [`platform::redis_pool::RedisPool`] (the connection pool and the time
@@ -86,11 +88,20 @@
 //!   idles a slot for seconds instead of the access TTL. Waiting fans are
 //!   told to poll at least every two thirds of the claim window, so a
 //!   present fan always sees the admission in time.
-//! - **ETA.** Admissions are counted per second in a ring buffer; the rate
-//!   over the last 30 s divides the fans ahead (until a first admission is
-//!   measured, the configured rate stands in). `poll_after_ms` grows from
-//!   1 s near the front to 30 s far back, capped at a third of the
-//!   abandonment window.
+//! - **Scheduled sales.** A room with `opens_at` keeps the fans who enter
+//!   before it in a pre-queue (status `pre_queue`, a countdown, no
+//!   position), sorted by a keyed hash of a per-room seed: a uniformly
+//!   random order, drawn when the room opens and reproducible from the
+//!   seed, which the stats publish from then on. At opening one arrival
+//!   number per pre-queued fan is reserved, so later fans queue behind all
+//!   of them in FIFO order, and the admission tick places the pre-queue in
+//!   the line in slices of 2,000 fans per call ([`pre_queue`]).
+//! - **ETA.** Admissions and departures from the active set are counted
+//!   per second in ring buffers. The ETA fills the free slots at the
+//!   ceiling, then divides the rest of the fans ahead by the departure rate
+//!   over the last 30 s, with a range from its slowest and fastest 5-second
+//!   buckets ([`eta`]). `poll_after_ms` grows from 1 s near the front to
+//!   30 s far back, capped at a third of the abandonment window.
 //! - **Tokens.** HS256 JWTs; verifying a signature needs no Redis. Access
 //!   tokens carry the session id (the arrival number); `VerifyAccess` also
 //!   checks the session is still the fan's active one (one script), so a
@@ -119,9 +130,11 @@
 pub mod api;
 pub mod domain;
 pub mod error;
+pub mod eta;
 pub mod events_consumer;
 pub mod layout;
 pub mod metrics;
+pub mod pre_queue;
 pub mod service;
 pub mod settings;
 pub mod tokens;

@@ -12,6 +12,10 @@
 //! - `queue_redis_checkout_duration_seconds` (histogram): getting a pooled
 //!   connection, including connecting afresh when one is needed;
 //! - `queue_admission_tick_failures_total`: ticks that failed on Redis;
+//! - `queue_admission_rate_per_second{event}` (gauge): the admission rate
+//!   after the latest health report this instance received, and
+//!   `queue_admission_rate_cuts_total{event,reason}`: cuts by half because
+//!   of `hold_p95`, `payment_p95` or `pool_saturated`;
 //! - `queue_event_releases_total{released}` and
 //!   `queue_payment_to_release_seconds` (histogram): slots released from
 //!   `payment.completed` events, and the lag from payment to release.
@@ -64,4 +68,16 @@ pub fn slot_released_by_event(released: bool, lag: Duration) {
     metrics::counter!("queue_event_releases_total", "released" => if released { "true" } else { "false" })
         .increment(1);
     metrics::histogram!("queue_payment_to_release_seconds").record(lag.as_secs_f64());
+}
+
+/// The admission rate after a health report, fans per second.
+pub fn admission_rate(event: &str, rate: f64) {
+    metrics::gauge!("queue_admission_rate_per_second", "event" => event.to_owned()).set(rate);
+}
+
+/// A cut of the admission rate, by the overload that caused it.
+pub fn admission_rate_cut(event: &str, reason: &str) {
+    metrics::counter!("queue_admission_rate_cuts_total", "event" => event.to_owned(),
+        "reason" => reason.to_owned())
+    .increment(1);
 }

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{
-    domain::{self, EventId, ExitReason, RoomConfig, UserId},
+    domain::{CoreHealth, EventId, ExitReason, RoomConfig, UserId},
     error::ApiError,
-    metrics,
+    eta, metrics,
     settings::Settings,
-    store::{Lookup, Place, RoomSnapshot, SessionCheck, Store, StoreError},
+    store::{Configured, Lookup, Place, RoomSnapshot, SessionCheck, Store, StoreError},
     tokens::{TokenKind, Tokens, Verified},
 };
 
@@ -25,8 +25,11 @@ pub struct WaitingRoom {
 
 /// Where a fan stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum FanStatus {
+    /// Entered before the room's `opens_at`: waiting for the opening, when
+    /// the pre-queue is drawn into a random order; no position yet.
+    PreQueue,
     /// In line.
     Waiting,
     /// Admitted: holds an access token.
@@ -40,14 +43,32 @@ pub struct Ticket {
     /// `Onsale-Queue-Token` header (JWT, `typ` = `queue`; its `sub` is the
     /// fan, so it works only alongside that fan's identity token).
     pub queue_token: String,
-    /// `waiting` or `active`.
+    /// `pre_queue`, `waiting` or `active`.
     pub status: FanStatus,
-    /// 1-based place in line; 0 once active.
+    /// 1-based place in line; 0 in the pre-queue and once active.
     pub position: u64,
-    /// Fans ahead; 0 once active.
+    /// Fans ahead; 0 in the pre-queue and once active.
     pub ahead: u64,
-    /// Expected wait in seconds, from the measured admission rate.
+    /// Expected wait in seconds: the free slots of the active set fill at
+    /// the room's ceiling, the rest of the fans ahead pass at the measured
+    /// departure rate (see [`crate::eta`]). 0 in the pre-queue and once
+    /// active.
     pub eta_seconds: u64,
+    /// The wait, seconds, if the line keeps its fastest pace of the last
+    /// 30 s (its fastest 5-second bucket); at most `eta_seconds`.
+    #[serde(default)]
+    pub eta_low_seconds: u64,
+    /// The wait, seconds, if the line keeps its slowest pace of the last
+    /// 30 s; at least `eta_seconds`, and at most the fans ahead at
+    /// `capacity / access_ttl_seconds` (every admission ends by then).
+    #[serde(default)]
+    pub eta_high_seconds: u64,
+    /// Only in the pre-queue: when the room opens (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<DateTime<Utc>>,
+    /// Only in the pre-queue: seconds until `opens_at` (rounded up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_in_seconds: Option<u64>,
     /// When to poll next, in ms; grows with the distance from the front.
     pub poll_after_ms: u64,
     /// Only when active: JWT (`typ` = `access`) for core-service, sent in
@@ -139,15 +160,40 @@ impl WaitingRoom {
         queue_token: Option<String>,
     ) -> Result<Ticket, ApiError> {
         match place {
+            Place::PreQueue {
+                opens_at_ms,
+                silence_window_seconds,
+            } => {
+                let queue_token = match queue_token {
+                    Some(token) => token,
+                    None => self.queue_token(event, user, "0")?,
+                };
+                let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+                let opens_in_ms = opens_at_ms.saturating_sub(now_ms);
+                Ok(Ticket {
+                    queue_token,
+                    status: FanStatus::PreQueue,
+                    position: 0,
+                    ahead: 0,
+                    eta_seconds: 0,
+                    eta_low_seconds: 0,
+                    eta_high_seconds: 0,
+                    opens_at: i64::try_from(opens_at_ms)
+                        .ok()
+                        .and_then(DateTime::<Utc>::from_timestamp_millis),
+                    opens_in_seconds: Some(opens_in_ms.div_ceil(1000)),
+                    poll_after_ms: eta::pre_queue_poll_ms(opens_in_ms, silence_window_seconds),
+                    access_token: None,
+                    access_expires_at: None,
+                })
+            }
             Place::Waiting {
                 seq,
                 ahead,
-                exit_rate,
-                admit_per_second,
+                speed,
                 silence_window_seconds,
             } => {
-                let e =
-                    domain::estimate(ahead, exit_rate, admit_per_second, silence_window_seconds);
+                let e = eta::estimate(ahead, &speed, silence_window_seconds);
                 let queue_token = match queue_token {
                     Some(token) => token,
                     None => self.queue_token(event, user, &seq.to_string())?,
@@ -158,6 +204,10 @@ impl WaitingRoom {
                     position: e.position,
                     ahead: e.ahead,
                     eta_seconds: e.eta_seconds,
+                    eta_low_seconds: e.eta_low_seconds,
+                    eta_high_seconds: e.eta_high_seconds,
+                    opens_at: None,
+                    opens_in_seconds: None,
                     poll_after_ms: e.poll_after_ms,
                     access_token: None,
                     access_expires_at: None,
@@ -183,7 +233,11 @@ impl WaitingRoom {
                     position: 0,
                     ahead: 0,
                     eta_seconds: 0,
-                    poll_after_ms: domain::MAX_POLL_MS,
+                    eta_low_seconds: 0,
+                    eta_high_seconds: 0,
+                    opens_at: None,
+                    opens_in_seconds: None,
+                    poll_after_ms: eta::MAX_POLL_MS,
                     access_token: Some(access_token),
                     access_expires_at: expires_at,
                 })
@@ -379,17 +433,23 @@ impl WaitingRoom {
     /// Creates or updates a room. Returns true when created.
     ///
     /// # Errors
-    /// `InvalidRoom`, `Store`.
+    /// `InvalidRoom`, `RoomAlreadyOpen` (a new `opens_at` after fans were
+    /// placed in the line), `Store`.
     pub async fn configure(&self, event: &EventId, config: &RoomConfig) -> Result<bool, ApiError> {
         config.validate().map_err(ApiError::InvalidRoom)?;
-        let created = self.store.configure(event, config).await?;
+        let created = match self.store.configure(event, config).await? {
+            Configured::Created => true,
+            Configured::Updated => false,
+            Configured::AlreadyOpen => return Err(ApiError::RoomAlreadyOpen),
+        };
         tracing::info!(event = %event, state = config.state.as_str(), capacity = config.capacity,
             admit_per_second = config.admit_per_second, "waiting room configured");
         Ok(created)
     }
 
     /// Records the booking core's inventory of `event` (see
-    /// `ReportInventory`); false when the event has no room.
+    /// `ReportInventory`) and the reporting instance's `health`, which the
+    /// admission rate follows; false when the event has no room.
     ///
     /// # Errors
     /// `Store`.
@@ -399,11 +459,22 @@ impl WaitingRoom {
         available: u64,
         held: u64,
         holders: u64,
+        health: Option<&CoreHealth>,
     ) -> Result<bool, ApiError> {
-        Ok(self
+        let Some(control) = self
             .store
-            .report_inventory(event, available, held, holders)
-            .await?)
+            .report_inventory(event, available, held, holders, health)
+            .await?
+        else {
+            return Ok(false);
+        };
+        metrics::admission_rate(event.as_str(), control.rate);
+        if control.cut {
+            metrics::admission_rate_cut(event.as_str(), &control.reason);
+            tracing::info!(%event, rate = control.rate, reason = %control.reason,
+                "admission rate cut: the booking core is overloaded");
+        }
+        Ok(true)
     }
 
     /// Settings and numbers of a room.

@@ -122,6 +122,9 @@ pub struct RoomDefaults {
     pub abandon_after_seconds: u64,
     /// Time an admitted fan has to claim the admission, seconds.
     pub claim_within_seconds: u64,
+    /// The booking core's hold and payment p95 above which admission slows
+    /// down, ms.
+    pub latency_target_ms: u64,
 }
 
 impl Settings {
@@ -224,6 +227,8 @@ impl Settings {
             access_ttl_seconds: d.access_ttl_seconds,
             abandon_after_seconds: d.abandon_after_seconds,
             claim_within_seconds: d.claim_within_seconds,
+            latency_target_ms: d.latency_target_ms,
+            opens_at: None,
             state,
         }
     }

@@ -9,6 +9,7 @@ use super::{Booking, BookingError, admits, record_user};
 use crate::{
     api::{CreateReservation, Reservation},
     domain::{PerformanceId, SeatId, UserId},
+    health::Operation,
     queue::QueueError,
     seatmap::best::Want,
     store::{
@@ -139,6 +140,7 @@ impl Booking {
         performance: PerformanceId,
         selection: &Selection<'_>,
     ) -> Result<Reservation, BookingError> {
+        let _timer = self.health.time(Operation::Hold);
         record_user(fan);
         let access = self.queue.verify(performance, access_token).await?;
         admits(fan, &access)?;

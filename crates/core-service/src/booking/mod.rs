@@ -36,6 +36,7 @@ use crate::{
     api::{Balance, Concert, ConcertCreated, ConcertPage, LedgerEntry, NewConcert, Reservation},
     db::Db,
     domain::{ConcertId, Krw, PerformanceId, UserId},
+    health::Health,
     queue::{Access, QueueClient},
     seatmap::SeatMaps,
     settings::CoreSettings,
@@ -59,6 +60,7 @@ pub struct Booking {
     settings: Arc<CoreSettings>,
     maps: Arc<SeatMaps>,
     rules: Arc<RulesCache>,
+    health: Arc<Health>,
 }
 
 impl Booking {
@@ -76,26 +78,42 @@ impl Booking {
             settings,
             maps,
             rules: Arc::new(RulesCache::default()),
+            health: Arc::new(Health::new()),
         }
+    }
+
+    /// This instance's hold and payment latencies and pool samples of the
+    /// current report period.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Samples whether requests wait for a database connection now, with
+    /// every connection in use ([`Db::saturated`], [`Health::sample_pool`]).
+    pub fn sample_pool(&self) {
+        self.health.sample_pool(self.db.saturated());
     }
 
     /// Reports the seat counts of every performance this instance served in
     /// the last [`INVENTORY_WINDOW`] to its waiting room
     /// ([`QueueClient::report_inventory`]), so that the waiting room admits
     /// no more fans than there are seats and tells the line when the
-    /// performance is sold out. Returns the number of performances
+    /// performance is sold out. Each report carries this instance's health
+    /// over the period since the last one ([`Health::take`]), which the
+    /// room's admission rate follows. Returns the number of performances
     /// reported.
     ///
     /// # Errors
-    /// Store errors (nothing is reported then).
+    /// Store errors (nothing is reported then, and the period goes on).
     pub async fn report_inventory(&self) -> Result<usize, BookingError> {
         let ids = self.maps.recently_used(INVENTORY_WINDOW);
         if ids.is_empty() {
             return Ok(0);
         }
         let counts = catalog::inventory(&self.db, &ids).await?;
+        let health = self.health.take();
         for count in &counts {
-            self.queue.report_inventory(count);
+            self.queue.report_inventory(count, &health);
         }
         Ok(counts.len())
     }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use super::{Booking, BookingError, admits, record_user};
 use crate::{
     domain::{CouponCode, IdempotencyKey, UserId},
+    health::Operation,
     store::{
         holds,
         payments::{self, PaymentOutcome, PaymentRequest},
@@ -39,6 +40,7 @@ impl Booking {
         reservation_id: Uuid,
         coupon: Option<&CouponCode>,
     ) -> Result<PaymentOutcome, BookingError> {
+        let _timer = self.health.time(Operation::Payment);
         record_user(fan);
         let header = holds::header(&self.db, reservation_id).await?;
         let access = self

@@ -8,7 +8,7 @@
 //! when set.
 //!
 //! After a payment commits, [`QueueClient::release_completed`] frees the
-//! session's slot through `ReleaseAccess` in the background (`release.rs`),
+//! session's slot through `ReleaseAccess` in the background (`background.rs`),
 //! so a payment never waits on (or fails with) the waiting room, and the
 //! slot is free again within a round trip even while Kafka is down; the
 //! `payment.completed` event releases it too, as the guaranteed path. Once
@@ -31,10 +31,10 @@
 //!
 //! # Layout
 //! - `mod.rs`: [`QueueClient`], the coalesced access checks;
-//! - `release.rs`: the background calls: releases of paid sessions and
+//! - `background.rs`: the background calls: releases of paid sessions and
 //!   inventory reports.
 
-mod release;
+mod background;
 
 use std::time::Duration;
 
@@ -42,9 +42,9 @@ use chrono::{DateTime, Utc};
 use onsale_proto::{
     MAX_VERIFY_BATCH as MAX_BATCH,
     queue::v1::{
-        ReleaseAccessRequest, ReleaseReason, ReportInventoryRequest, VerifyAccessBatchRequest,
-        VerifyAccessRequest, VerifyAccessResponse, verify_access_result::Outcome,
-        waiting_room_client::WaitingRoomClient,
+        CoreHealth, ReleaseAccessRequest, ReleaseReason, ReportInventoryRequest,
+        VerifyAccessBatchRequest, VerifyAccessRequest, VerifyAccessResponse,
+        verify_access_result::Outcome, waiting_room_client::WaitingRoomClient,
     },
 };
 use platform::{
@@ -60,6 +60,7 @@ use tonic::{
 
 use crate::{
     domain::{PerformanceId, UserId},
+    health::HealthReport,
     metrics,
     store::catalog::Inventory,
 };
@@ -131,7 +132,7 @@ pub struct QueueClient {
     checks: mpsc::Sender<Check>,
     /// Releases of paid sessions and inventory reports, for the task that
     /// sends them off the request path.
-    calls: mpsc::Sender<release::Call>,
+    calls: mpsc::Sender<background::Call>,
     /// A check waits at most this long in all: the call in flight, then
     /// its own.
     deadline: Duration,
@@ -212,9 +213,9 @@ impl QueueClient {
             .http2_keep_alive_interval(Duration::from_secs(20))
             .connect_lazy();
         let (checks, queue) = mpsc::channel(QUEUE_DEPTH);
-        let (calls, queued_calls) = mpsc::channel(release::QUEUE_DEPTH);
+        let (calls, queued_calls) = mpsc::channel(background::QUEUE_DEPTH);
         let client = WaitingRoomClient::with_interceptor(channel, present(service_key));
-        tokio::spawn(release::run(client.clone(), queued_calls, timeout));
+        tokio::spawn(background::run(client.clone(), queued_calls, timeout));
         tokio::spawn(coalesce(client, queue, timeout));
         Ok(Self {
             checks,
@@ -267,7 +268,7 @@ impl QueueClient {
         };
         if self
             .calls
-            .try_send(release::Call::Release(request))
+            .try_send(background::Call::Release(request))
             .is_err()
         {
             metrics::queue_release("dropped");
@@ -275,18 +276,26 @@ impl QueueClient {
     }
 
     /// Reports a performance's seat counts to its waiting room
-    /// (`ReportInventory`). In the background, once: returns at once and
-    /// never fails (the next report follows).
-    pub fn report_inventory(&self, inventory: &Inventory) {
+    /// (`ReportInventory`), with this instance's `health` over the last
+    /// period. In the background, once: returns at once and never fails
+    /// (the next report follows).
+    pub fn report_inventory(&self, inventory: &Inventory, health: &HealthReport) {
         let request = ReportInventoryRequest {
             event_id: inventory.performance.to_string(),
             seats_available: inventory.available,
             seats_held: inventory.held,
             fans_holding: inventory.holders,
+            health: Some(CoreHealth {
+                hold_p95_ms: health.hold_p95_ms,
+                payment_p95_ms: health.payment_p95_ms,
+                pool_saturated: health.pool_saturated,
+                holds: health.holds,
+                payments: health.payments,
+            }),
         };
         if self
             .calls
-            .try_send(release::Call::Inventory(request))
+            .try_send(background::Call::Inventory(request))
             .is_err()
         {
             metrics::inventory_report("dropped");

@@ -446,30 +446,27 @@ impl TestApp {
     /// Opens the waiting room of `performance` wide, so everyone is admitted
     /// at once.
     pub async fn open_room(&self, performance: i64) {
-        let room = RoomRequest {
-            capacity: Some(100_000),
-            admit_per_second: Some(100_000.0),
-            access_ttl_seconds: Some(600),
-            abandon_after_seconds: Some(300),
-            claim_within_seconds: None,
-            state: RoomState::Open,
-        };
-        self.client
-            .configure_room(performance, &room)
-            .await
-            .unwrap_or_else(|error| panic!("opening the room failed: {error}"));
+        self.configure_room(performance, 100_000, 100_000.0).await;
     }
 
     /// Opens the waiting room of `performance` with `capacity` slots,
     /// admitting up to 1,000 fans a second.
     #[allow(dead_code)] // used by some test binaries only
     pub async fn open_room_of(&self, performance: i64, capacity: u64) {
+        self.configure_room(performance, capacity, 1_000.0).await;
+    }
+
+    /// An open room of `capacity` admitting `admit_per_second`, with a
+    /// 600 s access TTL and a 300 s abandonment window.
+    async fn configure_room(&self, performance: i64, capacity: u64, admit_per_second: f64) {
         let room = RoomRequest {
             capacity: Some(capacity),
-            admit_per_second: Some(1_000.0),
+            admit_per_second: Some(admit_per_second),
             access_ttl_seconds: Some(600),
             abandon_after_seconds: Some(300),
             claim_within_seconds: None,
+            latency_target_ms: None,
+            opens_at: None,
             state: RoomState::Open,
         };
         self.client

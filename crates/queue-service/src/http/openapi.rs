@@ -10,7 +10,7 @@ use utoipa::{
 };
 
 use crate::{
-    api::{EnterRequest, ExitCounts, Readiness, RoomRequest, RoomStats},
+    api::{CoreHealth, EnterRequest, ExitCounts, Readiness, RoomRequest, RoomStats},
     domain::{RoomConfig, RoomState},
     service::{FanStatus, Ticket},
 };
@@ -44,6 +44,7 @@ use crate::{
         RoomState,
         RoomStats,
         ExitCounts,
+        CoreHealth,
         Readiness,
         ProblemDetails
     )),

@@ -5,10 +5,11 @@
 -- swept), with bulk commands, so one call stays short however long the line
 -- is; when work remains it replies more = '1' and the caller calls again.
 -- ARGV[1] = tick ms, ARGV[2] = budget (fans per call), ARGV[3] = minimum
--- sweep slice.
+-- sweep slice, ARGV[4] = pre-queued fans placed in the line per call.
 -- Replies: {'no_room'} or {state, admitted, expired, abandoned, waiting,
 --   active, exit_rate, more, no_shows}
 local tick_ms, budget, min_sweep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local place_batch = tonumber(ARGV[4])
 local more = '0'
 local cfg = load_cfg()
 if not cfg then
@@ -16,18 +17,44 @@ if not cfg then
 end
 local now = now_ms()
 
+-- 0. Once the room opens, the pre-queue moves into the line in shuffle
+-- order, onto the arrival numbers reserved for it at opening, a bounded
+-- slice per call so that no call blocks the shard for long; entry and
+-- status answer meanwhile. Each placed fan counts as seen now: nobody
+-- loses a place for not having polled during the countdown.
+open_pre_queue(cfg, now)
+if placing(cfg) then
+  local popped = redis.call('ZPOPMIN', K_PRE, place_batch)
+  local zadd, seq = {}, cfg.pre_next
+  local seen = seen_key(cfg, math.floor(now / 1000 / cfg.grain))
+  for i = 1, #popped, 2 do
+    zadd[#zadd + 1] = int(seq)
+    zadd[#zadd + 1] = popped[i]
+    redis.call('SETBIT', seen, int(seq), 1)
+    seq = seq + 1
+  end
+  if #zadd > 0 then
+    bulk('ZADD', K_WAITING, zadd, 2)
+    redis.call('EXPIRE', seen, cfg.abandon + 2 * cfg.grain)
+  end
+  -- Fans who left the pre-queue after opening leave their numbers unused.
+  if #popped < 2 * place_batch then
+    seq = cfg.pre_end + 1
+  end
+  cfg.pre_next = seq
+  redis.call('HSET', K_CFG, 'pre_next', int(seq))
+  if placing(cfg) then
+    more = '1'
+  end
+end
+
 -- 1. Lapsed admissions free their slots (bounded batch; the rest next tick).
 local expire_batch = math.floor(budget / 2)
 local lapsed = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', int(now), 'LIMIT', 0, expire_batch)
 if #lapsed == expire_batch then
   more = '1'
 end
-if #lapsed > 0 then
-  bulk('ZREM', K_ACTIVE, lapsed, 1)
-  bulk('HDEL', K_SESSIONS, lapsed, 1)
-  bulk('ZREM', K_UNCLAIMED, lapsed, 1)
-  redis.call('HINCRBY', K_STATS, 'exited_expired', #lapsed)
-end
+free_slots(lapsed, 'expired', now)
 
 -- 1b. Admissions nobody claimed by their deadline are reclaimed: the fan
 -- stopped polling before being admitted (but within the abandonment
@@ -48,24 +75,22 @@ if #unclaimed > 0 then
     end
   end
   bulk('ZREM', K_UNCLAIMED, unclaimed, 1)
-  if #absent > 0 then
-    bulk('ZREM', K_ACTIVE, absent, 1)
-    bulk('HDEL', K_SESSIONS, absent, 1)
-    no_shows = #absent
-    redis.call('HINCRBY', K_STATS, 'exited_no_show', no_shows)
-  end
+  free_slots(absent, 'no_show', now)
+  no_shows = #absent
 end
 
 local admitted, abandoned = 0, 0
 if cfg.state == 'open' then
   -- 2. Token bucket in Redis, so N instances together still admit at most
-  -- `rate` fans per second; it holds at most one tick's worth (at least one
+  -- the admission rate per second; it holds at most one tick's worth (at least one
   -- fan, so slow rooms still move).
-  local burst = math.max(1, cfg.rate * tick_ms / 1000)
+  -- The rate is the ceiling, or less while the booking core is unhealthy.
+  local rate = admission_rate(cfg, now)
+  local burst = math.max(1, rate * tick_ms / 1000)
   local b = redis.call('HMGET', K_CFG, 'tokens', 'tokens_at')
   local tokens, at = tonumber(b[1]) or burst, tonumber(b[2]) or now
   if now > at then
-    tokens = math.min(burst, tokens + cfg.rate * (now - at) / 1000)
+    tokens = math.min(burst, tokens + rate * (now - at) / 1000)
   end
   local active = redis.call('ZCARD', K_ACTIVE)
   local free = cfg.capacity - active
@@ -75,10 +100,15 @@ if cfg.state == 'open' then
   -- seconds who holds nothing yet (still on the way to a seat). Fans
   -- admitted earlier who hold nothing (their hold lapsed, they browse) do
   -- not block the line for the rest of their admission.
-  local inv = inventory(now)
+  local inv = inventory(cfg, now)
   if inv then
     local unseated = math.max(0, math.min(active - inv.holders, window_total('out', now)))
     want = math.max(0, math.min(want, inv.available - unseated))
+  end
+  -- While the pre-queue is still being placed, nobody who arrived after
+  -- opening may pass a pre-queued fan who is not in the line yet.
+  if placing(cfg) then
+    want = math.min(want, redis.call('ZCOUNT', K_WAITING, '-inf', int(cfg.pre_end)))
   end
   local expiry = int(now + cfg.ttl * 1000)
   local claim_by = cfg.claim and int(now + cfg.claim * 1000)
@@ -169,7 +199,9 @@ if abandoned > 0 then
   redis.call('HINCRBY', K_STATS, 'abandoned', abandoned)
 end
 local exit_rate = tostring(read_rate('out', now))
-redis.call('HSET', K_STATS, 'exit_rate', exit_rate)
+local dep_rate, dep_lo, dep_hi = departure_rates(now)
+redis.call('HSET', K_STATS, 'exit_rate', exit_rate, 'dep_rate', tostring(dep_rate),
+  'dep_lo', tostring(dep_lo), 'dep_hi', tostring(dep_hi))
 return {cfg.state, int(admitted), int(#lapsed), int(abandoned),
   int(redis.call('ZCARD', K_WAITING)), int(redis.call('ZCARD', K_ACTIVE)), exit_rate, more,
   int(no_shows)}

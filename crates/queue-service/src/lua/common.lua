@@ -19,13 +19,15 @@
 --                    poll or entry answered 'active') or by a first use of
 --                    the access token; an admission still unclaimed at its
 --                    deadline is reclaimed by the next tick (a no-show)
+--  11 pre      ZSET  user -> shuffle key of the fans who entered before the
+--                    room's opens_at (the pre-queue); see shuffle_key
 --
 -- Time always comes from the Redis server (TIME), never from the caller:
 -- all instances then agree on one clock per event, because an event lives on
 -- one shard. Every reply is an array of strings, so Rust parses one shape.
 local K_CFG, K_WAITING, K_ACTIVE, K_SESSIONS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_STATS, K_SEQ, K_SEEN, K_RATES = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_DONE, K_UNCLAIMED = KEYS[9], KEYS[10]
+local K_DONE, K_UNCLAIMED, K_PRE = KEYS[9], KEYS[10], KEYS[11]
 
 -- Width of the entry/exit rate window, in seconds.
 local RATE_WINDOW = 30
@@ -41,7 +43,9 @@ local function int(n)
 end
 
 local function load_cfg()
-  local v = redis.call('HMGET', K_CFG, 'state', 'capacity', 'rate', 'ttl', 'abandon', 'grain', 'grace_until', 'claim')
+  local v = redis.call('HMGET', K_CFG, 'state', 'capacity', 'rate', 'ttl', 'abandon', 'grain',
+    'grace_until', 'claim', 'opens_at', 'seed', 'pre_next', 'pre_end',
+    'inv_available', 'inv_held', 'inv_holders', 'inv_at', 'target', 'aimd_rate', 'health_at')
   if not v[1] then
     return nil
   end
@@ -57,7 +61,61 @@ local function load_cfg()
     -- before claims existed has none, and keeps every admission until it
     -- lapses.
     claim = tonumber(v[8]),
+    -- A scheduled sale: ms since the epoch when the pre-queue opens, and
+    -- the room's shuffle seed (hex). pre_next..pre_end are the arrival
+    -- numbers reserved for the pre-queue at opening that are not yet given
+    -- out; both are absent until the pre-queue has opened.
+    opens_at = tonumber(v[9]),
+    seed = v[10],
+    pre_next = tonumber(v[11]),
+    pre_end = tonumber(v[12]),
+    -- The booking core's last inventory report (inventory.lua), read with
+    -- the settings so that a poll costs no extra call for it.
+    inv_available = tonumber(v[13]),
+    inv_held = tonumber(v[14]),
+    inv_holders = tonumber(v[15]),
+    inv_at = tonumber(v[16]),
+    -- Admission control (inventory.lua): the booking core's latency
+    -- target (ms; a room stored before targets existed has 200), the rate
+    -- the core's health allows, and when its last health report came.
+    target = tonumber(v[17]) or 200,
+    aimd_rate = tonumber(v[18]),
+    health_at = tonumber(v[19]),
   }
+end
+
+-- The pre-queue's order: the first 52 bits of SHA-1(seed ':' user), exact
+-- in a Lua number (a double). Sorting fans by a keyed hash of a random
+-- seed is a uniformly random permutation (up to hash collisions: about
+-- n^2 / 2^53, 1e-5 for 300,000 fans), fixed by the seed, so anyone with
+-- the seed and the list of pre-queued fans can reproduce it
+-- (queue_service::domain::shuffle_key is the same function). Keeping the
+-- pre-queue sorted by it from the first entry means that opening needs no
+-- shuffle pass at all.
+local function shuffle_key(seed, user)
+  return tonumber(string.sub(redis.sha1hex(seed .. ':' .. user), 1, 13), 16)
+end
+
+-- Opens the pre-queue once its time has come: reserves one arrival number
+-- per pre-queued fan, right after the numbers given so far, so that every
+-- fan entering from now on (INCR) queues behind all of them. The admission
+-- tick then moves the pre-queue into the line in shuffle order, a bounded
+-- slice per call (place_pre_queue in admit.lua). Called by entry, status
+-- and the tick, whichever comes first.
+local function open_pre_queue(cfg, now)
+  if cfg.pre_next or not cfg.opens_at or now < cfg.opens_at then
+    return
+  end
+  local n = redis.call('ZCARD', K_PRE)
+  local base = tonumber(redis.call('GET', K_SEQ) or '0')
+  redis.call('SET', K_SEQ, int(base + n))
+  cfg.pre_next, cfg.pre_end = base + 1, base + n
+  redis.call('HSET', K_CFG, 'pre_next', int(cfg.pre_next), 'pre_end', int(cfg.pre_end))
+end
+
+-- Whether fans are still being moved from the pre-queue into the line.
+local function placing(cfg)
+  return cfg.pre_next ~= nil and cfg.pre_next <= cfg.pre_end
 end
 
 -- Presence: instead of a second per-fan sorted set of "last seen" times (as
@@ -218,12 +276,61 @@ local function read_rate(dir, now)
   return total / span
 end
 
+-- Ends the admissions of `users` (every one of them active now): frees the
+-- slots, counts them once under `exited_<reason>`, and records them as
+-- departures from the active set, the rate the ETA is computed from.
+local function free_slots(users, reason, now)
+  if #users == 0 then
+    return
+  end
+  bulk('ZREM', K_ACTIVE, users, 1)
+  bulk('HDEL', K_SESSIONS, users, 1)
+  bulk('ZREM', K_UNCLAIMED, users, 1)
+  redis.call('HINCRBY', K_STATS, 'exited_' .. reason, #users)
+  bump_rate('dep', now, #users)
+end
+
+-- Departures from the active set per second over the rate window, for the
+-- ETA: the mean since the first departure counted, and a low and a high
+-- rate for its range, the lowest and the highest rate of the window's
+-- complete 5-second buckets since then (with six buckets, p10 and p90 by
+-- nearest rank). All 0 when nobody has left yet.
+local BUCKET_SECONDS = 5
+local function departure_rates(now)
+  local sec = math.floor(now / 1000)
+  local total, oldest, buckets = 0, nil, {}
+  for _, slot in ipairs(rate_slots('dep', now)) do
+    total = total + slot[1]
+    if not oldest or slot[2] < oldest then
+      oldest = slot[2]
+    end
+    if slot[2] < sec then
+      local b = math.floor((sec - 1 - slot[2]) / BUCKET_SECONDS)
+      buckets[b] = (buckets[b] or 0) + slot[1]
+    end
+  end
+  if total == 0 then
+    return 0, 0, 0
+  end
+  local mean = total / math.max(1, (now - oldest * 1000) / 1000)
+  local lo, hi
+  for b = 0, math.floor(RATE_WINDOW / BUCKET_SECONDS) - 1 do
+    -- Bucket b spans the seconds sec-1-5b-4 .. sec-1-5b.
+    if sec - BUCKET_SECONDS * (b + 1) >= oldest then
+      local r = (buckets[b] or 0) / BUCKET_SECONDS
+      lo = math.min(lo or r, r)
+      hi = math.max(hi or r, r)
+    end
+  end
+  if not lo then
+    return mean, mean, mean
+  end
+  return mean, lo, hi
+end
+
 -- Removes a lapsed admission and counts it once as expired.
-local function expire_active(user)
-  redis.call('ZREM', K_ACTIVE, user)
-  redis.call('HDEL', K_SESSIONS, user)
-  redis.call('ZREM', K_UNCLAIMED, user)
-  redis.call('HINCRBY', K_STATS, 'exited_expired', 1)
+local function expire_active(user, now)
+  free_slots({user}, 'expired', now)
 end
 
 -- The booking core's last inventory report, while it is fresh (see
@@ -231,19 +338,28 @@ end
 -- it is older than INVENTORY_FRESH_MS, so that a silent booking core
 -- never stops admission.
 local INVENTORY_FRESH_MS = 10000
-local function inventory(now)
-  local v = redis.call('HMGET', K_CFG, 'inv_available', 'inv_held', 'inv_holders', 'inv_at')
-  local at = tonumber(v[4])
-  if not at or now - at > INVENTORY_FRESH_MS then
+local function inventory(cfg, now)
+  if not cfg.inv_at or now - cfg.inv_at > INVENTORY_FRESH_MS then
     return nil
   end
-  return {available = tonumber(v[1]), held = tonumber(v[2]), holders = tonumber(v[3])}
+  return {available = cfg.inv_available, held = cfg.inv_held, holders = cfg.inv_holders}
 end
 
 -- No seat can be held and no live hold may bring one back.
-local function sold_out(now)
-  local inv = inventory(now)
+local function sold_out(cfg, now)
+  local inv = inventory(cfg, now)
   return inv ~= nil and inv.available == 0 and inv.held == 0
+end
+
+-- The admission rate now, fans per second: the ceiling (admit_per_second),
+-- or less while the booking core's health reports are fresh and have cut
+-- it (see inventory.lua). A core that stops reporting never slows the room
+-- for longer than INVENTORY_FRESH_MS.
+local function admission_rate(cfg, now)
+  if cfg.aimd_rate and cfg.health_at and now - cfg.health_at <= INVENTORY_FRESH_MS then
+    return math.min(cfg.rate, cfg.aimd_rate)
+  end
+  return cfg.rate
 end
 
 -- The longest a waiting fan may stay silent, in seconds: within the
@@ -270,4 +386,49 @@ local function active_reply(user, expiry, created)
   claim(user)
   local sid = redis.call('HGET', K_SESSIONS, user) or ''
   return {'active', created, sid, expiry}
+end
+
+-- Reply for a waiting fan: {'waiting', created, seq, ahead,
+-- admit_per_second, silence_window_seconds, free slots, departure rate,
+-- its low and high, capacity, access ttl}. The departure rates are those
+-- of the last tick (admit.lua); the service turns them into the ETA and
+-- its range (queue_service::eta).
+local function waiting_reply(cfg, created, seq, ahead)
+  local r = redis.call('HMGET', K_STATS, 'dep_rate', 'dep_lo', 'dep_hi')
+  local free = math.max(0, cfg.capacity - redis.call('ZCARD', K_ACTIVE))
+  return {'waiting', created, int(seq), int(ahead), tostring(cfg.rate),
+    int(silence_window(cfg)), int(free), r[1] or '0', r[2] or '0', r[3] or '0',
+    int(cfg.capacity), int(cfg.ttl)}
+end
+
+-- The pre-queue's part of entry and status, or nil when the fan is not (or
+-- no longer) in it. Before opening, entry adds the fan (idempotently) and
+-- both reply {'pre_queue', created, opens_at ms, silence_window_seconds}:
+-- no position, since the order is only drawn at opening. After opening, a
+-- fan not yet moved into the line is answered as waiting, behind the fans
+-- already placed and those before it in shuffle order.
+local function pre_queue_reply(cfg, user, now, entering)
+  if not cfg.opens_at then
+    return nil
+  end
+  open_pre_queue(cfg, now)
+  if not cfg.pre_next then
+    local created = '0'
+    if entering then
+      if redis.call('ZADD', K_PRE, 'NX', int(shuffle_key(cfg.seed, user)), user) == 1 then
+        created = '1'
+        redis.call('HINCRBY', K_STATS, 'entered', 1)
+        bump_rate('in', now, 1)
+      end
+    elseif not redis.call('ZSCORE', K_PRE, user) then
+      return nil
+    end
+    return {'pre_queue', created, int(cfg.opens_at), int(silence_window(cfg))}
+  end
+  local rank = redis.call('ZRANK', K_PRE, user)
+  if not rank then
+    return nil
+  end
+  local placed = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(cfg.pre_next))
+  return waiting_reply(cfg, '0', 0, placed + rank)
 end

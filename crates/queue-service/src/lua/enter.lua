@@ -3,8 +3,9 @@
 --   {'no_room'} | {'closed'} | {'paused'} | {'sold_out'} (no seat left and
 --   no live hold: no place is made)
 --   {'active', created, sid, expiry_ms}            already admitted
---   {'waiting', created, seq, ahead, exit_rate, admit_per_second,
---    silence_window_seconds}    created is '1' for a new place
+--   {'pre_queue', created, opens_at_ms, silence_window_seconds} before opening
+--   {'waiting', created, seq, ...} (see waiting_reply)  created is '1' for a
+--   new place
 local user = ARGV[1]
 local cfg = load_cfg()
 if not cfg then
@@ -25,10 +26,14 @@ if expiry then
   end
   -- The admission lapsed but housekeeping has not reached it yet; the fan
   -- starts over at the back like anyone else.
-  expire_active(user)
+  expire_active(user, now)
 end
-if sold_out(now) then
+if sold_out(cfg, now) then
   return {'sold_out'}
+end
+local pre = pre_queue_reply(cfg, user, now, true)
+if pre then
+  return pre
 end
 
 local created = '0'
@@ -53,5 +58,4 @@ mark_seen(cfg, seq, now)
 -- Sequence numbers are unique, so the fans ahead are exactly those with a
 -- smaller score: O(log n), exact.
 local ahead = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(seq))
-local rate = redis.call('HGET', K_STATS, 'exit_rate') or '0'
-return {'waiting', created, int(seq), int(ahead), rate, tostring(cfg.rate), int(silence_window(cfg))}
+return waiting_reply(cfg, created, seq, ahead)

@@ -20,7 +20,7 @@ if not expiry or redis.call('HGET', K_SESSIONS, user) ~= sid then
 end
 local now = now_ms()
 if tonumber(expiry) <= now then
-  expire_active(user)
+  expire_active(user, now)
   return {'expired'}
 end
 if reason == 'completed' then
@@ -30,8 +30,5 @@ if reason == 'completed' then
     redis.call('ZREM', K_DONE, unpack(lapsed))
   end
 end
-redis.call('ZREM', K_ACTIVE, user)
-redis.call('HDEL', K_SESSIONS, user)
-redis.call('ZREM', K_UNCLAIMED, user)
-redis.call('HINCRBY', K_STATS, 'exited_' .. reason, 1)
+free_slots({user}, reason, now)
 return {'released'}

@@ -2,8 +2,13 @@
 -- Replies: {'no_room'} or {'room', state, capacity, rate, ttl, abandon,
 --   claim, waiting, active, entered, admitted, left_waiting, exited_left,
 --   exited_expired, exited_completed, exited_revoked, exited_no_show,
---   abandoned, entry_rate, exit_rate, sold_out}; claim is '0' for a room
---   without claim deadlines; sold_out is '1' or '0'.
+--   abandoned, entry_rate, exit_rate, sold_out, pre_queue, opens_at,
+--   shuffle seed, departure_rate, latency_target, admission_rate,
+--   admission_rate_reason, core hold p95, core payment p95, core pool
+--   saturated}; the core's health is '' when no report is fresh; claim is '0' for a room without claim
+--   deadlines; sold_out is '1' or '0'; opens_at is '' for none (ms since
+--   the epoch otherwise); the seed is '' until the pre-queue has opened, so
+--   nobody can compute the order in advance.
 local cfg = load_cfg()
 if not cfg then
   return {'no_room'}
@@ -18,5 +23,18 @@ for i = 1, #s do
 end
 reply[#reply + 1] = tostring(read_rate('in', now))
 reply[#reply + 1] = tostring(read_rate('out', now))
-reply[#reply + 1] = sold_out(now) and '1' or '0'
+reply[#reply + 1] = sold_out(cfg, now) and '1' or '0'
+reply[#reply + 1] = int(redis.call('ZCARD', K_PRE))
+reply[#reply + 1] = cfg.opens_at and int(cfg.opens_at) or ''
+reply[#reply + 1] = (cfg.pre_next and cfg.opens_at and cfg.seed) or ''
+reply[#reply + 1] = redis.call('HGET', K_STATS, 'dep_rate') or '0'
+reply[#reply + 1] = int(cfg.target)
+local rate = admission_rate(cfg, now)
+reply[#reply + 1] = tostring(rate)
+local h = redis.call('HMGET', K_CFG, 'aimd_reason', 'core_hold_p95', 'core_payment_p95', 'core_saturated')
+local fresh = cfg.health_at and now - cfg.health_at <= INVENTORY_FRESH_MS
+reply[#reply + 1] = (fresh and h[1]) or 'ceiling'
+reply[#reply + 1] = (fresh and h[2]) or ''
+reply[#reply + 1] = (fresh and h[3]) or ''
+reply[#reply + 1] = (fresh and h[4]) or ''
 return reply

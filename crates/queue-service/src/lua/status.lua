@@ -1,8 +1,8 @@
 -- Status poll; also proves the fan is still there. ARGV[1] = user id.
 -- Replies: {'no_room'} | {'closed'} | {'paused'} | {'gone'} | {'sold_out'}
 --   (a waiting fan of an event with no seat left and no live hold)
---   {'active', '0', sid, expiry_ms} | {'waiting', '0', seq, ahead, exit_rate, admit_per_second,
---   silence_window_seconds}
+--   {'active', '0', sid, expiry_ms} | {'pre_queue', '0', opens_at_ms,
+--   silence_window_seconds} | {'waiting', '0', seq, ...} (see waiting_reply)
 local user = ARGV[1]
 local cfg = load_cfg()
 if not cfg then
@@ -18,8 +18,16 @@ if expiry then
   if tonumber(expiry) > now then
     return active_reply(user, expiry, '0')
   end
-  expire_active(user)
+  expire_active(user, now)
   return {'gone'}
+end
+
+local pre = pre_queue_reply(cfg, user, now, false)
+if pre then
+  if pre[1] == 'waiting' and cfg.state == 'paused' then
+    return {'paused'}
+  end
+  return pre
 end
 
 local seq = redis.call('ZSCORE', K_WAITING, user)
@@ -39,9 +47,8 @@ mark_seen(cfg, seq, now)
 if cfg.state == 'paused' then
   return {'paused'}
 end
-if sold_out(now) then
+if sold_out(cfg, now) then
   return {'sold_out'}
 end
 local ahead = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(seq))
-local rate = redis.call('HGET', K_STATS, 'exit_rate') or '0'
-return {'waiting', '0', int(seq), int(ahead), rate, tostring(cfg.rate), int(silence_window(cfg))}
+return waiting_reply(cfg, '0', seq, ahead)

@@ -21,7 +21,7 @@ use platform::settings::RedisSettings;
 use redis::Script;
 
 pub use reply::RoomSnapshot;
-pub(crate) use reply::{Lookup, Place, SessionCheck, TickReport};
+pub(crate) use reply::{Configured, Lookup, Place, RateControl, SessionCheck, TickReport};
 
 use platform::redis_pool::{RedisCallError, RedisPool};
 

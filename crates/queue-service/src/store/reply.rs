@@ -2,22 +2,35 @@
 //! strings (see `src/lua/`), parsed here into typed results. A reply of any
 //! other shape is a [`StoreError::Reply`].
 
+use chrono::{DateTime, Utc};
+
 use super::StoreError;
-use crate::domain::{RoomConfig, RoomState};
+use crate::{
+    domain::{CoreHealth, RoomConfig, RoomState},
+    eta::LineSpeed,
+};
 
 /// What an entry or status call found.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Place {
+    /// Entered before the room's `opens_at`: no place yet, since the
+    /// pre-queue's order is drawn at opening.
+    PreQueue {
+        /// When the room opens, ms since the epoch.
+        opens_at_ms: u64,
+        /// The longest the fan may stay silent once the room is open,
+        /// seconds.
+        silence_window_seconds: u64,
+    },
     /// In line.
     Waiting {
-        /// Arrival number.
+        /// Arrival number (0 for a pre-queued fan not yet placed in the
+        /// line after opening).
         seq: u64,
         /// Fans ahead.
         ahead: u64,
-        /// Measured admission rate, fans per second.
-        exit_rate: f64,
-        /// The room's configured admission rate, fans per second.
-        admit_per_second: f64,
+        /// How fast the line moves, for the ETA.
+        speed: LineSpeed,
         /// The longest the fan may stay silent, seconds (the abandonment
         /// window, or twice the claim window when shorter).
         silence_window_seconds: u64,
@@ -101,6 +114,58 @@ pub struct RoomSnapshot {
     pub exit_rate: f64,
     /// The booking core's latest report: no seat left, no live hold.
     pub sold_out: bool,
+    /// Fans in the pre-queue (entered before `opens_at`, not yet placed in
+    /// the line).
+    pub pre_queue: u64,
+    /// The pre-queue's shuffle seed (32 hex digits), once it has opened;
+    /// `None` before, so nobody can compute the order in advance.
+    pub shuffle_seed: Option<String>,
+    /// Departures from the active set per second over the last 30 s.
+    pub departure_rate: f64,
+    /// The admission rate now, fans per second.
+    pub admission_rate: f64,
+    /// Why the admission rate last changed (see `lua/inventory.lua`).
+    pub admission_rate_reason: String,
+    /// The booking core's last health report, while fresh.
+    pub core_health: Option<CoreHealth>,
+}
+
+/// The admission rate after an inventory report.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RateControl {
+    /// Fans per second now.
+    pub rate: f64,
+    /// Why it last changed: `ceiling`, `healthy`, `hold_p95`,
+    /// `payment_p95`, `pool_saturated`.
+    pub reason: String,
+    /// This report cut the rate.
+    pub cut: bool,
+}
+
+/// An inventory reply: `no_room` (`None`), or `recorded, rate, reason,
+/// cut`.
+pub(super) fn rate_control(reply: &[String]) -> Result<Option<RateControl>, StoreError> {
+    match first(reply)? {
+        "no_room" => Ok(None),
+        "recorded" if reply.len() == 4 => Ok(Some(RateControl {
+            rate: float(&reply[1])?,
+            reason: reply[2].clone(),
+            cut: reply[3] == "1",
+        })),
+        _ => Err(StoreError::Reply(reply.join(","))),
+    }
+}
+
+/// Outcome of creating or changing a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Configured {
+    /// A new room.
+    Created,
+    /// An existing room, changed.
+    Updated,
+    /// Refused, nothing written: `opens_at` changed after fans were placed
+    /// in the line.
+    AlreadyOpen,
 }
 
 /// Result of one admission tick.
@@ -142,9 +207,21 @@ fn float(raw: &str) -> Result<f64, StoreError> {
         .map_err(|_| StoreError::Reply(format!("not a number: {raw:?}")))
 }
 
+/// A configure reply.
+pub(super) fn configured(reply: &[String]) -> Result<Configured, StoreError> {
+    match first(reply)? {
+        "created" => Ok(Configured::Created),
+        "updated" => Ok(Configured::Updated),
+        "already_open" => Ok(Configured::AlreadyOpen),
+        other => Err(StoreError::Reply(other.to_owned())),
+    }
+}
+
 /// An entry or status reply: an outcome, or `active, created, sid,
-/// expires_at_ms` or `waiting, created, seq, ahead, exit_rate,
-/// admit_per_second, silence_window_seconds`.
+/// expires_at_ms`, `pre_queue, created, opens_at_ms, silence_window_seconds`
+/// or `waiting, created, seq, ahead, admit_per_second,
+/// silence_window_seconds, free slots, departure rate, its low, its high,
+/// capacity, access ttl` (see `waiting_reply` in `common.lua`).
 pub(super) fn lookup(reply: &[String]) -> Result<Lookup, StoreError> {
     let bad = || StoreError::Reply(reply.join(","));
     match first(reply)? {
@@ -160,14 +237,28 @@ pub(super) fn lookup(reply: &[String]) -> Result<Lookup, StoreError> {
                 expires_at_ms: num(&reply[3])?,
             },
         }),
-        "waiting" if reply.len() == 7 => Ok(Lookup::Found {
+        "pre_queue" if reply.len() == 4 => Ok(Lookup::Found {
+            created: reply[1] == "1",
+            place: Place::PreQueue {
+                opens_at_ms: num(&reply[2])?,
+                silence_window_seconds: num(&reply[3])?,
+            },
+        }),
+        "waiting" if reply.len() == 12 => Ok(Lookup::Found {
             created: reply[1] == "1",
             place: Place::Waiting {
                 seq: num(&reply[2])?,
                 ahead: num(&reply[3])?,
-                exit_rate: float(&reply[4])?,
-                admit_per_second: float(&reply[5])?,
-                silence_window_seconds: num(&reply[6])?,
+                speed: LineSpeed {
+                    admit_per_second: float(&reply[4])?,
+                    free_slots: num(&reply[6])?,
+                    departure_rate: float(&reply[7])?,
+                    departure_low: float(&reply[8])?,
+                    departure_high: float(&reply[9])?,
+                    capacity: num(&reply[10])?,
+                    access_ttl_seconds: num(&reply[11])?,
+                },
+                silence_window_seconds: num(&reply[5])?,
             },
         }),
         _ => Err(bad()),
@@ -217,13 +308,16 @@ pub(super) fn session_checks(
         .collect()
 }
 
-/// A room reply: `no_room`, or 18 fields (`room`, state, four settings,
-/// the sizes of the line and the active set, eight counters, two rates).
+/// A room reply: `no_room`, or 31 fields (`room`, state, five settings,
+/// the sizes of the line and the active set, nine counters, two rates,
+/// sold out, the pre-queue's size, opens_at, the seed, the departure
+/// rate, the latency target, the admission rate and its reason, the
+/// core's health: hold p95, payment p95, saturated, all '' when stale).
 pub(super) fn room(reply: &[String]) -> Result<Option<RoomSnapshot>, StoreError> {
     if first(reply)? == "no_room" {
         return Ok(None);
     }
-    if reply.len() != 21 {
+    if reply.len() != 31 {
         return Err(StoreError::Reply(format!(
             "room reply has {} fields",
             reply.len()
@@ -239,6 +333,16 @@ pub(super) fn room(reply: &[String]) -> Result<Option<RoomSnapshot>, StoreError>
             access_ttl_seconds: n(4)?,
             abandon_after_seconds: n(5)?,
             claim_within_seconds: n(6)?,
+            latency_target_ms: n(25)?,
+            opens_at: if reply[22].is_empty() {
+                None
+            } else {
+                let ms = i64::try_from(n(22)?).map_err(|_| StoreError::Reply(reply[22].clone()))?;
+                Some(
+                    DateTime::<Utc>::from_timestamp_millis(ms)
+                        .ok_or_else(|| StoreError::Reply(reply[22].clone()))?,
+                )
+            },
             state,
         },
         waiting: n(7)?,
@@ -255,6 +359,20 @@ pub(super) fn room(reply: &[String]) -> Result<Option<RoomSnapshot>, StoreError>
         entry_rate: float(&reply[18])?,
         exit_rate: float(&reply[19])?,
         sold_out: reply[20] == "1",
+        pre_queue: n(21)?,
+        shuffle_seed: (!reply[23].is_empty()).then(|| reply[23].clone()),
+        departure_rate: float(&reply[24])?,
+        admission_rate: float(&reply[26])?,
+        admission_rate_reason: reply[27].clone(),
+        core_health: if reply[28].is_empty() {
+            None
+        } else {
+            Some(CoreHealth {
+                hold_p95_ms: n(28)?,
+                payment_p95_ms: n(29)?,
+                pool_saturated: reply[30] == "1",
+            })
+        },
     }))
 }
 
@@ -303,15 +421,35 @@ mod tests {
     #[test]
     fn script_replies_parse_into_places() {
         assert_eq!(
-            lookup(&strings(&["waiting", "1", "7", "6", "2.5", "50", "300"])).unwrap(),
+            lookup(&strings(&[
+                "waiting", "1", "7", "6", "50", "300", "3", "2", "1.5", "2.5", "100", "600"
+            ]))
+            .unwrap(),
             Lookup::Found {
                 created: true,
                 place: Place::Waiting {
                     seq: 7,
                     ahead: 6,
-                    exit_rate: 2.5,
-                    admit_per_second: 50.0,
+                    speed: LineSpeed {
+                        admit_per_second: 50.0,
+                        free_slots: 3,
+                        departure_rate: 2.0,
+                        departure_low: 1.5,
+                        departure_high: 2.5,
+                        capacity: 100,
+                        access_ttl_seconds: 600,
+                    },
                     silence_window_seconds: 300
+                }
+            }
+        );
+        assert_eq!(
+            lookup(&strings(&["pre_queue", "1", "1700000000000", "60"])).unwrap(),
+            Lookup::Found {
+                created: true,
+                place: Place::PreQueue {
+                    opens_at_ms: 1_700_000_000_000,
+                    silence_window_seconds: 60
                 }
             }
         );
@@ -326,7 +464,8 @@ mod tests {
             }
         );
         assert_eq!(lookup(&strings(&["paused"])).unwrap(), Lookup::Paused);
-        assert!(lookup(&strings(&["waiting", "1"])).is_err());
+        assert!(lookup(&strings(&["waiting", "1", "7", "6", "2.5", "50", "300"])).is_err());
+        assert!(lookup(&strings(&["pre_queue", "1"])).is_err());
         assert!(lookup(&[]).is_err());
     }
 }

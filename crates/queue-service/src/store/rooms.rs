@@ -1,8 +1,8 @@
 //! Rooms: their settings and numbers, the registry of rooms the admission
 //! loop serves (one set in a slot of its own), and the admission tick.
 
-use super::{RoomSnapshot, Store, StoreError, TickReport, reply};
-use crate::domain::{EventId, RoomConfig, RoomState};
+use super::{Configured, RateControl, RoomSnapshot, Store, StoreError, TickReport, reply};
+use crate::domain::{CoreHealth, EventId, RoomConfig, RoomState};
 
 /// Fans one admission call may touch (expire, admit or drop, sweep). Sized
 /// from SLOWLOG on the 2-core dev box so that a call stays well under 5 ms
@@ -12,15 +12,22 @@ const ADMIT_BUDGET: u64 = 100;
 /// Waiting fans checked for abandonment per call, even when admission used
 /// the budget, so the sweep always progresses.
 const MIN_SWEEP: u64 = 50;
+/// Pre-queued fans one admission call places in the line at opening. At
+/// 2,000 a call took about 2 ms on the 2-core dev box (SLOWLOG, see
+/// docs/waiting-room.md), inside the 5 ms a call may block a shard; 300,000
+/// pre-queued fans are placed in 150 calls, 10 per room and tick.
+const PLACE_BUDGET: u64 = 2_000;
 /// Presence windows spanning the abandonment window (at most).
 const PRESENCE_WINDOWS: u64 = 4;
 
 impl Store {
     /// Creates or updates a room and keeps the registry of rooms the
-    /// admission loop serves. Returns true when the room was created.
+    /// admission loop serves.
     ///
     /// Two calls (the room's slot, then the registry's): the registry is a
     /// hint for the loop, and the room's own state is what admission obeys.
+    /// A new room draws its pre-queue shuffle seed here: 128 random bits,
+    /// kept for the room's life and published once the pre-queue opens.
     ///
     /// # Errors
     /// [`StoreError`] when Redis fails.
@@ -28,7 +35,7 @@ impl Store {
         &self,
         event: &EventId,
         config: &RoomConfig,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Configured, StoreError> {
         let args = [
             config.state.as_str().to_owned(),
             config.capacity.to_string(),
@@ -37,12 +44,21 @@ impl Store {
             config.abandon_after_seconds.to_string(),
             presence_grain(self.inner.grain, config.abandon_after_seconds).to_string(),
             config.claim_within_seconds.to_string(),
+            config
+                .opens_at
+                .map(|at| at.timestamp_millis().to_string())
+                .unwrap_or_default(),
+            format!("{:032x}", rand::random::<u128>()),
+            config.latency_target_ms.to_string(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let reply = self
             .run("configure", &self.scripts().configure, event, &args)
             .await?;
-        let created = reply::first(&reply)? == "created";
+        let outcome = reply::configured(&reply)?;
+        if outcome == Configured::AlreadyOpen {
+            return Ok(outcome);
+        }
         let command = if config.state == RoomState::Closed {
             "SREM"
         } else {
@@ -56,7 +72,7 @@ impl Store {
                     .arg(event.as_str()),
             )
             .await?;
-        Ok(created)
+        Ok(outcome)
     }
 
     /// The room's settings and numbers, or `None` when it does not exist.
@@ -98,7 +114,9 @@ impl Store {
 
     /// Records the booking core's inventory of `event`: `available` seats
     /// that can be held, `held` in live holds, `holders` fans with a live
-    /// hold. Returns false when the event has no room.
+    /// hold, and the reporting instance's `health`, which the admission
+    /// rate follows (see `lua/inventory.lua`). `None` when the event has no
+    /// room.
     ///
     /// # Errors
     /// [`StoreError`] when Redis fails.
@@ -108,18 +126,22 @@ impl Store {
         available: u64,
         held: u64,
         holders: u64,
-    ) -> Result<bool, StoreError> {
-        let (available, held, holders) =
-            (available.to_string(), held.to_string(), holders.to_string());
+        health: Option<&CoreHealth>,
+    ) -> Result<Option<RateControl>, StoreError> {
+        let mut args = vec![available.to_string(), held.to_string(), holders.to_string()];
+        match health {
+            Some(h) => args.extend([
+                h.hold_p95_ms.to_string(),
+                h.payment_p95_ms.to_string(),
+                if h.pool_saturated { "1" } else { "0" }.to_owned(),
+            ]),
+            None => args.extend([String::new(), String::new(), String::new()]),
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let reply = self
-            .run(
-                "inventory",
-                &self.scripts().inventory,
-                event,
-                &[&available, &held, &holders],
-            )
+            .run("inventory", &self.scripts().inventory, event, &args)
             .await?;
-        Ok(reply::first(&reply)? == "recorded")
+        reply::rate_control(&reply)
     }
 
     /// Runs one bounded admission call for `event`; see
@@ -132,6 +154,7 @@ impl Store {
             self.inner.tick_ms.to_string(),
             ADMIT_BUDGET.to_string(),
             MIN_SWEEP.to_string(),
+            PLACE_BUDGET.to_string(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let reply = self

@@ -1,5 +1,6 @@
-//! Freeing a paid session's slot in the waiting room right after the
-//! payment commits, so that admission keeps flowing when Kafka does not.
+//! The calls to the waiting room that leave the request path: freeing a
+//! paid session's slot right after the payment commits, so that admission
+//! keeps flowing when Kafka does not, and the inventory reports.
 //!
 //! The `payment.completed` event still releases the slot (queue-service's
 //! consumer): it is the guaranteed path, this one is the fast one. Both
