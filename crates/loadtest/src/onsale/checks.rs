@@ -14,6 +14,10 @@
 //!   409 whose `seats_available` was at least the seats asked for.
 //! - **Targets on this box** (informational): seat map, hold and payment
 //!   p95 ≤ 100 ms; entry and poll p99 ≤ 100 ms.
+//!
+//! The fairness checks are built in `fairness`, the circulation checks in
+//! `circulation`, and the ETA targets (reported, never failing, printed by
+//! [`print_reported`]) in `eta`.
 
 use std::{collections::BTreeMap, sync::atomic::Ordering};
 
@@ -61,6 +65,23 @@ impl Check {
             measured,
             unit,
             ok: measured.is_none_or(|m| if strict { m < bound } else { m <= bound }),
+            source,
+        }
+    }
+
+    /// `measured` at least `bound` (a share, in %).
+    pub(super) fn at_least(
+        name: &str,
+        measured: Option<f64>,
+        bound: f64,
+        source: &'static str,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            target: format!("≥ {bound} %"),
+            measured,
+            unit: "%",
+            ok: measured.is_none_or(|m| m >= bound),
             source,
         }
     }
@@ -216,7 +237,10 @@ impl SeatStepReport {
 }
 
 fn show(value: Option<f64>, unit: &str) -> String {
-    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2} {unit}"))
+    value.map_or_else(
+        || "n/a".to_owned(),
+        |v| format!("{v:.2} {unit}").trim_end().to_owned(),
+    )
 }
 
 /// Prints the checks and the targets on this box.
@@ -249,6 +273,23 @@ pub(super) fn print(checks: &[Check], targets: &[Check]) {
         "targets on this box (≤ 100 ms, not failing): {}",
         line.join(", ")
     );
+}
+
+/// Prints the targets that are reported without failing the run.
+pub(super) fn print_reported(targets: &[Check]) {
+    let line: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {} ({} {})",
+                t.name,
+                show(t.measured, t.unit),
+                t.target,
+                if t.ok { "met" } else { "not met" }
+            )
+        })
+        .collect();
+    println!("reported targets (not failing): {}", line.join(", "));
 }
 
 /// Prints the seat step.
@@ -286,5 +327,7 @@ mod tests {
         assert!(Check::bounded("x", None, 1.0, true, "ms", P5).ok);
         assert!(!Check::above("x", Some(80.0), 80.0, P5).ok);
         assert!(Check::above("x", Some(80.5), 80.0, P5).ok);
+        assert!(Check::at_least("x", Some(80.0), 80.0, P5).ok);
+        assert!(!Check::at_least("x", Some(79.9), 80.0, P5).ok);
     }
 }

@@ -15,15 +15,16 @@ use core_service::domain::{CouponCode, PerformanceId};
 use onsale_client::{
     Client, Error,
     core_api::{CreatePayment, Payment, Reservation},
-    queue_api::FanStatus,
+    queue_api::{FanStatus, Ticket},
 };
 use rand::Rng;
 
 use super::{
     OnsaleArgs,
     coupons::CouponCampaign,
+    eta::EtaGiven,
     seats::{Held, SeatStep},
-    tally::Tally,
+    tally::{Passage, Tally},
 };
 
 /// A run of the simulation, shared by every fan.
@@ -49,6 +50,11 @@ pub(super) struct Sim {
     pub(super) started_at: chrono::DateTime<chrono::Utc>,
     /// Monotonic start of the arrivals.
     pub(super) simulation_started: Instant,
+    /// When the room opens (`--opens-in` after the room was configured,
+    /// just before the first arrival); `None` when it opened at once.
+    pub(super) opens_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The same instant on the monotonic clock.
+    pub(super) opens: Option<Instant>,
 }
 
 enum Journey {
@@ -147,10 +153,11 @@ impl Sim {
         };
         let fan = self.client.as_fan(identity).forwarded_for(fan_address(n));
         let event = self.performance.get();
-        let (abandons, lets_expire, quantity, claims, picks) = {
+        let (abandons, patience, lets_expire, quantity, claims, picks) = {
             let mut rng = rand::rng();
             (
                 rng.random_bool(self.args.abandon),
+                Duration::from_secs_f64(self.args.abandon_within as f64 * rng.random::<f64>()),
                 rng.random_bool(self.args.let_expire),
                 rng.random_range(1..=4u32),
                 rng.random_bool(self.args.coupon_claimers),
@@ -158,7 +165,9 @@ impl Sim {
             )
         };
         let entered_at = Instant::now();
+        let entry_sent_us = self.micros_since_start(entered_at);
         let entered = patiently(|| fan.enter(event)).await;
+        let entry_answered_us = self.micros_since_start(Instant::now());
         if told_sold_out(&entered) {
             return Ok(Journey::ToldSoldOut);
         }
@@ -166,6 +175,12 @@ impl Sim {
             return Ok(Journey::Stopped);
         };
         self.tally.entered.fetch_add(1, Ordering::Relaxed);
+        let pre_queued = ticket.status == FanStatus::PreQueue;
+        if pre_queued {
+            self.tally.pre_queued.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut etas = Vec::new();
+        note_eta(&ticket, &mut etas);
         let since_start = self.simulation_started.elapsed().as_millis() as u64;
         self.tally
             .last_entry_ms
@@ -179,17 +194,23 @@ impl Sim {
         } else {
             None
         };
-        if abandons {
-            // Walks away without polling again; the room must not waste a
-            // slot on this fan.
-            return Ok(Journey::Abandoned);
-        }
+        // An abandoner walks away `patience` after entering (at once by
+        // default) without polling again; the room must not waste a slot
+        // on this fan. One admitted before then goes on like any fan.
+        let walks_away = abandons.then(|| entered_at + patience);
         while ticket.status != FanStatus::Active {
             if Instant::now() > self.deadline {
                 return Ok(Journey::Stopped);
             }
-            let wait = ticket.poll_after_ms.clamp(100, 30_000);
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let wait = Duration::from_millis(ticket.poll_after_ms.clamp(100, 30_000));
+            if let Some(at) = walks_away.filter(|at| Instant::now() + wait > *at) {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                if let Ok(mut waits) = self.tally.abandon_wait_ms.lock() {
+                    waits.push(entered_at.elapsed().as_secs_f64() * 1_000.0);
+                }
+                return Ok(Journey::Abandoned);
+            }
+            tokio::time::sleep(wait).await;
             let polled = patiently(|| fan.poll(event, &queue_token)).await;
             if told_sold_out(&polled) {
                 if let Ok(mut waits) = self.tally.sold_out_wait_ms.lock() {
@@ -201,14 +222,19 @@ impl Sim {
                 return Ok(Journey::Stopped);
             };
             ticket = next;
+            note_eta(&ticket, &mut etas);
         }
+        self.passed(
+            &ticket,
+            entered_at,
+            pre_queued,
+            etas,
+            (entry_sent_us, entry_answered_us),
+        );
         if self.sold_out.load(Ordering::Relaxed) {
             self.tally
                 .admitted_after_sold_out
                 .fetch_add(1, Ordering::Relaxed);
-        }
-        if let Ok(mut waits) = self.tally.activation_wait_ms.lock() {
-            waits.push(entered_at.elapsed().as_secs_f64() * 1_000.0);
         }
         self.tally.admitted.fetch_add(1, Ordering::Relaxed);
         let access = ticket.access_token.unwrap_or_default();
@@ -259,6 +285,52 @@ impl Sim {
             Err(error) => return Err(error),
         }
         Ok(Journey::Done)
+    }
+
+    /// µs from the start of the arrivals to `at`.
+    fn micros_since_start(&self, at: Instant) -> u64 {
+        u64::try_from(
+            at.saturating_duration_since(self.simulation_started)
+                .as_micros(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    /// Records the admission of a fan who sent its entry at `entered_at`
+    /// (`pre_queued` when it answered `pre_queue`) and has just been
+    /// answered `active` with `ticket`: its activation waits and its
+    /// passage with the ETAs it was given and its entry's `(sent,
+    /// answered)` µs since the start.
+    fn passed(
+        &self,
+        ticket: &Ticket,
+        entered_at: Instant,
+        pre_queued: bool,
+        etas: Vec<EtaGiven>,
+        (entry_sent_us, entry_answered_us): (u64, u64),
+    ) {
+        let ms = |from: Instant| from.elapsed().as_secs_f64() * 1_000.0;
+        if let Ok(mut waits) = self.tally.activation_wait_ms.lock() {
+            waits.push(ms(entered_at));
+        }
+        let from = match self.opens {
+            Some(opens) if pre_queued => opens.clamp(entered_at, Instant::now()),
+            _ => entered_at,
+        };
+        if let Ok(mut waits) = self.tally.activation_wait_from_opening_ms.lock() {
+            waits.push(ms(from));
+        }
+        let passage = Passage {
+            entry_sent_us,
+            entry_answered_us,
+            pre_queued,
+            access_expires_ms: ticket.access_expires_at.map(|at| at.timestamp_millis()),
+            first_active_ms: chrono::Utc::now().timestamp_millis(),
+            etas,
+        };
+        if let Ok(mut passages) = self.tally.passages.lock() {
+            passages.push(passage);
+        }
     }
 
     /// Claims a coupon of the campaign for `fan`; their code, or `None`
@@ -326,6 +398,19 @@ impl Sim {
         if expected != Some(paid.discount) || paid.amount != paid.price - paid.discount {
             counts.discount_mismatches.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Keeps the ETA of `ticket` in `etas` when it is a `waiting` answer, with
+/// the time it arrived.
+fn note_eta(ticket: &Ticket, etas: &mut Vec<EtaGiven>) {
+    if ticket.status == FanStatus::Waiting {
+        etas.push(EtaGiven {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            eta_s: ticket.eta_seconds,
+            low_s: ticket.eta_low_seconds,
+            high_s: ticket.eta_high_seconds,
+        });
     }
 }
 

@@ -9,17 +9,23 @@
 //!    in through the stack issuer's `POST /token`, as a fan's app does, all
 //!    before the first arrival so sign-in is never counted as entry
 //!    latency), a first-come coupon campaign for the concert (`--coupons` ×
-//!    the seats, opening before the sale; see `coupons`), and an open
-//!    waiting room.
+//!    the seats, opening before the sale; see `coupons`), and a waiting
+//!    room that opens `--opens-in` seconds after the first arrival (3 s; 0
+//!    opens it at once): fans who enter before then wait in its pre-queue,
+//!    drawn into a random order at the opening, and later fans queue
+//!    behind them.
 //! 3. **Simulate**: fans arrive at `--arrival-rate` per second. Each, with
 //!    `Authorization: Bearer <identity>` on every call, enters
-//!    the queue, polls as `poll_after_ms` says, and once active holds 1–4
+//!    the queue (noting when it sent the entry and got the answer, and every
+//!    ETA it is given while waiting), polls as `poll_after_ms` says (in the
+//!    pre-queue too), and once active holds 1–4
 //!    seats: most ask for the best available seats (the server picks an
 //!    adjacent block), `--pick-own-seats` of them view the seat map and pick
 //!    (again after a 409); then it pays with an Idempotency-Key and
 //!    finishes. `--coupon-claimers` of them claim a
 //!    coupon right after entering, while they wait, and pay with it if they
-//!    got one. `--abandon` of them stop polling while waiting;
+//!    got one. `--abandon` of them stop polling while waiting (right after
+//!    entering, or within `--abandon-within` seconds);
 //!    `--let-expire` of them let their hold lapse instead of paying.
 //! 4. **Report**: counts, latency percentiles per step, activation wait,
 //!    entry and exit rates, events, and the checks that matter: seats sold
@@ -29,7 +35,13 @@
 //!    each discount the campaign's; and the service levels (`checks`): seat
 //!    map p95 < 500 ms, hold p95 < 1 s, payment p95 < 2 s, over 80 % of the
 //!    fans who reached the seat step while seats remained booked, under 5 %
-//!    of the holds refused 409 while seats remained. Then the stricter
+//!    of the holds refused 409 while seats remained; fairness (`fairness`):
+//!    no FIFO inversion after the opening, no pre-queued fan admitted
+//!    behind a later one, the pre-queue's order independent of arrival
+//!    (Kendall τ); circulation (`circulation`): exits ≥ 95 % of entries once
+//!    the line has settled, activation wait p95 < 30 s. Reported beside
+//!    them: ETA accuracy (`eta`, with its targets) and drop-off (how long
+//!    the abandoners had waited, the room's abandoned count). Then the stricter
 //!    targets on this box, the CPU of the generator, the machine and the
 //!    stack per sold ticket (`cpu`), and the concert ranking (reported, not
 //!    checks). Printed and written as JSON.
@@ -44,7 +56,13 @@
 //! - `seats`: the seat step (best available or picked), and what each fan
 //!   met there for the booking success rate.
 //! - `tally`: counters and per-step latencies, fed by the client's
-//!   observer with every response.
+//!   observer with every response, and each admitted fan's passage (entry
+//!   times, admission, ETAs).
+//! - `fairness`: FIFO inversions, pre-queued fans behind later ones, the
+//!   pre-queue's Kendall τ (pure functions, O(n log n)); `kendall`: τ-b
+//!   and its spread under a fair shuffle.
+//! - `eta`: ETA errors at entry, in the last minute, and ranges.
+//! - `circulation`: drop-off, and exits per entry from the settled room.
 //! - `report`: figures and checks, printed and written as JSON.
 //! - `checks`: the latency, booking-success and 409 checks, and the
 //!   targets on this box.
@@ -54,9 +72,13 @@
 //! - `ranking`: the 1-hour concert ranking after the sale.
 
 mod checks;
+mod circulation;
 mod coupons;
 mod cpu;
+mod eta;
+mod fairness;
 mod journey;
+mod kendall;
 mod ranking;
 mod report;
 mod seats;
@@ -79,6 +101,10 @@ use crate::setup;
 use journey::{Sim, fan_id};
 use tally::Tally;
 
+/// Lifetime of an admission in the simulation's room, seconds: longer than
+/// any run, so admission time = `access_expires_at` − this.
+const ACCESS_TTL_SECONDS: u64 = 600;
+
 /// Options of `loadtest onsale`.
 #[derive(Debug, Clone, Args)]
 pub struct OnsaleArgs {
@@ -100,6 +126,16 @@ pub struct OnsaleArgs {
     /// Share of fans who stop polling while waiting (0–1).
     #[arg(long, default_value_t = 0.05, value_parser = share)]
     pub abandon: f64,
+    /// Those fans stop at a uniformly random moment within this many
+    /// seconds of entering (0: right after entering); one admitted before
+    /// then goes on like any fan.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub abandon_within: u64,
+    /// Seconds after the first arrival when the waiting room opens; fans
+    /// entering before wait in its pre-queue and are placed in a random
+    /// order at the opening. 0 opens it at once (no pre-queue).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub opens_in: u64,
     /// Share of fans who hold seats but never pay (0–1).
     #[arg(long, default_value_t = 0.02, value_parser = share)]
     pub let_expire: f64,
@@ -219,10 +255,21 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
     let mut room = setup::open_room(
         u64::from(args.capacity),
         f64::from(args.admit_per_second),
-        600,
+        ACCESS_TTL_SECONDS,
         args.abandon_after,
     );
     room.claim_within_seconds = Some(args.claim_within);
+    // The opening counts from now, just before the first arrival.
+    let opens_in = Duration::from_secs(args.opens_in);
+    let (opens_at, opens) = if args.opens_in > 0 {
+        (
+            Some(chrono::Utc::now() + opens_in),
+            Some(Instant::now() + opens_in),
+        )
+    } else {
+        (None, None)
+    };
+    room.opens_at = opens_at;
     client.configure_room(performance, &room).await?;
 
     let sim = Arc::new(Sim {
@@ -239,6 +286,8 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
         sold_out: AtomicBool::new(false),
         started_at: chrono::Utc::now(),
         simulation_started: Instant::now(),
+        opens_at,
+        opens,
     });
     let progress = indicatif::ProgressBar::new(u64::from(args.fans));
     progress.set_style(
@@ -256,8 +305,9 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
                 let t = &sim.tally;
                 progress.set_position(t.finished.load(Ordering::Relaxed));
                 progress.set_message(format!(
-                    "entered {} admitted {} sold {}/{} 409s {} 5xx {}",
+                    "entered {} (pre-queued {}) admitted {} sold {}/{} 409s {} 5xx {}",
                     t.entered.load(Ordering::Relaxed),
+                    t.pre_queued.load(Ordering::Relaxed),
                     t.admitted.load(Ordering::Relaxed),
                     t.seats_paid.load(Ordering::Relaxed),
                     sim.seat_total,

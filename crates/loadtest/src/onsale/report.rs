@@ -1,6 +1,7 @@
 //! The simulation's figures and checks: counted by the fans, read back from
 //! Postgres (seats sold, double sales, events) and from queue-service (room
-//! stats, releases by event); printed and written as JSON.
+//! stats, releases by event, and once the line has settled the counts of
+//! the circulation); printed and written as JSON.
 
 use std::{collections::BTreeMap, sync::atomic::Ordering, time::Duration};
 
@@ -11,9 +12,13 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
 use super::{
+    ACCESS_TTL_SECONDS,
     checks::{self, Check, SeatStepReport},
+    circulation::{self, CirculationReport, DropOffReport},
     coupons::{self, CouponReport},
     cpu::{self, CpuReport, Sample},
+    eta::{self, EtaReport},
+    fairness::{self, FairnessReport},
     journey::Sim,
     ranking::{self, RankingReport},
     tally::Step,
@@ -76,7 +81,22 @@ pub(super) struct Report {
     unfinished_fans: u64,
     status_counts: BTreeMap<u16, u64>,
     latency: BTreeMap<Step, Percentiles>,
+    /// From sending the entry to the first `active` answer (for pre-queued
+    /// fans, time in the pre-queue included).
     activation_wait: Percentiles,
+    /// The same, counted from the opening for pre-queued fans.
+    activation_wait_from_opening: Percentiles,
+    /// When the room opened (`--opens-in` after the first arrival); `null`
+    /// when it opened at once.
+    opens_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// FIFO after the opening, the pre-queue's shuffle (see `fairness`).
+    fairness: FairnessReport,
+    /// The ETAs the admitted fans were given against their real waits.
+    eta_accuracy: EtaReport,
+    /// How long the fans who stopped polling had waited.
+    drop_off: DropOffReport,
+    /// Exits per entry in the room's stats once the line had settled.
+    circulation: CirculationReport,
     /// queue-service's room stats at the end; `null` when it refused them.
     waiting_room: Option<RoomStats>,
     /// Admissions reclaimed because their fan had stopped polling and never
@@ -111,6 +131,8 @@ pub(super) struct Report {
     checks: Vec<Check>,
     /// Stricter targets on this box, reported and never failing.
     targets_on_this_box: Vec<Check>,
+    /// The ETA accuracy targets, reported and never failing.
+    reported_targets: Vec<Check>,
     elapsed_seconds: f64,
     /// Every check passed.
     pub(super) ok: bool,
@@ -161,6 +183,12 @@ pub(super) async fn report(
     };
     let released_by_event =
         metric_sum(&sim.client, "queue_event_releases_total{released=\"true\"}").await;
+    let (settled, settled_after) = circulation::settle(
+        &sim.client,
+        performance,
+        Duration::from_secs(sim.args.abandon_after),
+    )
+    .await;
     let coupons = coupons::report(sim, &mut db).await?;
     let ranking = ranking::read(
         &sim.client,
@@ -182,6 +210,29 @@ pub(super) async fn report(
             .lock()
             .map(|w| w.clone())
             .unwrap_or_default(),
+    );
+    let activation_wait_from_opening = percentiles(
+        &mut t
+            .activation_wait_from_opening_ms
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default(),
+    );
+    let passages = t.passages.lock().map(|p| p.clone()).unwrap_or_default();
+    let fairness = FairnessReport::of(&passages, t.pre_queued.load(Ordering::Relaxed));
+    let eta_accuracy = EtaReport::of(&passages, (ACCESS_TTL_SECONDS * 1_000) as i64);
+    let drop_off = DropOffReport::of(
+        &t.abandon_wait_ms
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default(),
+        t.sold_out_wait_ms.lock().map(|w| w.len()).unwrap_or(0),
+        settled.as_ref(),
+    );
+    let circulation = CirculationReport::of(
+        settled.as_ref(),
+        settled_after,
+        (activation_wait_from_opening.count > 0).then_some(activation_wait_from_opening.p95_ms),
     );
     let admitted = t.admitted.load(Ordering::Relaxed);
     // Fans told `sold_out` were turned away because demand exceeded supply.
@@ -240,7 +291,10 @@ pub(super) async fn report(
     }
     all_checks.extend(checks::latency(&latency));
     all_checks.extend(seat_step.checks());
+    all_checks.extend(fairness.checks());
+    all_checks.extend(circulation.checks());
     let targets_on_this_box = checks::box_targets(&latency);
+    let reported_targets = eta_accuracy.targets().into();
     let cpu = cpu::report(cpu.0, cpu.1, u64::try_from(seats_sold).unwrap_or(0));
     Ok(Report {
         seats: sim.seat_total,
@@ -278,6 +332,12 @@ pub(super) async fn report(
             .unwrap_or_default(),
         latency,
         activation_wait,
+        activation_wait_from_opening,
+        opens_at: sim.opens_at,
+        fairness,
+        eta_accuracy,
+        drop_off,
+        circulation,
         mean_entry_rate_per_second: {
             let window = t.last_entry_ms.load(Ordering::Relaxed) as f64 / 1_000.0;
             round1(if window > 0.0 {
@@ -298,6 +358,7 @@ pub(super) async fn report(
         ok: all_checks.iter().all(|c| c.ok),
         checks: all_checks,
         targets_on_this_box,
+        reported_targets,
         seat_step,
         cpu,
         coupons,
@@ -374,11 +435,23 @@ pub(super) fn print_report(r: &Report) {
     }
     checks::print_seat_step(&r.seat_step);
     checks::print(&r.checks, &r.targets_on_this_box);
+    checks::print_reported(&r.reported_targets);
     cpu::print(&r.cpu);
     println!(
-        "activation wait: p50 {:.0} ms, p95 {:.0} ms ({} fans)",
-        r.activation_wait.p50_ms, r.activation_wait.p95_ms, r.activation_wait.count
+        "activation wait: p50 {:.0} ms, p95 {:.0} ms ({} fans); from the opening for pre-queued fans p50 {:.0} ms, p95 {:.0} ms; room {}",
+        r.activation_wait.p50_ms,
+        r.activation_wait.p95_ms,
+        r.activation_wait.count,
+        r.activation_wait_from_opening.p50_ms,
+        r.activation_wait_from_opening.p95_ms,
+        r.opens_at.map_or_else(
+            || "opened at once".to_owned(),
+            |at| format!("opened at {at}")
+        )
     );
+    fairness::print(&r.fairness);
+    eta::print(&r.eta_accuracy);
+    circulation::print(&r.drop_off, &r.circulation);
     println!(
         "entry rate {:.1} /s (mean over arrivals), exit rate {:.1} /s (mean over the run: leave, expiry, purchase)",
         r.mean_entry_rate_per_second, r.mean_exit_rate_per_second

@@ -13,6 +13,8 @@ use onsale_client::{Observation, Operation};
 use reqwest::StatusCode;
 use serde::Serialize;
 
+use super::eta::EtaGiven;
+
 /// A request step whose latency is reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,7 +47,18 @@ impl Step {
 #[derive(Default)]
 pub(super) struct Tally {
     pub(super) latencies_ms: Mutex<BTreeMap<Step, Vec<f64>>>,
+    /// From sending the entry to the first `active` answer, ms.
     pub(super) activation_wait_ms: Mutex<Vec<f64>>,
+    /// The same, counted from the opening for pre-queued fans, ms.
+    pub(super) activation_wait_from_opening_ms: Mutex<Vec<f64>>,
+    /// Each admitted fan's way through the room, for the fairness and ETA
+    /// figures.
+    pub(super) passages: Mutex<Vec<Passage>>,
+    /// Fans whose entry answered `pre_queue`.
+    pub(super) pre_queued: AtomicU64,
+    /// How long each fan who stopped polling while waiting (`--abandon`)
+    /// had waited since sending its entry, ms.
+    pub(super) abandon_wait_ms: Mutex<Vec<f64>>,
     pub(super) status_counts: Mutex<BTreeMap<u16, u64>>,
     pub(super) entered: AtomicU64,
     /// Milliseconds from the first arrival to the latest entry.
@@ -71,6 +84,26 @@ pub(super) struct Tally {
     pub(super) errors: Mutex<BTreeMap<String, u64>>,
     pub(super) coupons: CouponTally,
     pub(super) seat_step: SeatStepTally,
+}
+
+/// One admitted fan's way through the waiting room.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Passage {
+    /// µs from the first arrival to sending the entry (its first try, so
+    /// the server placed the fan after it).
+    pub(super) entry_sent_us: u64,
+    /// µs from the first arrival to the entry's answer (the server placed
+    /// the fan before it).
+    pub(super) entry_answered_us: u64,
+    /// The entry answered `pre_queue`: the fan entered before the opening.
+    pub(super) pre_queued: bool,
+    /// `access_expires_at` of the first `active` answer, ms since the
+    /// epoch; `None` when it had none.
+    pub(super) access_expires_ms: Option<i64>,
+    /// When the first `active` answer arrived, ms since the epoch.
+    pub(super) first_active_ms: i64,
+    /// Every `waiting` answer's ETA, in order.
+    pub(super) etas: Vec<EtaGiven>,
 }
 
 /// What the fans met at the seat step (holding seats).
