@@ -180,7 +180,9 @@ mod tests {
         assert_eq!(report.holds, 100);
         // 1 % resolution: the 95th of 1..=100 ms.
         assert!((95..=96).contains(&report.hold_p95_ms), "{report:?}");
-        assert_eq!((report.payments, report.payment_p95_ms), (1, 250));
+        assert_eq!(report.payments, 1);
+        // Two significant digits, rounded up: 250 ms reads as 250–253 ms.
+        assert!((250..=253).contains(&report.payment_p95_ms), "{report:?}");
         assert!(!report.pool_saturated);
         assert_eq!(health.take(), HealthReport::default());
     }
