@@ -351,12 +351,18 @@ local function sold_out(cfg, now)
   return inv ~= nil and inv.available == 0 and inv.held == 0
 end
 
+-- The booking core's last health report still counts: it came within
+-- INVENTORY_FRESH_MS.
+local function health_fresh(cfg, now)
+  return cfg.health_at ~= nil and now - cfg.health_at <= INVENTORY_FRESH_MS
+end
+
 -- The admission rate now, fans per second: the ceiling (admit_per_second),
 -- or less while the booking core's health reports are fresh and have cut
 -- it (see inventory.lua). A core that stops reporting never slows the room
 -- for longer than INVENTORY_FRESH_MS.
 local function admission_rate(cfg, now)
-  if cfg.aimd_rate and cfg.health_at and now - cfg.health_at <= INVENTORY_FRESH_MS then
+  if cfg.aimd_rate and health_fresh(cfg, now) then
     return math.min(cfg.rate, cfg.aimd_rate)
   end
   return cfg.rate

@@ -32,7 +32,7 @@ reply[#reply + 1] = int(cfg.target)
 local rate = admission_rate(cfg, now)
 reply[#reply + 1] = tostring(rate)
 local h = redis.call('HMGET', K_CFG, 'aimd_reason', 'core_hold_p95', 'core_payment_p95', 'core_saturated')
-local fresh = cfg.health_at and now - cfg.health_at <= INVENTORY_FRESH_MS
+local fresh = health_fresh(cfg, now)
 reply[#reply + 1] = (fresh and h[1]) or 'ceiling'
 reply[#reply + 1] = (fresh and h[2]) or ''
 reply[#reply + 1] = (fresh and h[3]) or ''
