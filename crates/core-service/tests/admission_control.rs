@@ -161,12 +161,10 @@ async fn a_slow_database_cuts_admission_until_the_core_is_under_its_target_and_t
     let url = devstack::testing::fresh_database().await;
     let shutdown = CancellationToken::new();
     let slow = Arc::new(AtomicBool::new(false));
-    let (prefix, rest) = url.split_once('@').unwrap();
-    let (host, db_path) = rest.split_once('/').unwrap();
-    let proxied = format!(
-        "{prefix}@{}/{db_path}",
-        slow_proxy(host.to_owned(), slow.clone(), shutdown.clone()).await
-    );
+    let proxied = common::db_proxy::behind_proxy(&url, |host| {
+        slow_proxy(host, slow.clone(), shutdown.clone())
+    })
+    .await;
     let app = Arc::new(
         common::spawn_apps_on_stores(
             &[("ONSALE__CORE__INVENTORY_REPORT_MS", "1000")],

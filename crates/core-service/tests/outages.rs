@@ -145,12 +145,9 @@ async fn a_database_outage_answers_503_and_the_service_recovers_by_itself() {
     let url = devstack::testing::fresh_database().await;
     let shutdown = CancellationToken::new();
     let up = Arc::new(AtomicBool::new(true));
-    let (prefix, rest) = url.split_once('@').unwrap();
-    let (host, db_path) = rest.split_once('/').unwrap();
-    let proxied = format!(
-        "{prefix}@{}/{db_path}",
-        proxy(host.to_owned(), up.clone(), shutdown.clone()).await
-    );
+    let proxied =
+        common::db_proxy::behind_proxy(&url, |host| proxy(host, up.clone(), shutdown.clone()))
+            .await;
     let settings = common::core_settings(
         &proxied,
         "http://127.0.0.1:1",

@@ -20,7 +20,7 @@ T='{b:evt:bench}'
 KEYS="$T:cfg $T:waiting $T:active $T:sessions $T:stats $T:seq $T:seen $T:rates $T:done"
 declare -A SHA
 for s in enter status admit configure; do
-  SHA[$s]=$($R SCRIPT LOAD "$(cat "$LUA/common.lua"; echo; cat "$LUA/$s.lua")")
+  SHA[$s]=$($R SCRIPT LOAD "$(for part in common admission_rate replies $s; do cat "$LUA/$part.lua"; echo; done)")
 done
 quiet() { "$@" 2>&1 | tr '\r' '\n' | grep -E 'requests per second' | tail -1; }
 bench() { # name, requests, script args...

@@ -120,12 +120,15 @@ pub struct RoomStats {
     #[serde(default)]
     pub departure_rate_per_second: f64,
     /// The admission rate now, fans per second: `admit_per_second`, or less
-    /// while the booking core's health has it cut.
+    /// while the booking core's health has it cut or a slow start ramps
+    /// up after the opening.
     #[serde(default)]
     pub admission_rate_per_second: f64,
-    /// Why the admission rate last changed: `ceiling` (no fresh health
-    /// report, or back at `admit_per_second`), `healthy` (rising),
-    /// `hold_p95`, `payment_p95` or `pool_saturated` (cut by half).
+    /// Why the admission rate is what it is: `ceiling` (no fresh health
+    /// report, or back at `admit_per_second`), `slow_start` (ramping up
+    /// after the pre-queue opened: 1/16 of the ceiling, doubling every
+    /// second), `healthy` (rising), `hold_p95`, `payment_p95` or
+    /// `pool_saturated` (cut by half).
     #[serde(default)]
     pub admission_rate_reason: String,
     /// The booking core's last health report, while fresh (10 s).

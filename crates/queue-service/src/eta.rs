@@ -1,6 +1,6 @@
 //! The position and ETA arithmetic of a waiting fan, and the polling
 //! interval that follows from it. Pure: the rates come from the last
-//! admission tick (see `waiting_reply` in `lua/common.lua`).
+//! admission tick (see `waiting_reply` in `lua/replies.lua`).
 //!
 //! The line moves as fast as the active set lets fans in: at the room's
 //! ceiling (`admit_per_second`) while it has free slots, then at the rate
@@ -44,7 +44,10 @@ pub fn pre_queue_poll_ms(opens_in_ms: u64, silence_window_seconds: u64) -> u64 {
 /// How fast the line moves, as the last admission tick measured it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LineSpeed {
-    /// The room's admission ceiling, fans per second.
+    /// The admission rate, fans per second: the room's ceiling, or less
+    /// while admission control has it cut, or during a slow start the mean
+    /// rate over the free slots the fans ahead fill (see
+    /// `mean_admission_rate` in `lua/admission_rate.lua`).
     pub admit_per_second: f64,
     /// Slots free in the active set now.
     pub free_slots: u64,
@@ -70,6 +73,10 @@ pub struct Estimate {
     pub ahead: u64,
     /// Expected wait in seconds, rounded up.
     pub eta_seconds: u64,
+    /// The same expected wait in ms, rounded to the nearest ms: near the
+    /// front the wait is often under a second, which whole seconds cannot
+    /// tell apart.
+    pub eta_ms: u64,
     /// The wait if the line keeps its fastest recent pace, seconds.
     pub eta_low_seconds: u64,
     /// The wait if the line keeps its slowest recent pace, seconds; never
@@ -79,19 +86,29 @@ pub struct Estimate {
     pub poll_after_ms: u64,
 }
 
-/// Seconds for `ahead` fans to pass when `free` slots fill at `ceiling`
-/// fans per second and the rest follow at `rate`.
-fn wait_seconds(ahead: u64, free: u64, ceiling: f64, rate: f64) -> u64 {
+/// Seconds (unrounded) for `ahead` fans to pass when `free` slots fill at
+/// `ceiling` fans per second and the rest follow at `rate`.
+fn wait(ahead: u64, free: u64, ceiling: f64, rate: f64) -> f64 {
     // Precision loss is irrelevant here: the counts are below 2^53 in
-    // practice and the result is rounded up to whole seconds anyway.
+    // practice, far finer than the rates they are divided by.
     let first = ahead.min(free) as f64 / ceiling;
     let rest = ahead.saturating_sub(free) as f64 / rate;
-    let total = (first + rest).ceil();
-    if total >= u64::MAX as f64 {
+    first + rest
+}
+
+/// `value` as a whole number, saturating at `u64::MAX` (a cast of a
+/// finite, non-negative f64 otherwise).
+fn whole(value: f64) -> u64 {
+    if value >= u64::MAX as f64 {
         u64::MAX
     } else {
-        total as u64
+        value as u64
     }
+}
+
+/// [`wait`] in seconds, rounded up.
+fn wait_seconds(ahead: u64, free: u64, ceiling: f64, rate: f64) -> u64 {
+    whole(wait(ahead, free, ceiling, rate).ceil())
 }
 
 /// Computes the estimate for a fan with `ahead` fans in front.
@@ -141,6 +158,7 @@ pub fn estimate(ahead: u64, speed: &LineSpeed, silence_window_seconds: u64) -> E
     };
     let free = speed.free_slots;
     let eta_seconds = wait_seconds(ahead, free, ceiling, mean);
+    let eta_ms = whole((wait(ahead, free, ceiling, mean) * 1_000.0).round());
     let ceiling_ms =
         (silence_window_seconds.saturating_mul(1000) / 3).clamp(MIN_POLL_MS, MAX_POLL_MS);
     let poll_after_ms = (eta_seconds.saturating_mul(1000) / 4).clamp(MIN_POLL_MS, ceiling_ms);
@@ -148,6 +166,7 @@ pub fn estimate(ahead: u64, speed: &LineSpeed, silence_window_seconds: u64) -> E
         position: ahead.saturating_add(1),
         ahead,
         eta_seconds,
+        eta_ms,
         eta_low_seconds: wait_seconds(ahead, free, ceiling, fast),
         eta_high_seconds: wait_seconds(ahead, free, ceiling, slow),
         poll_after_ms,
@@ -182,6 +201,7 @@ mod tests {
                 position: 1,
                 ahead: 0,
                 eta_seconds: 0,
+                eta_ms: 0,
                 eta_low_seconds: 0,
                 eta_high_seconds: 0,
                 poll_after_ms: MIN_POLL_MS
@@ -207,6 +227,17 @@ mod tests {
         // 50 fans at 100/s, then 50 at 10/s.
         assert_eq!(estimate(100, &speed, 300).eta_seconds, 6);
         assert_eq!(estimate(40, &speed, 300).eta_seconds, 1);
+    }
+
+    #[test]
+    fn a_wait_under_a_second_is_told_in_ms() {
+        let speed = LineSpeed {
+            free_slots: 50,
+            ..full_room(10.0, 10.0, 10.0)
+        };
+        // 40 fans at 100/s: 0.4 s, which whole seconds round up to 1.
+        let e = estimate(40, &speed, 300);
+        assert_eq!((e.eta_ms, e.eta_seconds), (400, 1));
     }
 
     #[test]
@@ -280,6 +311,9 @@ mod tests {
             prop_assert_eq!(e.ahead, ahead);
             prop_assert!(e.eta_low_seconds <= e.eta_seconds);
             prop_assert!(e.eta_seconds <= e.eta_high_seconds);
+            // The ms figure is the same estimate, unrounded.
+            prop_assert!(e.eta_ms <= e.eta_seconds.saturating_mul(1_000));
+            prop_assert!(e.eta_ms.saturating_add(1_000) >= e.eta_seconds.saturating_mul(1_000));
             // Never slower than every admission lapsing (or the ceiling,
             // when that is lower still).
             let floor = (speed.capacity as f64 / speed.access_ttl_seconds as f64)

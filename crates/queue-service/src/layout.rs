@@ -38,11 +38,17 @@ pub fn rooms_key(prefix: &str) -> String {
     format!("{{{prefix}rooms}}")
 }
 
-/// Lua sources. Each script is run as [`PRELUDE`], a newline, then its own
-/// body; [`script_source`] joins them.
+/// Lua sources. Each script is run as the three parts of the prelude
+/// ([`PRELUDE`], [`ADMISSION_RATE`], [`REPLIES`]), each followed by a
+/// newline, then its own body; [`script_source`] joins them.
 pub mod lua {
     /// Helpers shared by every script (key unpacking, presence, rates).
     pub const PRELUDE: &str = include_str!("lua/common.lua");
+    /// The booking core's last report and the admission rate (AIMD, slow
+    /// start).
+    pub const ADMISSION_RATE: &str = include_str!("lua/admission_rate.lua");
+    /// The replies entry and status share.
+    pub const REPLIES: &str = include_str!("lua/replies.lua");
     /// Enter the line (or return the existing place).
     pub const ENTER: &str = include_str!("lua/enter.lua");
     /// A fan's status: position, fans ahead, admission.
@@ -63,11 +69,16 @@ pub mod lua {
     pub const INVENTORY: &str = include_str!("lua/inventory.lua");
 }
 
-/// The full text of a script as the service runs it: the prelude, a
-/// newline, then `body` (one of the [`lua`] constants).
+/// The full text of a script as the service runs it: the prelude's three
+/// parts, each with a newline, then `body` (one of the [`lua`] constants).
 #[must_use]
 pub fn script_source(body: &str) -> String {
-    format!("{}\n{body}", lua::PRELUDE)
+    format!(
+        "{}\n{}\n{}\n{body}",
+        lua::PRELUDE,
+        lua::ADMISSION_RATE,
+        lua::REPLIES
+    )
 }
 
 #[cfg(test)]

@@ -54,6 +54,11 @@ pub struct Ticket {
     /// departure rate (see [`crate::eta`]). 0 in the pre-queue and once
     /// active.
     pub eta_seconds: u64,
+    /// The same expected wait in ms (rounded to the nearest ms, not up):
+    /// finer than `eta_seconds` near the front, where waits are under a
+    /// second. 0 in the pre-queue and once active.
+    #[serde(default)]
+    pub eta_ms: u64,
     /// The wait, seconds, if the line keeps its fastest pace of the last
     /// 30 s (its fastest 5-second bucket); at most `eta_seconds`.
     #[serde(default)]
@@ -176,6 +181,7 @@ impl WaitingRoom {
                     position: 0,
                     ahead: 0,
                     eta_seconds: 0,
+                    eta_ms: 0,
                     eta_low_seconds: 0,
                     eta_high_seconds: 0,
                     opens_at: i64::try_from(opens_at_ms)
@@ -204,6 +210,7 @@ impl WaitingRoom {
                     position: e.position,
                     ahead: e.ahead,
                     eta_seconds: e.eta_seconds,
+                    eta_ms: e.eta_ms,
                     eta_low_seconds: e.eta_low_seconds,
                     eta_high_seconds: e.eta_high_seconds,
                     opens_at: None,
@@ -233,6 +240,7 @@ impl WaitingRoom {
                     position: 0,
                     ahead: 0,
                     eta_seconds: 0,
+                    eta_ms: 0,
                     eta_low_seconds: 0,
                     eta_high_seconds: 0,
                     opens_at: None,

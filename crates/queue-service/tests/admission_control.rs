@@ -3,12 +3,17 @@
 //! reports it with its inventory over gRPC (`ReportInventory`). The rate
 //! halves when a p95 passes the room's latency target or the pool
 //! saturates, at most once a second, and climbs back by 5 % of the ceiling
-//! per second while the core is healthy (AIMD). Against the real Redis
+//! per second while the core is healthy (AIMD). When a pre-queue opens,
+//! the rate starts at 1/16 of the ceiling and doubles every second (slow
+//! start) until the ceiling or the first cut. Against the real Redis
 //! Cluster; the rates are read back from the room's stats.
 
 mod common;
 
 use std::time::Duration;
+
+use chrono::Utc;
+use tokio::time::Instant;
 
 use common::{TestApp, event_id, spawn_app};
 use futures::{StreamExt, future::join_all, stream};
@@ -284,5 +289,87 @@ async fn admissions_follow_a_cut_rate() {
         (0.3..=0.7).contains(&ratio),
         "cut room admitted {slow}, the steady one {fast} (ratio {ratio:.2})"
     );
+    app.stop().await;
+}
+
+/// Opens `room` with three fans in its pre-queue, then opens the
+/// pre-queue now. Returns two instants between which the slow start began:
+/// before the opening was asked for, and when the stats first showed it.
+async fn open_pre_queue(app: &TestApp, event: &str, room_body: Value) -> (Instant, Instant) {
+    let mut scheduled = room_body.clone();
+    scheduled["opens_at"] = json!(Utc::now() + chrono::Duration::hours(1));
+    app.open_room(event, scheduled).await;
+    for fan in 0..3 {
+        let reply = app.enter(event, &format!("early-{fan}")).await;
+        assert_eq!(reply.body["status"], "pre_queue", "{}", reply.body);
+    }
+    let asked = Instant::now();
+    // Without opens_at, a room with fans in its pre-queue opens now; the
+    // next admission tick opens the pre-queue.
+    app.open_room(event, room_body).await;
+    loop {
+        let (_, reason) = rate(app, event).await;
+        if reason == "slow_start" {
+            return (asked, Instant::now());
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "the slow start began: {reason}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_pre_queue_opens_with_a_slow_start_that_doubles_every_second_up_to_the_ceiling() {
+    let app = spawn_app().await;
+    let event = event_id();
+    let (asked, seen) = open_pre_queue(&app, &event, room(160.0)).await;
+    // 160 / 16 = 10 fans a second at the opening, doubling every second.
+    let ramp = |elapsed: Duration| 10.0 * 2f64.powf(elapsed.as_secs_f64());
+    let mut last = 0.0;
+    for _ in 0..3 {
+        // Healthy reports during the ramp leave the ramp in charge.
+        report(&app, &event, Some(HEALTHY)).await;
+        let before = Instant::now();
+        let (now, reason) = rate(&app, &event).await;
+        let after = Instant::now();
+        assert_eq!(reason, "slow_start");
+        // The ramp began between `asked` and `seen`.
+        let (low, high) = (ramp(before - seen) * 0.99, ramp(after - asked) * 1.01);
+        assert!(
+            (low..=high).contains(&now),
+            "{now} fans/s, expected within {low:.1}..={high:.1}"
+        );
+        assert!(now > last, "the rate rose: {last} → {now}");
+        last = now;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // At 16 × 10 after 4 s the ramp ends at the ceiling.
+    tokio::time::sleep_until(seen + Duration::from_millis(4_300)).await;
+    report(&app, &event, Some(HEALTHY)).await;
+    assert_eq!(rate(&app, &event).await, (160.0, "ceiling".to_owned()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cut_during_the_slow_start_halves_the_ramped_rate_and_ends_the_ramp() {
+    let app = spawn_app().await;
+    let event = event_id();
+    let (asked, _) = open_pre_queue(&app, &event, room(160.0)).await;
+    let before = rate(&app, &event).await.0;
+    report(&app, &event, Some(SLOW_HOLDS)).await;
+    let (cut, reason) = rate(&app, &event).await;
+    assert_eq!(reason, "hold_p95");
+    // The ramp began after `asked`: it cannot have grown further than this.
+    let ramped_since = 10.0 * 2f64.powf(asked.elapsed().as_secs_f64());
+    assert!(
+        cut >= before / 2.0 && cut <= ramped_since / 2.0 * 1.01,
+        "{cut} is half the ramped rate ({before}..{ramped_since})"
+    );
+    // The ramp would have doubled the rate twice by now; after the cut it
+    // stays where admission control put it.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(rate(&app, &event).await, (cut, "hold_p95".to_owned()));
     app.stop().await;
 }

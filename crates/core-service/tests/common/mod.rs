@@ -10,6 +10,7 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod db_proxy;
 pub mod identity;
 
 use core_service::{

@@ -9,8 +9,11 @@
 //! receipt of the first `active` answer when that had no expiry. For each
 //! ETA:
 //!
-//! - **error**: |`eta_seconds` − real| in seconds, and as a share of the
-//!   real wait, |eta − real| / max(real, 1 s), in %;
+//! - **error**: |`eta_ms` − real| in seconds, and as a share of the
+//!   real wait, |eta − real| / max(real, 1 s), in %. `eta_ms` is the same
+//!   estimate as `eta_seconds`, unrounded: most waits here are a few
+//!   seconds, where rounding up to whole seconds alone would cost up to a
+//!   second of error;
 //! - **in range**: `eta_low_seconds` − 1 s ≤ real ≤ `eta_high_seconds`
 //!   (the bounds are rounded up to whole seconds, so the range they stand
 //!   for starts above `eta_low_seconds` − 1).
@@ -35,8 +38,8 @@ const LAST_MINUTE_SECONDS: f64 = 60.0;
 pub(super) struct EtaGiven {
     /// When the answer arrived, ms since the epoch (wall clock).
     pub(super) at_ms: i64,
-    /// `eta_seconds`.
-    pub(super) eta_s: u64,
+    /// `eta_ms`.
+    pub(super) eta_ms: u64,
     /// `eta_low_seconds`.
     pub(super) low_s: u64,
     /// `eta_high_seconds`.
@@ -60,7 +63,7 @@ impl Outcome {
     /// `given` against an admission at `admitted_ms` (ms since the epoch).
     fn of(given: &EtaGiven, admitted_ms: i64) -> Self {
         let real_s = ((admitted_ms - given.at_ms) as f64 / 1_000.0).max(0.0);
-        let error_s = (given.eta_s as f64 - real_s).abs();
+        let error_s = (given.eta_ms as f64 / 1_000.0 - real_s).abs();
         Self {
             error_s,
             error_pct: error_s * 100.0 / real_s.max(1.0),
@@ -212,7 +215,7 @@ mod tests {
     fn given(at_ms: i64, eta_s: u64, low_s: u64, high_s: u64) -> EtaGiven {
         EtaGiven {
             at_ms,
-            eta_s,
+            eta_ms: eta_s * 1_000,
             low_s,
             high_s,
         }

@@ -407,7 +407,7 @@ fn note_eta(ticket: &Ticket, etas: &mut Vec<EtaGiven>) {
     if ticket.status == FanStatus::Waiting {
         etas.push(EtaGiven {
             at_ms: chrono::Utc::now().timestamp_millis(),
-            eta_s: ticket.eta_seconds,
+            eta_ms: ticket.eta_ms,
             low_s: ticket.eta_low_seconds,
             high_s: ticket.eta_high_seconds,
         });

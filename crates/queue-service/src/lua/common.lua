@@ -1,4 +1,5 @@
--- Prelude shared by every waiting-room script (prepended with concat!).
+-- Prelude shared by every waiting-room script, first of its three parts
+-- (then admission_rate.lua and replies.lua; joined by script_source).
 --
 -- Every key of one event carries the same hash tag, `{<prefix>evt:<id>}`, so
 -- each script touches one cluster slot. KEYS, in this order, for all scripts:
@@ -45,7 +46,8 @@ end
 local function load_cfg()
   local v = redis.call('HMGET', K_CFG, 'state', 'capacity', 'rate', 'ttl', 'abandon', 'grain',
     'grace_until', 'claim', 'opens_at', 'seed', 'pre_next', 'pre_end',
-    'inv_available', 'inv_held', 'inv_holders', 'inv_at', 'target', 'aimd_rate', 'health_at')
+    'inv_available', 'inv_held', 'inv_holders', 'inv_at', 'target', 'aimd_rate', 'health_at',
+    'ss_at', 'aimd_cut_at')
   if not v[1] then
     return nil
   end
@@ -81,6 +83,10 @@ local function load_cfg()
     target = tonumber(v[17]) or 200,
     aimd_rate = tonumber(v[18]),
     health_at = tonumber(v[19]),
+    -- Slow start (slow_start_rate): when the pre-queue opened with fans
+    -- in it (ms), and when admission control last cut the rate (ms).
+    ss_at = tonumber(v[20]),
+    aimd_cut_at = tonumber(v[21]),
   }
 end
 
@@ -111,6 +117,13 @@ local function open_pre_queue(cfg, now)
   redis.call('SET', K_SEQ, int(base + n))
   cfg.pre_next, cfg.pre_end = base + 1, base + n
   redis.call('HSET', K_CFG, 'pre_next', int(cfg.pre_next), 'pre_end', int(cfg.pre_end))
+  -- A pre-queue is a backlog present all at once: admission starts slowly
+  -- (slow_start_rate) instead of sending the booking core a whole second
+  -- of fans at the ceiling rate in the first instant.
+  if n > 0 then
+    cfg.ss_at = now
+    redis.call('HSET', K_CFG, 'ss_at', int(now))
+  end
 end
 
 -- Whether fans are still being moved from the pre-queue into the line.
@@ -331,110 +344,4 @@ end
 -- Removes a lapsed admission and counts it once as expired.
 local function expire_active(user, now)
   free_slots({user}, 'expired', now)
-end
-
--- The booking core's last inventory report, while it is fresh (see
--- inventory.lua): {available, held, holders}, or nil when there is none or
--- it is older than INVENTORY_FRESH_MS, so that a silent booking core
--- never stops admission.
-local INVENTORY_FRESH_MS = 10000
-local function inventory(cfg, now)
-  if not cfg.inv_at or now - cfg.inv_at > INVENTORY_FRESH_MS then
-    return nil
-  end
-  return {available = cfg.inv_available, held = cfg.inv_held, holders = cfg.inv_holders}
-end
-
--- No seat can be held and no live hold may bring one back.
-local function sold_out(cfg, now)
-  local inv = inventory(cfg, now)
-  return inv ~= nil and inv.available == 0 and inv.held == 0
-end
-
--- The booking core's last health report still counts: it came within
--- INVENTORY_FRESH_MS.
-local function health_fresh(cfg, now)
-  return cfg.health_at ~= nil and now - cfg.health_at <= INVENTORY_FRESH_MS
-end
-
--- The admission rate now, fans per second: the ceiling (admit_per_second),
--- or less while the booking core's health reports are fresh and have cut
--- it (see inventory.lua). A core that stops reporting never slows the room
--- for longer than INVENTORY_FRESH_MS.
-local function admission_rate(cfg, now)
-  if cfg.aimd_rate and health_fresh(cfg, now) then
-    return math.min(cfg.rate, cfg.aimd_rate)
-  end
-  return cfg.rate
-end
-
--- The longest a waiting fan may stay silent, in seconds: within the
--- abandonment window (or the fan is dropped), and within twice the claim
--- window, so that a fan polling at a third of it sees an admission well
--- before the claim deadline. Sent with every waiting reply; the service
--- caps the poll interval at a third of it.
-local function silence_window(cfg)
-  if cfg.claim then
-    return math.min(cfg.abandon, 2 * cfg.claim)
-  end
-  return cfg.abandon
-end
-
--- The fan has seen (or used) the admission: it is no longer a no-show
--- candidate.
-local function claim(user)
-  redis.call('ZREM', K_UNCLAIMED, user)
-end
-
--- Reply for an active fan: {'active', created, session id, expiry ms}. The
--- fan receives the access token with it, so this claims the admission.
-local function active_reply(user, expiry, created)
-  claim(user)
-  local sid = redis.call('HGET', K_SESSIONS, user) or ''
-  return {'active', created, sid, expiry}
-end
-
--- Reply for a waiting fan: {'waiting', created, seq, ahead,
--- admit_per_second, silence_window_seconds, free slots, departure rate,
--- its low and high, capacity, access ttl}. The departure rates are those
--- of the last tick (admit.lua); the service turns them into the ETA and
--- its range (queue_service::eta).
-local function waiting_reply(cfg, created, seq, ahead)
-  local r = redis.call('HMGET', K_STATS, 'dep_rate', 'dep_lo', 'dep_hi')
-  local free = math.max(0, cfg.capacity - redis.call('ZCARD', K_ACTIVE))
-  return {'waiting', created, int(seq), int(ahead), tostring(cfg.rate),
-    int(silence_window(cfg)), int(free), r[1] or '0', r[2] or '0', r[3] or '0',
-    int(cfg.capacity), int(cfg.ttl)}
-end
-
--- The pre-queue's part of entry and status, or nil when the fan is not (or
--- no longer) in it. Before opening, entry adds the fan (idempotently) and
--- both reply {'pre_queue', created, opens_at ms, silence_window_seconds}:
--- no position, since the order is only drawn at opening. After opening, a
--- fan not yet moved into the line is answered as waiting, behind the fans
--- already placed and those before it in shuffle order.
-local function pre_queue_reply(cfg, user, now, entering)
-  if not cfg.opens_at then
-    return nil
-  end
-  open_pre_queue(cfg, now)
-  if not cfg.pre_next then
-    local created = '0'
-    if entering then
-      if redis.call('ZADD', K_PRE, 'NX', int(shuffle_key(cfg.seed, user)), user) == 1 then
-        created = '1'
-        redis.call('HINCRBY', K_STATS, 'entered', 1)
-        bump_rate('in', now, 1)
-      end
-    elseif not redis.call('ZSCORE', K_PRE, user) then
-      return nil
-    end
-    return {'pre_queue', created, int(cfg.opens_at), int(silence_window(cfg))}
-  end
-  local rank = redis.call('ZRANK', K_PRE, user)
-  if not rank then
-    return nil
-  end
-  local placed = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(cfg.pre_next))
-  return waiting_reply(cfg, '0', 0, placed + rank)
 end

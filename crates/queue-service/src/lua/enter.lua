@@ -58,4 +58,4 @@ mark_seen(cfg, seq, now)
 -- Sequence numbers are unique, so the fans ahead are exactly those with a
 -- smaller score: O(log n), exact.
 local ahead = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(seq))
-return waiting_reply(cfg, created, seq, ahead)
+return waiting_reply(cfg, created, seq, ahead, now)

@@ -17,7 +17,9 @@
 -- round is enough, as TCP cuts once per round trip), down to 1 % of the
 -- ceiling (at least one fan a second); while the core is healthy it rises
 -- by 5 % of the ceiling per second, counted from the last change, so the
--- climb does not speed up with the number of reporting instances.
+-- climb does not speed up with the number of reporting instances. While
+-- a slow start ramps up (admission_rate.lua), a healthy report leaves the ramp to
+-- set the rate and replies reason 'slow_start'.
 local MD_FACTOR = 0.5
 local CUT_EVERY_MS = 1000
 local AI_SHARE_PER_SECOND = 0.05
@@ -30,8 +32,7 @@ local now = now_ms()
 redis.call('HSET', K_CFG, 'inv_available', ARGV[1], 'inv_held', ARGV[2],
   'inv_holders', ARGV[3], 'inv_at', int(now))
 if ARGV[4] == '' then
-  return {'recorded', tostring(admission_rate(cfg, now)),
-    redis.call('HGET', K_CFG, 'aimd_reason') or 'ceiling', '0'}
+  return {'recorded', tostring(admission_rate(cfg, now)), admission_reason(cfg, now), '0'}
 end
 
 local hold, pay, saturated = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
@@ -52,11 +53,18 @@ elseif pay > cfg.target then
   overload = 'payment_p95'
 end
 local cut = '0'
+-- During a slow start (admission_rate.lua) the ramp sets the rate; a cut halves
+-- the ramped rate and ends the ramp.
+local ramp = slow_start_rate(cfg, now)
 if overload then
   if now - cut_at >= CUT_EVERY_MS then
     rate = math.max(math.min(cfg.rate, math.max(1, cfg.rate * MIN_SHARE)), rate * MD_FACTOR)
     reason, cut_at, cut = overload, now, '1'
   end
+elseif ramp then
+  -- AIMD's own rate waits at the ceiling, so the end of the ramp is no
+  -- dip back to a rate grown from the ramp's start.
+  rate, reason = cfg.rate, 'slow_start'
 else
   -- At most two report periods of growth at once: a late report after a
   -- pause does not jump to the ceiling.
@@ -70,4 +78,5 @@ end
 redis.call('HSET', K_CFG, 'aimd_rate', tostring(rate), 'aimd_at', int(now), 'aimd_cut_at', int(cut_at),
   'aimd_reason', reason, 'health_at', int(now), 'core_hold_p95', ARGV[4], 'core_payment_p95', ARGV[5],
   'core_saturated', saturated and '1' or '0')
-return {'recorded', tostring(rate), reason, cut}
+cfg.aimd_rate, cfg.aimd_cut_at, cfg.health_at = rate, cut_at, now
+return {'recorded', tostring(admission_rate(cfg, now)), reason, cut}

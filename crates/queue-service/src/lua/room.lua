@@ -31,10 +31,10 @@ reply[#reply + 1] = redis.call('HGET', K_STATS, 'dep_rate') or '0'
 reply[#reply + 1] = int(cfg.target)
 local rate = admission_rate(cfg, now)
 reply[#reply + 1] = tostring(rate)
-local h = redis.call('HMGET', K_CFG, 'aimd_reason', 'core_hold_p95', 'core_payment_p95', 'core_saturated')
+local h = redis.call('HMGET', K_CFG, 'core_hold_p95', 'core_payment_p95', 'core_saturated')
 local fresh = health_fresh(cfg, now)
-reply[#reply + 1] = (fresh and h[1]) or 'ceiling'
+reply[#reply + 1] = admission_reason(cfg, now)
+reply[#reply + 1] = (fresh and h[1]) or ''
 reply[#reply + 1] = (fresh and h[2]) or ''
 reply[#reply + 1] = (fresh and h[3]) or ''
-reply[#reply + 1] = (fresh and h[4]) or ''
 return reply

@@ -51,4 +51,4 @@ if sold_out(cfg, now) then
   return {'sold_out'}
 end
 local ahead = redis.call('ZCOUNT', K_WAITING, '-inf', '(' .. int(seq))
-return waiting_reply(cfg, '0', seq, ahead)
+return waiting_reply(cfg, '0', seq, ahead, now)

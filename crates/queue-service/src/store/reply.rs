@@ -219,9 +219,9 @@ pub(super) fn configured(reply: &[String]) -> Result<Configured, StoreError> {
 
 /// An entry or status reply: an outcome, or `active, created, sid,
 /// expires_at_ms`, `pre_queue, created, opens_at_ms, silence_window_seconds`
-/// or `waiting, created, seq, ahead, admit_per_second,
+/// or `waiting, created, seq, ahead, admission rate,
 /// silence_window_seconds, free slots, departure rate, its low, its high,
-/// capacity, access ttl` (see `waiting_reply` in `common.lua`).
+/// capacity, access ttl` (see `waiting_reply` in `lua/replies.lua`).
 pub(super) fn lookup(reply: &[String]) -> Result<Lookup, StoreError> {
     let bad = || StoreError::Reply(reply.join(","));
     match first(reply)? {
