@@ -37,8 +37,8 @@ end
 
 local hold, pay, saturated = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
 local rate = admission_rate(cfg, now)
-local v = redis.call('HMGET', K_CFG, 'aimd_at', 'aimd_cut_at', 'aimd_reason')
-local at, cut_at, reason = tonumber(v[1]) or now, tonumber(v[2]) or 0, v[3] or 'ceiling'
+local v = redis.call('HMGET', K_CFG, 'aimd_at', 'aimd_reason')
+local at, cut_at, reason = tonumber(v[1]) or now, cfg.aimd_cut_at or 0, v[2] or 'ceiling'
 local fresh = health_fresh(cfg, now)
 if not fresh then
   -- After a silence the rate starts again from the ceiling.
