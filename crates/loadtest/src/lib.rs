@@ -12,6 +12,10 @@
 //!   rdkafka baselines.
 //! - `release`: latency from a payment's commit to the release of the
 //!   buyer's waiting-room slot, through Kafka.
+//! - `audit`: checks the stores against onsale's promises after any run
+//!   (no seat sold twice, one payment, debit and event per sale, overdue
+//!   holds expired, active sets within their bounds); exits 1 on a
+//!   violation.
 //!
 //! Every HTTP call goes through [`onsale_client`], as a signed-in fan
 //! (`Authorization: Bearer <identity token>`, one token per fan, signed in
@@ -27,6 +31,8 @@
 //!   `coupon_phase`: its parts; `wrk`, `pgbench`, `redis`: the generators;
 //!   `cpu`: CPU accounting and settling; `report`: the Markdown section).
 //! - [`events`], [`release`]: the event-flow benchmarks.
+//! - [`audit`]: the audit (`postgres`: the booking core's rules, one query
+//!   each; `rooms`: the waiting rooms in Redis).
 //! - [`setup`]: what the tools share: services (and a release build of the
 //!   stack's OIDC issuer) started with the tool's settings, the admin keys,
 //!   fans signed in through the issuer's `POST /token`, seeding (concerts,
@@ -40,6 +46,7 @@
 //! Also here: `k6/` (k6 scripts against running services) and
 //! `scripts/redis-scripts.sh` (the Lua scripts on a bare Redis).
 
+pub mod audit;
 pub mod bench;
 pub mod events;
 pub mod onsale;

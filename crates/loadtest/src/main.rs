@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use devstack::{StackConfig, stack};
-use loadtest::{bench, events, onsale, release};
+use loadtest::{audit, bench, events, onsale, release};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +31,9 @@ enum Cmd {
     Events(events::EventsArgs),
     /// Latency from a payment's commit to the release of the buyer's slot.
     Release(release::ReleaseArgs),
+    /// Checks the stores against onsale's promises after any run; exits 1
+    /// on a violation.
+    Audit(audit::AuditArgs),
 }
 
 #[tokio::main]
@@ -47,6 +50,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Onsale(args) => {
             let passed = onsale::run(&config, &endpoints, args).await?;
+            return Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        Cmd::Audit(args) => {
+            let passed = audit::run(&endpoints, args).await?;
             return Ok(if passed {
                 ExitCode::SUCCESS
             } else {

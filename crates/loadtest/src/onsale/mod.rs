@@ -45,6 +45,10 @@
 //!    targets on this box, the CPU of the generator, the machine and the
 //!    stack per sold ticket (`cpu`), and the concert ranking (reported, not
 //!    checks). Printed and written as JSON.
+//! 5. **Audit**: 10 s after the last fan, [`crate::audit`] checks the
+//!    stores against the promises (seats sold = paid seats, one payment,
+//!    debit and event per sale, each applied once, overdue holds expired,
+//!    the active set within its bounds); a violation fails the run.
 //!
 //! # Layout
 //! - [`OnsaleArgs`], [`run`]: options, start, seed, arrivals, progress.
@@ -358,7 +362,40 @@ pub async fn run(config: &StackConfig, endpoints: &Endpoints, args: OnsaleArgs) 
     std::fs::write(&args.report, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", args.report.display()))?;
     eprintln!("report written to {}", args.report.display());
-    Ok(report.ok && !interrupted)
+    let audited = settle_and_audit(endpoints).await?;
+    Ok(report.ok && audited && !interrupted)
+}
+
+/// Seconds the simulation's audit allows work that follows a commit (the
+/// relay, the `payment.completed` consumers, the hold sweeper, the
+/// admission tick): well above what each takes on a loaded dev box, and
+/// short enough that the last fans' sales are judged too.
+const AUDIT_GRACE_SECONDS: u64 = 10;
+
+/// Audits the stores once the last fans' work is older than the grace
+/// period, and again (up to three times, 5 s apart) while a check still
+/// fails, since the relay and the consumers may still be catching up after
+/// a burst; prints the last verdict and returns whether it passed.
+async fn settle_and_audit(endpoints: &Endpoints) -> Result<bool> {
+    let options = crate::audit::Options {
+        grace_seconds: AUDIT_GRACE_SECONDS,
+        retention_seconds: 23 * 3_600,
+        key_prefix: String::new(),
+    };
+    eprintln!("onsale: auditing the stores in {AUDIT_GRACE_SECONDS} s (loadtest audit)");
+    tokio::time::sleep(Duration::from_secs(AUDIT_GRACE_SECONDS)).await;
+    let mut verdict =
+        crate::audit::audit(&endpoints.database_url, &endpoints.redis_urls, &options).await?;
+    for _ in 0..3 {
+        if verdict.passed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        verdict =
+            crate::audit::audit(&endpoints.database_url, &endpoints.redis_urls, &options).await?;
+    }
+    crate::audit::print(&verdict);
+    Ok(verdict.passed)
 }
 
 /// When fan `n` arrives: a linear ramp to `rate` over `ramp` seconds, then
