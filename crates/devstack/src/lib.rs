@@ -17,7 +17,9 @@
 //!   workspace by default; logs in `.devstack/logs/`).
 //! - [`install`]: installs what is missing (apt-get, `cargo install`).
 //! - [`redis`], [`postgres`], [`kafka`], [`issuer_process`]: one component
-//!   each: start, health, stop.
+//!   each: start, health, stop. `redis::heal` repairs the cluster after a
+//!   node died (promote, forget, rejoin as a replica) instead of
+//!   recreating it.
 //! - [`issuer`]: the OIDC issuer itself (keys, discovery, JWKS, `/token`).
 //! - [`process`]: PID files and signals; `down` stops only what `up`
 //!   started, by recorded PID.

@@ -5,6 +5,13 @@
 //! Persistence is off (`save ""`, no AOF): the stack is for development and
 //! tests, and a restart after `down` starts from an empty cluster.
 //!
+//! After a fault drill (a node killed, its replica promoted), [`up`] heals
+//! instead of failing: it restarts the dead node empty, forgets the failed
+//! entry on every surviving node (`CLUSTER FORGET`) and adds the new node
+//! as a replica of the master that lacks one (`redis-cli --cluster
+//! add-node --cluster-slave`). [`healthy`] names a cluster with a failed
+//! node or a master without a replica as degraded.
+//!
 //! With [`crate::tls::Certs`] ([`up_with`], the `--tls` stack) every node
 //! serves TLS only (`--port 0 --tls-port`), the cluster bus and replication
 //! included, and client certificates are optional.
@@ -15,6 +22,8 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
 use crate::{StackConfig, process, tls::Certs};
+
+mod heal;
 
 /// Nodes in the cluster: 3 masters and their 3 replicas.
 pub const NODES: u16 = 6;
@@ -31,6 +40,7 @@ fn pid_file(config: &StackConfig, port: u16) -> PathBuf {
     config.run_dir().join(format!("redis-{port}.pid"))
 }
 
+/// `redis-cli` against the node on `port`; its standard output.
 fn cli(port: u16, tls: Option<&Certs>, args: &[&str]) -> Result<String> {
     let mut command = Command::new("redis-cli");
     command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
@@ -56,6 +66,7 @@ fn tls_args(command: &mut Command, port: u16, certs: &Certs) {
     ]);
 }
 
+/// The value of `field` in an `INFO`-style reply.
 fn info_field(info: &str, field: &str) -> Option<String> {
     info.lines().find_map(|line| {
         line.strip_prefix(field)?
@@ -80,10 +91,29 @@ pub fn up(config: &StackConfig) -> Result<()> {
 /// As [`up`].
 pub fn up_with(config: &StackConfig, tls: Option<&Certs>) -> Result<()> {
     crate::install::ensure_redis()?;
-    for port in ports(config) {
-        if process::running_pid(&pid_file(config, port), "redis-server").is_some() {
-            continue;
-        }
+    let dead: Vec<u16> = ports(config)
+        .filter(|&port| process::running_pid(&pid_file(config, port), "redis-server").is_none())
+        .collect();
+    let alive: Vec<u16> = ports(config).filter(|port| !dead.contains(port)).collect();
+    // Running nodes that know only themselves (restarted empty by an
+    // earlier `up`) rejoin like the dead ones.
+    let lonely: Vec<u16> = alive
+        .iter()
+        .copied()
+        .filter(|&port| known_nodes(port, tls).is_ok_and(|n| n == 1))
+        .collect();
+    let survivors: Vec<u16> = alive
+        .iter()
+        .copied()
+        .filter(|port| !lonely.contains(port))
+        .collect();
+    let rejoining: Vec<u16> = dead.iter().chain(&lonely).copied().collect();
+    // Surviving nodes that still form a cluster are healed, not replaced.
+    let healing = !survivors.is_empty() && !rejoining.is_empty();
+    if healing {
+        heal::settle(&survivors, &rejoining, tls)?;
+    }
+    for &port in &dead {
         // Each node also listens on port + 10000 for the cluster bus.
         if let Some(taken) = [port, port + 10_000]
             .into_iter()
@@ -134,14 +164,9 @@ pub fn up_with(config: &StackConfig, tls: Option<&Certs>) -> Result<()> {
             cli(port, tls, &["ping"]).is_ok_and(|r| r.trim() == "PONG")
         })?;
     }
-    let first = config.redis_port;
-    let known: u32 = info_field(
-        &cli(first, tls, &["cluster", "info"])?,
-        "cluster_known_nodes",
-    )
-    .and_then(|v| v.parse().ok())
-    .unwrap_or(0);
-    if known < u32::from(NODES) {
+    if healing {
+        heal::rejoin(&survivors, &rejoining, tls)?;
+    } else if known_nodes(config.redis_port, tls)? < u32::from(NODES) {
         let nodes: Vec<String> = ports(config).map(|p| format!("127.0.0.1:{p}")).collect();
         let mut create = Command::new("redis-cli");
         if let Some(certs) = tls {
@@ -160,10 +185,21 @@ pub fn up_with(config: &StackConfig, tls: Option<&Certs>) -> Result<()> {
     })
 }
 
-/// Checks every node reports `cluster_state:ok` and knows all six nodes.
+/// Nodes that `port` knows (`cluster_known_nodes`).
+fn known_nodes(port: u16, tls: Option<&Certs>) -> Result<u32> {
+    Ok(info_field(
+        &cli(port, tls, &["cluster", "info"])?,
+        "cluster_known_nodes",
+    )
+    .and_then(|v| v.parse().ok())
+    .unwrap_or(0))
+}
+
+/// Checks every node reports `cluster_state:ok` and knows all six nodes,
+/// none has failed and every master has a replica.
 ///
 /// # Errors
-/// Describes the first unhealthy node.
+/// Describes the first unhealthy node, or how the cluster is degraded.
 pub fn healthy(config: &StackConfig) -> Result<()> {
     healthy_with(config, None)
 }
@@ -175,12 +211,15 @@ pub fn healthy(config: &StackConfig) -> Result<()> {
 pub fn healthy_with(config: &StackConfig, tls: Option<&Certs>) -> Result<()> {
     for port in ports(config) {
         let info = cli(port, tls, &["cluster", "info"])
-            .with_context(|| format!("node {port} unreachable"))?;
+            .with_context(|| format!("degraded: node {port} unreachable"))?;
         let state = info_field(&info, "cluster_state").unwrap_or_default();
         let known = info_field(&info, "cluster_known_nodes").unwrap_or_default();
         if state != "ok" || known != NODES.to_string() {
             bail!("node {port}: cluster_state={state} known_nodes={known}");
         }
+    }
+    if let Some(reason) = heal::degraded(&cli(config.redis_port, tls, &["cluster", "nodes"])?) {
+        bail!("redis cluster {reason}");
     }
     Ok(())
 }

@@ -79,7 +79,9 @@ pub enum RoomState {
     /// Entries and polls get 503 with Retry-After; admission stops, places
     /// are kept.
     Paused,
-    /// The sale is over: 403 for entries and polls.
+    /// The sale is over: 403 for entries and polls. The room is no longer
+    /// ticked, and its Redis keys expire after the access TTL plus a day
+    /// (reopening it within that time keeps them).
     Closed,
 }
 

@@ -171,6 +171,40 @@ async fn a_paused_room_answers_503_with_retry_after_and_a_closed_room_403() {
         app.status(&event, &waiting).await.status,
         StatusCode::FORBIDDEN
     );
+
+    // A closed room's keys expire (after the access TTL plus a day), and
+    // reopening it keeps them again.
+    let ttls = room_key_ttls(&app, &event).await;
+    assert!(
+        ttls.iter()
+            .all(|(_, ttl)| (86_400..=86_400 + 600).contains(ttl)),
+        "{ttls:?}"
+    );
+    app.open_room(&event, room(5, 0.001)).await;
+    let ttls = room_key_ttls(&app, &event).await;
+    assert!(ttls.iter().all(|(_, ttl)| *ttl == -1), "{ttls:?}");
+    assert_eq!(app.status(&event, &waiting).await.body["position"], 1);
+}
+
+/// TTL in seconds of each existing key of the room `event` (-1: none).
+async fn room_key_ttls(app: &common::TestApp, event: &str) -> Vec<(String, i64)> {
+    let client =
+        redis::cluster::ClusterClient::new(devstack::testing::stack().redis_urls.clone()).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    let event = queue_service::domain::EventId::parse(event).unwrap();
+    let mut ttls = Vec::new();
+    for key in queue_service::layout::event_keys(&app.prefix, &event) {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if ttl != -2 {
+            ttls.push((key, ttl));
+        }
+    }
+    assert!(ttls.len() >= 3, "the room has keys: {ttls:?}");
+    ttls
 }
 
 #[tokio::test]

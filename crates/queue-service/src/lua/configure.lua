@@ -32,6 +32,20 @@ if not placed then
     redis.call('HDEL', K_CFG, 'opens_at')
   end
 end
+-- A closed room is no longer ticked, so its keys would stay forever. They
+-- expire once every admitted fan's access has run out (ARGV[4]) plus a
+-- day in which late polls are still told the room closed; reopening the
+-- room keeps them again. (The presence bitmaps expire by themselves.)
+local room_keys = {K_CFG, K_WAITING, K_ACTIVE, K_SESSIONS, K_STATS, K_SEQ, K_RATES, K_DONE,
+  K_UNCLAIMED, K_PRE}
+local CLOSED_KEEP_SECONDS = 86400
+for _, key in ipairs(room_keys) do
+  if ARGV[1] == 'closed' then
+    redis.call('EXPIRE', key, tonumber(ARGV[4]) + CLOSED_KEEP_SECONDS)
+  else
+    redis.call('PERSIST', key)
+  end
+end
 if existed == 1 then
   if old_grain and old_grain ~= ARGV[6] then
     -- A new abandonment window changed the presence window width, and
