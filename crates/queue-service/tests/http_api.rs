@@ -1,5 +1,6 @@
 //! The edges of the API against the real stack: bad inputs get problems
-//! with stable codes, a paused or closed room, probes, metrics, OpenAPI,
+//! with stable codes, a paused or closed room (and its keys' expiry),
+//! probes, metrics, OpenAPI,
 //! gRPC health, and Redis being unreachable.
 
 mod common;
@@ -184,6 +185,26 @@ async fn a_paused_room_answers_503_with_retry_after_and_a_closed_room_403() {
     let ttls = room_key_ttls(&app, &event).await;
     assert!(ttls.iter().all(|(_, ttl)| *ttl == -1), "{ttls:?}");
     assert_eq!(app.status(&event, &waiting).await.body["position"], 1);
+}
+
+#[tokio::test]
+async fn a_purchase_released_after_the_room_closed_leaves_no_key_without_a_ttl() {
+    let app = spawn_app().await;
+    let event = event_id();
+    app.open_room(&event, room(5, 100.0)).await;
+    let (_, access) = app.admitted(&event, "fan-1").await;
+    let mut closed = room(5, 100.0);
+    closed["state"] = json!("closed");
+    app.open_room(&event, closed).await;
+    // The fan's payment completes after the close: its session id goes
+    // into `done`, a key the room did not have yet.
+    assert!(common::release(&app, &event, &access).await);
+    let ttls = room_key_ttls(&app, &event).await;
+    assert!(
+        ttls.iter().any(|(key, _)| key.ends_with(":done")),
+        "{ttls:?}"
+    );
+    assert!(ttls.iter().all(|(_, ttl)| *ttl > 0), "{ttls:?}");
 }
 
 /// TTL in seconds of each existing key of the room `event` (-1: none).

@@ -31,4 +31,14 @@ if reason == 'completed' then
   end
 end
 free_slots({user}, reason, now)
+-- A closed room's keys expire (configure.lua); a key this release has
+-- created afresh expires with them.
+local keep = redis.call('TTL', K_CFG)
+if keep > 0 then
+  for _, key in ipairs({K_DONE, K_STATS, K_RATES}) do
+    if redis.call('TTL', key) == -1 then
+      redis.call('EXPIRE', key, keep)
+    end
+  end
+end
 return {'released'}
