@@ -40,13 +40,19 @@ fn pid_file(config: &StackConfig, port: u16) -> PathBuf {
     config.run_dir().join(format!("redis-{port}.pid"))
 }
 
-/// `redis-cli` against the node on `port`; its standard output.
-fn cli(port: u16, tls: Option<&Certs>, args: &[&str]) -> Result<String> {
+/// A `redis-cli` command, speaking TLS with `tls`.
+fn redis_cli(tls: Option<&Certs>) -> Command {
     let mut command = Command::new("redis-cli");
-    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
     if let Some(certs) = tls {
         command.arg("--tls").arg("--cacert").arg(&certs.ca);
     }
+    command
+}
+
+/// `redis-cli` against the node on `port`; its standard output.
+fn cli(port: u16, tls: Option<&Certs>, args: &[&str]) -> Result<String> {
+    let mut command = redis_cli(tls);
+    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
     process::run(command.args(args))
 }
 
@@ -168,10 +174,7 @@ pub fn up_with(config: &StackConfig, tls: Option<&Certs>) -> Result<()> {
         heal::rejoin(&survivors, &rejoining, tls)?;
     } else if known_nodes(config.redis_port, tls)? < u32::from(NODES) {
         let nodes: Vec<String> = ports(config).map(|p| format!("127.0.0.1:{p}")).collect();
-        let mut create = Command::new("redis-cli");
-        if let Some(certs) = tls {
-            create.arg("--tls").arg("--cacert").arg(&certs.ca);
-        }
+        let mut create = redis_cli(tls);
         create.arg("--cluster").arg("create").args(&nodes).args([
             "--cluster-replicas",
             "1",

@@ -14,11 +14,11 @@
 //! If a master and its replica both died, their slots are lost with the
 //! data; [`settle`] says so and `devstack down --purge` is the way out.
 
-use std::{collections::HashSet, process::Command, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use anyhow::{Context, Result, bail};
 
-use super::{cli, info_field};
+use super::{cli, info_field, redis_cli};
 use crate::{process, tls::Certs};
 
 /// One line of `CLUSTER NODES`: `<id> <ip:port@bus> <flags> <master|-> …
@@ -160,10 +160,7 @@ pub(super) fn rejoin(survivors: &[u16], gone: &[u16], tls: Option<&Certs>) -> Re
         // A node restarted empty by an earlier `up` is reset first, so
         // that add-node accepts it.
         let _ = cli(port, tls, &["cluster", "reset", "hard"]);
-        let mut add = Command::new("redis-cli");
-        if let Some(certs) = tls {
-            add.arg("--tls").arg("--cacert").arg(&certs.ca);
-        }
+        let mut add = redis_cli(tls);
         add.args([
             "--cluster",
             "add-node",
