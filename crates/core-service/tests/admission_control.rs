@@ -203,11 +203,23 @@ async fn a_slow_database_cuts_admission_until_the_core_is_under_its_target_and_t
         })
         .collect();
 
-    // Healthy: the room admits at its ceiling.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (healthy, reason) = rate(&app, performance).await;
-    assert_eq!(healthy, CEILING, "{reason}");
-    assert!(!holds.lock().unwrap().is_empty(), "fans hold seats");
+    // Healthy: the room admits at its ceiling. The first holds of a cold
+    // pool on a loaded machine may still cross the target once, so the
+    // room is given time to climb back before the fault is applied.
+    let warm = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (healthy, reason) = rate(&app, performance).await;
+        if healthy == CEILING && !holds.lock().unwrap().is_empty() {
+            assert_eq!(reason, "ceiling");
+            break;
+        }
+        assert!(
+            warm.elapsed() < Duration::from_secs(60),
+            "the healthy room stayed at {healthy} ({reason}) with {} holds",
+            holds.lock().unwrap().len()
+        );
+    }
 
     // The database slows down: within a few seconds the rate is cut.
     slow.store(true, Ordering::SeqCst);
