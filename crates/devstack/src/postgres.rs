@@ -239,6 +239,28 @@ pub fn down(config: &StackConfig) -> bool {
     }
 }
 
+/// Crashes and restarts the server devstack started:
+/// `pg_ctl restart -m immediate`, which ends every backend without a
+/// checkpoint (as a power cut would) and starts again with the options of
+/// the last start, so the server replays its WAL (crash recovery) before it
+/// accepts connections. Returns once it does, within 60 s.
+///
+/// # Errors
+/// When the binaries are missing or `pg_ctl` fails.
+pub fn restart_immediate(config: &StackConfig) -> Result<()> {
+    let bin = crate::install::ensure_postgres()?;
+    process::run(
+        pg_command(&bin, "pg_ctl")
+            .arg("-D")
+            .arg(data_dir(config))
+            .arg("-l")
+            .arg(log_file(config))
+            .args(["-m", "immediate", "-w", "-t", "60", "restart"]),
+    )
+    .context("pg_ctl restart -m immediate failed")?;
+    Ok(())
+}
+
 /// Deletes the data directory (after `down`).
 pub fn purge(config: &StackConfig) {
     let _ = fs::remove_dir_all(root(config));

@@ -35,7 +35,9 @@ use sqlx::{Connection, Executor, PgConnection};
 
 use crate::{Endpoints, StackConfig, issuer, stack};
 
+mod postgres_server;
 mod redis_node;
+pub use postgres_server::PrivatePostgres;
 pub use redis_node::PrivateRedisNode;
 
 /// The stack's endpoints, bringing the stack up when no variables name one.

@@ -225,7 +225,21 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 /// topics must exist), plus `extra` core-service settings.
 #[allow(dead_code)] // used by some test binaries only
 pub async fn spawn_app_on(brokers: &str, suffix: &str, extra: &[(&str, &str)]) -> TestApp {
-    let kafka = [
+    let database_url = devstack::testing::fresh_database().await;
+    spawn_app_on_database(brokers, suffix, database_url, extra, &[]).await
+}
+
+/// [`spawn_app_on`] on `database_url` (migrated here), with `queue_extra`
+/// queue-service settings on top.
+#[allow(dead_code)] // used by some test binaries only
+pub async fn spawn_app_on_database(
+    brokers: &str,
+    suffix: &str,
+    database_url: String,
+    extra: &[(&str, &str)],
+    queue_extra: &[(String, String)],
+) -> TestApp {
+    let mut kafka = vec![
         ("ONSALE__KAFKA__BROKERS".to_owned(), brokers.to_owned()),
         ("ONSALE__KAFKA__TOPIC_SUFFIX".to_owned(), suffix.to_owned()),
         (
@@ -240,7 +254,8 @@ pub async fn spawn_app_on(brokers: &str, suffix: &str, extra: &[(&str, &str)]) -
         ("ONSALE__KAFKA__GROUP_PREFIX", &group),
     ];
     all.extend_from_slice(extra);
-    spawn_apps(&all, &kafka).await
+    kafka.extend_from_slice(queue_extra);
+    spawn_apps_on(&all, &kafka, database_url, "http").await
 }
 
 async fn spawn_apps(core_extra: &[(&str, &str)], queue_extra: &[(String, String)]) -> TestApp {
