@@ -11,6 +11,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod db_proxy;
+pub mod drill;
 pub mod identity;
 
 use core_service::{
@@ -112,6 +113,26 @@ pub fn core_settings(
     queue_grpc_url: &str,
     extra: &[(&str, &str)],
 ) -> core_service::Settings {
+    let vars = core_vars(database_url, queue_grpc_url, extra);
+    let settings: core_service::Settings = platform::settings::load_from(
+        core_service::settings::LAYERS,
+        Environment::Local,
+        Some(vars),
+    )
+    .expect("core-service test settings load");
+    settings
+        .validate()
+        .expect("core-service test settings are valid");
+    settings
+}
+
+/// The `ONSALE__…` variables behind [`core_settings`], for a core-service
+/// started as a process of its own.
+pub fn core_vars(
+    database_url: &str,
+    queue_grpc_url: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let stack = devstack::testing::stack();
     let mut vars = vec![
         ("ONSALE__DATABASE__URL".to_owned(), database_url.to_owned()),
@@ -177,16 +198,7 @@ pub fn core_settings(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    let settings: core_service::Settings = platform::settings::load_from(
-        core_service::settings::LAYERS,
-        Environment::Local,
-        Some(vars),
-    )
-    .expect("core-service test settings load");
-    settings
-        .validate()
-        .expect("core-service test settings are valid");
-    settings
+    vars
 }
 
 pub async fn spawn_app() -> TestApp {
