@@ -203,7 +203,7 @@ async fn kill_and_restart(down: Duration) {
     );
     let options = Options {
         grace_seconds: 0,
-        retention_seconds: 23 * 3_600,
+        retention_seconds: loadtest::audit::DEFAULT_RETENTION_SECONDS,
         key_prefix: room_prefix,
     };
     drill::assert_nothing_lost_or_doubled(&app, &tally, (CHARGE, PRICE), &options).await;

@@ -105,7 +105,7 @@ async fn a_postgres_crash_mid_sale_costs_a_moment_of_503_and_loses_and_doubles_n
     );
     let options = Options {
         grace_seconds: 0,
-        retention_seconds: 23 * 3_600,
+        retention_seconds: loadtest::audit::DEFAULT_RETENTION_SECONDS,
         key_prefix: room_prefix,
     };
     drill::assert_nothing_lost_or_doubled(&app, &tally, (CHARGE, PRICE), &options).await;

@@ -44,26 +44,21 @@ async fn main() -> ExitCode {
     })
 }
 
+/// Exit 0 when the checks passed, 1 when any failed.
+fn verdict(passed: bool) -> ExitCode {
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
     let config = cli.config;
     let endpoints = stack::up_exclusive(&config).await?;
     match cli.command {
-        Cmd::Onsale(args) => {
-            let passed = onsale::run(&config, &endpoints, args).await?;
-            return Ok(if passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
-        }
-        Cmd::Audit(args) => {
-            let passed = audit::run(&endpoints, args).await?;
-            return Ok(if passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
-        }
+        Cmd::Onsale(args) => return Ok(verdict(onsale::run(&config, &endpoints, args).await?)),
+        Cmd::Audit(args) => return Ok(verdict(audit::run(&endpoints, args).await?)),
         Cmd::Bench(args) => bench::run(&config, &endpoints, args).await?,
         Cmd::Events(args) => events::run(&endpoints, args).await?,
         Cmd::Release(args) => release::run(&config, &endpoints, args).await?,

@@ -69,7 +69,7 @@ INSERT INTO ranking_sales (payment_id, concert_id, tickets, paid_at, applied)
 fn options(prefix: &str) -> Options {
     Options {
         grace_seconds: 60,
-        retention_seconds: 23 * 3_600,
+        retention_seconds: loadtest::audit::DEFAULT_RETENTION_SECONDS,
         key_prefix: prefix.to_owned(),
     }
 }

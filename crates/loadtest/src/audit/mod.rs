@@ -46,6 +46,11 @@ pub struct AuditArgs {
     pub json: bool,
 }
 
+/// Seconds back that event checks look by default: 23 h, an hour inside
+/// core-service's `outbox_retention_hours` (24 h by default,
+/// config/base.toml), after which published outbox rows are deleted.
+pub const DEFAULT_RETENTION_SECONDS: u64 = 23 * 3_600;
+
 /// What the checks may tolerate.
 #[derive(Debug, Clone, Args)]
 pub struct Options {
@@ -57,7 +62,7 @@ pub struct Options {
     /// Seconds back that event checks look: published outbox rows are
     /// deleted after core-service's `outbox_retention_hours` (24 h by
     /// default, config/base.toml), so older payments have no row by design.
-    #[arg(long, default_value_t = 23 * 3_600)]
+    #[arg(long, default_value_t = DEFAULT_RETENTION_SECONDS)]
     pub retention_seconds: u64,
     /// queue-service's `redis.key_prefix` (empty in the stack's services).
     #[arg(long, default_value = "")]

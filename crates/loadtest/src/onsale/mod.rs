@@ -379,7 +379,7 @@ const AUDIT_GRACE_SECONDS: u64 = 10;
 async fn settle_and_audit(endpoints: &Endpoints) -> Result<bool> {
     let options = crate::audit::Options {
         grace_seconds: AUDIT_GRACE_SECONDS,
-        retention_seconds: 23 * 3_600,
+        retention_seconds: crate::audit::DEFAULT_RETENTION_SECONDS,
         key_prefix: String::new(),
     };
     eprintln!("onsale: auditing the stores in {AUDIT_GRACE_SECONDS} s (loadtest audit)");
