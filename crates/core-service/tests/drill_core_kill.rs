@@ -32,7 +32,7 @@ use std::{
 
 use common::{
     CORE_ADMIN_KEY, QUEUE_ADMIN_KEY, TestApp, core_vars,
-    drill::{self, Shared},
+    drill::{self, CHARGE, FANS, ORDERS_PER_FAN, PRICE, SEATS_PER_FAN, Shared},
     spawn_app_on_database,
 };
 use devstack::testing::{fresh_database, isolated_topics, stack, unique_suffix};
@@ -42,16 +42,6 @@ use onsale_client::Client;
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
-/// Fans buying at once.
-const FANS: usize = 24;
-/// Single-seat orders each fan pays for.
-const ORDERS_PER_FAN: usize = 3;
-/// Seats each fan may try.
-const SEATS_PER_FAN: i32 = 6;
-/// Price of a seat, KRW.
-const PRICE: i64 = 10_000;
-/// Each fan's prepaid balance, KRW.
-const CHARGE: i64 = PRICE * SEATS_PER_FAN as i64;
 /// Settings of both instances: a short idempotency lease (it must outlast
 /// the statement timeout) so a claim of the dead process is taken over
 /// within seconds, and a short hold so its unanswered holds expire within

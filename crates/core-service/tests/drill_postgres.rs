@@ -23,7 +23,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{
-    drill::{self, Shared},
+    drill::{self, CHARGE, FANS, ORDERS_PER_FAN, PRICE, SEATS_PER_FAN, Shared},
     spawn_app_on_database,
 };
 use devstack::testing::{PrivatePostgres, isolated_topics, stack, unique_suffix};
@@ -31,18 +31,6 @@ use futures::future::join_all;
 use loadtest::audit::Options;
 use reqwest::StatusCode;
 use tokio::time::Instant;
-
-/// Fans buying at once.
-const FANS: usize = 24;
-/// Single-seat orders each fan pays for.
-const ORDERS_PER_FAN: usize = 3;
-/// Seats each fan may try (a hold whose answer the crash cut off keeps its
-/// seat until it expires, so the fan moves on to the next).
-const SEATS_PER_FAN: i32 = 6;
-/// Price of a seat, KRW.
-const PRICE: i64 = 10_000;
-/// Each fan's prepaid balance, KRW.
-const CHARGE: i64 = PRICE * SEATS_PER_FAN as i64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_crash_mid_sale_costs_a_moment_of_503_and_loses_and_doubles_nothing() {

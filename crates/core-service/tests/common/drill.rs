@@ -20,6 +20,18 @@ use tokio::time::Instant;
 use super::{Reply, TestApp, hold_body};
 use core_service::api::CreatePayment;
 
+/// Fans buying at once in a drill.
+pub const FANS: usize = 24;
+/// Single-seat orders each fan pays for.
+pub const ORDERS_PER_FAN: usize = 3;
+/// Seats each fan may try: a hold whose answer the fault cut off keeps its
+/// seat until it expires, so the fan moves on to the next.
+pub const SEATS_PER_FAN: i32 = 6;
+/// Price of a seat, KRW.
+pub const PRICE: i64 = 10_000;
+/// Each fan's prepaid balance, KRW.
+pub const CHARGE: i64 = PRICE * SEATS_PER_FAN as i64;
+
 /// The pause of a fan between orders, and before asking again.
 pub const PAUSE: Duration = Duration::from_millis(100);
 
