@@ -170,6 +170,33 @@ async fn a_fan_claims_one_coupon_and_a_second_claim_returns_the_same_one() {
     assert!(app.fan("bo").coupons().await.unwrap().coupons.is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_through_the_gate_waits_out_a_campaign_row_locked_longer_than_the_general_lock_timeout()
+ {
+    let app = spawn_app().await;
+    let id = create(&app, &campaign(5)).await;
+    // Another claim's transaction holds the campaign's row for 600 ms, past
+    // the 200 ms every other statement would wait.
+    let mut other = app.db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM coupon_campaigns WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (claimed, ()) = tokio::join!(claim(&app, id, "ana"), async {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        other.commit().await.unwrap();
+    });
+    let waited = started.elapsed();
+    assert_eq!(claimed.status, StatusCode::CREATED, "{:?}", claimed.body);
+    assert_eq!(claimed.body["sequence"], 1);
+    assert!(
+        waited >= std::time::Duration::from_millis(500),
+        "the claim queued behind the lock ({waited:?})"
+    );
+}
+
 #[tokio::test]
 async fn claims_outside_the_window_unknown_campaigns_and_sold_out_campaigns_are_refused() {
     let app = spawn_app().await;

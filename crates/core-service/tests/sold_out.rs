@@ -103,6 +103,21 @@ async fn once_every_seat_is_sold_the_line_is_told_sold_out_and_nobody_else_is_ad
         stats["entered_total"], 4,
         "a fan told sold_out gets no place"
     );
+    assert_eq!(
+        (stats["waiting"].as_u64(), stats["sold_out_total"].as_u64()),
+        (Some(0), Some(3)),
+        "the fans told sold_out left the line with that answer"
+    );
+    for (user, ticket) in &waiting {
+        assert_eq!(
+            poll(&app, show.performance_id, user, ticket)
+                .await
+                .err()
+                .as_deref(),
+            Some("sold_out"),
+            "{user} asking again hears the same"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,6 +94,10 @@ pub struct RoomStats {
     pub exited: ExitCounts,
     /// Waiting fans dropped for silence.
     pub abandoned_total: u64,
+    /// Waiting fans told `sold_out`, who left the line with that final
+    /// answer (an exit, as a fan who leaves).
+    #[serde(default)]
+    pub sold_out_total: u64,
     /// Entries per second over the last 30 s.
     pub entry_rate_per_second: f64,
     /// Admissions (exits from the line) per second over the last 30 s.
@@ -170,6 +174,7 @@ impl RoomStats {
                 no_show: s.exited_no_show,
             },
             abandoned_total: s.abandoned,
+            sold_out_total: s.told_sold_out,
             entry_rate_per_second: s.entry_rate,
             exit_rate_per_second: s.exit_rate,
             sold_out: s.sold_out,

@@ -194,6 +194,7 @@ impl WaitingRoomApi for GrpcApi {
             admission_rate_reason: s.admission_rate_reason,
             left_waiting_total: s.left_waiting,
             abandoned_total: s.abandoned,
+            sold_out_total: s.told_sold_out,
             entry_rate_per_second: s.entry_rate,
             exit_rate_per_second: s.exit_rate,
             state: s.config.state.as_str().to_owned(),

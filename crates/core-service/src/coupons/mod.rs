@@ -231,7 +231,10 @@ impl Coupons {
             }
         };
         let path = if reserved { "redis" } else { "postgres" };
-        let issued = store::issue(&self.inner.db, id, fan).await;
+        // A reserved place is one of at most `quantity` claims to reach
+        // Postgres, so it may wait longer on the campaign's row.
+        let lock_timeout = reserved.then_some(self.inner.settings.claim_lock_timeout_ms);
+        let issued = store::issue(&self.inner.db, id, fan, lock_timeout).await;
         let outcome = match issued {
             Ok(Issue::Issued(coupon)) => {
                 metrics::coupon_claim("claimed", path);

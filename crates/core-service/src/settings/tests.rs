@@ -283,6 +283,8 @@ fn coupon_and_ranking_settings_refuse_values_that_break_their_rules() {
         ("ONSALE__RANKING__CACHE_MS", "5000"),
         ("ONSALE__RANKING__SNAPSHOT_RETENTION_DAYS", "0"),
         ("ONSALE__COUPONS__KEY_TTL_AFTER_END_SECONDS", "0"),
+        ("ONSALE__COUPONS__CLAIM_LOCK_TIMEOUT_MS", "0"),
+        ("ONSALE__COUPONS__CLAIM_LOCK_TIMEOUT_MS", "60000"),
         ("ONSALE__REDIS__KEY_PREFIX", "{tag}"),
     ] {
         assert!(
@@ -293,4 +295,5 @@ fn coupon_and_ranking_settings_refuse_values_that_break_their_rules() {
     let local = load(Environment::Local, &[]).unwrap();
     assert_eq!(local.ranking.bucket_seconds, 600);
     assert_eq!(local.coupons.reconcile_interval_seconds, 60);
+    assert_eq!(local.coupons.claim_lock_timeout_ms, 2_000);
 }

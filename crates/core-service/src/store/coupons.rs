@@ -211,16 +211,44 @@ fn rule_of(row: &PgRow) -> Result<CampaignRule, StoreError> {
 /// Issues a coupon of `campaign` to `fan` if one is left (see the module
 /// docs).
 ///
+/// `lock_timeout_ms`, when given, replaces the connection's `lock_timeout`
+/// for this claim alone (the statement then runs in its own transaction
+/// with `set_config('lock_timeout', …, true)`). Every claim serializes on
+/// the campaign's row, each holding its lock through its commit, so a
+/// burst of claims queues there. Through the Redis gate at most
+/// `quantity` claims ever reach Postgres, which bounds that queue, and
+/// the caller passes the longer wait; on the exact path, when Redis is
+/// down, the queue is unbounded and the general timeout sheds it.
+///
 /// # Errors
-/// Database errors: nothing was issued.
-pub async fn issue(db: &Db, campaign: CampaignId, fan: &UserId) -> Result<Issue, StoreError> {
+/// Database errors, a lock wait past the timeout among them: nothing was
+/// issued.
+pub async fn issue(
+    db: &Db,
+    campaign: CampaignId,
+    fan: &UserId,
+    lock_timeout_ms: Option<u64>,
+) -> Result<Issue, StoreError> {
     let code = CouponCode::generate();
-    let issued = sqlx::query(sql::COUPON_ISSUE)
+    let claim = sqlx::query(sql::COUPON_ISSUE)
         .bind(campaign.get())
         .bind(fan.as_str())
-        .bind(code.as_str())
-        .fetch_optional(db.pool())
-        .await;
+        .bind(code.as_str());
+    let issued = match lock_timeout_ms {
+        None => claim.fetch_optional(db.pool()).await,
+        Some(ms) => {
+            let mut tx = db.pool().begin().await?;
+            sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+                .bind(ms.to_string())
+                .execute(&mut *tx)
+                .await?;
+            match claim.fetch_optional(&mut *tx).await {
+                Ok(row) => tx.commit().await.map(|()| row),
+                // Dropping `tx` rolls it back.
+                Err(error) => Err(error),
+            }
+        }
+    };
     match issued {
         Ok(Some(row)) => Ok(Issue::Issued(coupon_of(&row)?)),
         // A concurrent claim of the same fan committed first.

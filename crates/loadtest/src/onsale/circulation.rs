@@ -14,7 +14,8 @@
 //!   fans who left the room for good, `exited.left + exited.expired +
 //!   exited.completed + exited.revoked + exited.no_show` (out of the active
 //!   set) + `left_waiting_total` (left the line or the pre-queue) +
-//!   `abandoned_total` (dropped from either for silence). The rest are
+//!   `abandoned_total` (dropped from either for silence) +
+//!   `sold_out_total` (told *sold out*, which ends their wait). The rest are
 //!   still waiting, pre-queued or active (an admission that nobody uses
 //!   lasts its access TTL). Settled: after the last fan is done, the report
 //!   waits until nobody is in the line or the pre-queue (silent fans are
@@ -104,7 +105,7 @@ pub(super) struct CirculationReport {
     pub(super) line_empty: bool,
     /// `entered_total`.
     pub(super) entries: u64,
-    /// `exits_from_active + left_waiting + abandoned`.
+    /// `exits_from_active + left_waiting + abandoned + told_sold_out`.
     pub(super) exits: u64,
     /// Sum of `exited.*`: left, expired, completed, revoked, no-show.
     pub(super) exits_from_active: u64,
@@ -112,6 +113,8 @@ pub(super) struct CirculationReport {
     pub(super) left_waiting: u64,
     /// `abandoned_total`.
     pub(super) abandoned: u64,
+    /// `sold_out_total`: waiting fans told sold out.
+    pub(super) told_sold_out: u64,
     /// Still in the line, the pre-queue, the active set.
     pub(super) still_waiting: u64,
     pub(super) still_pre_queued: u64,
@@ -137,9 +140,10 @@ impl CirculationReport {
             e.left + e.expired + e.completed + e.revoked + e.no_show
         });
         let (left_waiting, abandoned) = (n(|r| r.left_waiting_total), n(|r| r.abandoned_total));
+        let told_sold_out = n(|r| r.sold_out_total);
         let (entries, exits) = (
             n(|r| r.entered_total),
-            exits_from_active + left_waiting + abandoned,
+            exits_from_active + left_waiting + abandoned + told_sold_out,
         );
         Self {
             settled_after_seconds: (settled_after.as_secs_f64() * 10.0).round() / 10.0,
@@ -149,6 +153,7 @@ impl CirculationReport {
             exits_from_active,
             left_waiting,
             abandoned,
+            told_sold_out,
             still_waiting: n(|r| r.waiting),
             still_pre_queued: n(|r| r.pre_queue),
             still_active: n(|r| r.active),
@@ -192,7 +197,7 @@ pub(super) fn print(d: &DropOffReport, c: &CirculationReport) {
         na(d.room_abandoned_total)
     );
     println!(
-        "circulation (room stats {:.1} s after the last fan, line {}): exits {} of {} entries ({}) = {} from the active set + {} left the line + {} abandoned; still waiting {}, pre-queued {}, active {}",
+        "circulation (room stats {:.1} s after the last fan, line {}): exits {} of {} entries ({}) = {} from the active set + {} left the line + {} abandoned + {} told sold out; still waiting {}, pre-queued {}, active {}",
         c.settled_after_seconds,
         if c.line_empty { "empty" } else { "NOT empty" },
         c.exits,
@@ -202,6 +207,7 @@ pub(super) fn print(d: &DropOffReport, c: &CirculationReport) {
         c.exits_from_active,
         c.left_waiting,
         c.abandoned,
+        c.told_sold_out,
         c.still_waiting,
         c.still_pre_queued,
         c.still_active
@@ -217,7 +223,7 @@ mod tests {
             "event_id": "1", "state": "open", "capacity": 10, "waiting": 0, "active": 3,
             "entered_total": 100, "admitted_total": 40, "left_waiting_total": 2,
             "exited": {"left": 5, "expired": 1, "completed": 30, "revoked": 0, "no_show": 1},
-            "abandoned_total": 58, "entry_rate_per_second": 0.0, "exit_rate_per_second": 0.0,
+            "abandoned_total": 50, "sold_out_total": 8, "entry_rate_per_second": 0.0, "exit_rate_per_second": 0.0,
             "pre_queue": 0
         }))
         .unwrap()
@@ -256,7 +262,7 @@ mod tests {
             ),
             (3, 2.0, 3.0, 3.0)
         );
-        assert_eq!(d.room_abandoned_total, Some(58));
+        assert_eq!(d.room_abandoned_total, Some(50));
         assert_eq!(DropOffReport::of(&[], 0, None).waited_max_seconds, 0.0);
     }
 }

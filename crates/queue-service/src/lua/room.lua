@@ -5,7 +5,7 @@
 --   abandoned, entry_rate, exit_rate, sold_out, pre_queue, opens_at,
 --   shuffle seed, departure_rate, latency_target, admission_rate,
 --   admission_rate_reason, core hold p95, core payment p95, core pool
---   saturated}; the core's health is '' when no report is fresh; claim is '0' for a room without claim
+--   saturated, sold_out_total}; the core's health is '' when no report is fresh; claim is '0' for a room without claim
 --   deadlines; sold_out is '1' or '0'; opens_at is '' for none (ms since
 --   the epoch otherwise); the seed is '' until the pre-queue has opened, so
 --   nobody can compute the order in advance.
@@ -37,4 +37,5 @@ reply[#reply + 1] = admission_reason(cfg, now)
 reply[#reply + 1] = (fresh and h[1]) or ''
 reply[#reply + 1] = (fresh and h[2]) or ''
 reply[#reply + 1] = (fresh and h[3]) or ''
+reply[#reply + 1] = redis.call('HGET', K_STATS, 'sold_out') or '0'
 return reply

@@ -108,6 +108,8 @@ pub struct RoomSnapshot {
     pub exited_no_show: u64,
     /// Waiting fans dropped for silence.
     pub abandoned: u64,
+    /// Waiting fans told `sold_out`, who left the line with that answer.
+    pub told_sold_out: u64,
     /// Entries per second over the last 30 s.
     pub entry_rate: f64,
     /// Admissions per second over the last 30 s.
@@ -308,16 +310,17 @@ pub(super) fn session_checks(
         .collect()
 }
 
-/// A room reply: `no_room`, or 31 fields (`room`, state, five settings,
+/// A room reply: `no_room`, or 32 fields (`room`, state, five settings,
 /// the sizes of the line and the active set, nine counters, two rates,
 /// sold out, the pre-queue's size, opens_at, the seed, the departure
 /// rate, the latency target, the admission rate and its reason, the
-/// core's health: hold p95, payment p95, saturated, all '' when stale).
+/// core's health: hold p95, payment p95, saturated, all '' when stale;
+/// the fans told sold out).
 pub(super) fn room(reply: &[String]) -> Result<Option<RoomSnapshot>, StoreError> {
     if first(reply)? == "no_room" {
         return Ok(None);
     }
-    if reply.len() != 31 {
+    if reply.len() != 32 {
         return Err(StoreError::Reply(format!(
             "room reply has {} fields",
             reply.len()
@@ -356,6 +359,7 @@ pub(super) fn room(reply: &[String]) -> Result<Option<RoomSnapshot>, StoreError>
         exited_revoked: n(15)?,
         exited_no_show: n(16)?,
         abandoned: n(17)?,
+        told_sold_out: n(31)?,
         entry_rate: float(&reply[18])?,
         exit_rate: float(&reply[19])?,
         sold_out: reply[20] == "1",
